@@ -70,7 +70,8 @@ public sealed class MultiScaleQuantizer : nn.Module
         for (int si = 0; si < S; si++)
         {
             int pn = PatchNums[si];
-            var z_BCpp = si != S - 1 ? F.adaptive_avg_pool2d(fRest_BChw, [pn, pn]) : fRest_BChw;
+            // At the last scale the rest itself is searched; copy it before it is updated below.
+            var z_BCpp = si != S - 1 ? F.adaptive_avg_pool2d(fRest_BChw, [pn, pn]) : keepDiagnostics ? fRest_BChw.clone() : fRest_BChw;
             var (idx_N, gap_N) = NearestCode(z_BCpp.permute(0, 2, 3, 1).reshape(-1, c), keepDiagnostics);
             var h_BChw = UpsampleAndRefine(si, embedding.call(idx_N.view(b, pn, pn)).permute(0, 3, 1, 2));
             fHat_BChw.add_(h_BChw);
@@ -79,7 +80,7 @@ public sealed class MultiScaleQuantizer : nn.Module
             if (keepFhats) result.Fhats.Add(fHat_BChw.clone().MoveToOuterDisposeScope());
             if (keepDiagnostics)
             {
-                result.SearchedResiduals.Add(z_BCpp.clone().MoveToOuterDisposeScope());
+                result.SearchedResiduals.Add(z_BCpp.MoveToOuterDisposeScope());
                 result.Gaps.Add(gap_N!.reshape(b, pn * pn).MoveToOuterDisposeScope());
             }
         }
