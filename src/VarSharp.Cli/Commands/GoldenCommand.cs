@@ -1,0 +1,30 @@
+using System.CommandLine;
+using VarSharp.Parity;
+
+namespace VarSharp.Cli.Commands;
+
+/// <summary>`golden DIR`: recompute a golden case from its config alone and compare every tensor with the reference.</summary>
+internal static class GoldenCommand
+{
+    public static Command Create()
+    {
+        var dir = new Argument<string>("dir") { Description = "A case folder in the format of shared/golden/<case>: config.json, weights, vectors.safetensors" };
+        var command = new Command("golden", "Check numerical parity with the reference PyTorch code on a golden case folder") { dir };
+        command.SetAction(parse =>
+        {
+            var path = parse.GetRequiredValue(dir);
+            using var gc = GoldenCase.Open(path);
+            var rows = GoldenRunner.Run(gc);
+            var writer = parse.InvocationConfiguration.Output;
+            writer.WriteLine($"golden case {gc.Name} ({gc.Directory})");
+            writer.Write(GoldenTable.Format(rows));
+            int failed = rows.Count(r => r.Failed);
+            int missing = rows.Count(r => r.Status == GoldenStatus.NotImplemented);
+            writer.WriteLine(failed == 0
+                ? $"PASS: every recomputed tensor is within tolerance ({missing} not implemented yet)"
+                : $"FAIL: {failed} tensor(s) outside tolerance");
+            return failed == 0 ? 0 : 1;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,14 @@
+using static TorchSharp.torch;
+
+namespace VarSharp.Evaluation;
+
+public static class ImageMetrics
+{
+    /// <summary>PSNR in dB between two image batches in [−1, 1], measured on the [0, 1] scale (peak 1).</summary>
+    public static double Psnr(Tensor a, Tensor b)
+    {
+        using var scope = NewDisposeScope();
+        double mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).div(2).square().mean().item<float>();
+        return mse <= 0 ? double.PositiveInfinity : -10 * Math.Log10(mse);
+    }
+}
