@@ -1,1 +1,15 @@
-System.Console.WriteLine("varsharp: commands coming");
+using System.CommandLine;
+using VarSharp.Cli.Commands;
+
+namespace VarSharp.Cli;
+
+internal static class Program
+{
+    private static int Main(string[] args) => CliRunner.Run(args, Console.Out, Console.Error);
+
+    /// <summary>Every verb, one line each.</summary>
+    internal static RootCommand BuildRoot() => new("varsharp: VAR (Visual AutoRegressive modeling) on TorchSharp")
+    {
+        InspectCommand.Create(),
+    };
+}

@@ -99,8 +99,13 @@ public static class SafeTensors
     }
 
     // bufferSize 1 turns off FileStream's own buffer: tensor bytes are read in large chunks straight into native memory.
-    private static FileStream OpenRead(string path) =>
-        new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+    private static FileStream OpenRead(string path)
+    {
+        // Opening a directory fails with "access denied", which sends users hunting for a permissions problem.
+        if (Directory.Exists(path))
+            throw new VarSharpException($"{path}: expected a safetensors file but found a directory.");
+        return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+    }
 
     internal static void RequireLittleEndianHost()
     {

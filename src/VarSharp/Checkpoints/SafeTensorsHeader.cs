@@ -11,6 +11,7 @@ public sealed class SafeTensorsHeader
         Metadata = metadata;
         DataStart = dataStart;
         _byName = entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
+        DataLength = entries.Count == 0 ? 0 : entries.Max(e => e.End);
     }
 
     public IReadOnlyList<SafeTensorEntry> Entries { get; }
@@ -21,7 +22,7 @@ public sealed class SafeTensorsHeader
     public long DataStart { get; }
 
     /// <summary>Total tensor bytes; the buffer is exactly this long because validation demands the entries tile it.</summary>
-    public long DataLength => Entries.Count == 0 ? 0 : Entries.Max(e => e.End);
+    public long DataLength { get; }
 
     public SafeTensorEntry? Find(string name) => _byName.GetValueOrDefault(name);
 }

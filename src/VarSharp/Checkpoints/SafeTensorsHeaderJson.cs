@@ -55,8 +55,9 @@ internal static class SafeTensorsHeaderJson
         }
         catch (JsonException e)
         {
+            var where = e.LineNumber is > 0 ? $"line {e.LineNumber + 1}, byte {e.BytePositionInLine}" : $"byte {e.BytePositionInLine}";
             throw new SafeTensorsException(SafeTensorsRule.HeaderNotJson,
-                $"{file}: expected the {json.Length}-byte header to be valid JSON but parsing failed at byte {e.BytePositionInLine}.", e);
+                $"{file}: expected the {json.Length}-byte header to be valid JSON but parsing failed at {where}.", e);
         }
     }
 

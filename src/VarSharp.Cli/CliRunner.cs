@@ -1,0 +1,47 @@
+using System.CommandLine;
+using System.Reflection;
+
+namespace VarSharp.Cli;
+
+/// <summary>
+/// Runs the CLI against any pair of writers, so tests can drive it in-process. Bad input (a <see cref="VarSharpException"/>
+/// or a missing/forbidden file) exits 1 with its one-sentence message; anything else is a bug and exits 2.
+/// </summary>
+public static class CliRunner
+{
+    public const int UserError = 1;
+    public const int InternalError = 2;
+
+    public static int Run(string[] args, TextWriter output, TextWriter error) => Run(Program.BuildRoot(), args, output, error);
+
+    /// <summary>Runs any command tree under the same error policy; lets tests exercise the policy with throwaway verbs.</summary>
+    internal static int Run(Command root, string[] args, TextWriter output, TextWriter error)
+    {
+        var configuration = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
+        try
+        {
+            return root.Parse(args).Invoke(configuration);
+        }
+        catch (Exception wrapped)
+        {
+            var e = Unwrap(wrapped);
+            if (IsUserError(e))
+            {
+                error.WriteLine($"error: {e.Message}");
+                return UserError;
+            }
+            error.WriteLine($"error: unexpected {e.GetType().Name}: {e.Message}");
+            return InternalError;
+        }
+    }
+
+    private static bool IsUserError(Exception e) =>
+        e is VarSharpException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
+
+    private static Exception Unwrap(Exception e) => e switch
+    {
+        TargetInvocationException { InnerException: { } inner } => Unwrap(inner),
+        AggregateException { InnerExceptions.Count: 1 } aggregate => Unwrap(aggregate.InnerExceptions[0]),
+        _ => e,
+    };
+}

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using VarSharp.Cli;
+
+namespace VarSharp.Tests.Cli;
+
+/// <summary>The exit-code policy every verb inherits: 1 for bad input, 2 for bugs, one "error:" line either way.</summary>
+public class CliRunnerTests
+{
+    [Theory]
+    [InlineData("varsharp")]
+    [InlineData("missing")]
+    [InlineData("folder")]
+    [InlineData("denied")]
+    public void BadInputExitsOne(string kind)
+    {
+        var run = RunThrowing(kind switch
+        {
+            "varsharp" => new VarSharpException("expected a config but found none."),
+            "missing" => new FileNotFoundException("expected a file but found none."),
+            "folder" => new DirectoryNotFoundException("expected a folder but found none."),
+            _ => new UnauthorizedAccessException("expected access but found none."),
+        });
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.StartsWith("error: expected a", run.Error);
+        Assert.Single(run.Error.TrimEnd().Split('\n'));
+    }
+
+    [Fact]
+    public void UnexpectedExceptionExitsTwoWithItsMessage()
+    {
+        var run = RunThrowing(new InvalidOperationException("boom"));
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("InvalidOperationException", run.Error);
+        Assert.Contains("boom", run.Error);
+    }
+
+    [Fact]
+    public void SuccessfulActionsKeepTheirExitCode()
+    {
+        var root = new RootCommand("test");
+        var verb = new Command("ok");
+        verb.SetAction(parse =>
+        {
+            parse.InvocationConfiguration.Output.WriteLine("fine");
+            return 0;
+        });
+        root.Add(verb);
+        var output = new StringWriter();
+
+        Assert.Equal(0, CliRunner.Run(root, ["ok"], output, new StringWriter()));
+        Assert.Equal("fine", output.ToString().Trim());
+    }
+
+    private static CliRun RunThrowing(Exception exception)
+    {
+        var root = new RootCommand("test");
+        var verb = new Command("fail");
+        verb.SetAction((Action<ParseResult>)(_ => throw exception));
+        root.Add(verb);
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var code = CliRunner.Run(root, ["fail"], output, error);
+        return new CliRun(code, output.ToString(), error.ToString());
+    }
+}
