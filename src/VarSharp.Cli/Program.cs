@@ -10,6 +10,9 @@ internal static class Program
     /// <summary>Every verb, one line each.</summary>
     internal static RootCommand BuildRoot() => new("varsharp: VAR (Visual AutoRegressive modeling) on TorchSharp")
     {
+        ReconstructCommand.Create(),
+        TokenizeCommand.Create(),
         InspectCommand.Create(),
+        GoldenCommand.Create(),
     };
 }

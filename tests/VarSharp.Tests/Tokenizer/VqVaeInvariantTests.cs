@@ -128,3 +128,22 @@ public class VqVaeInvariantTests
         Assert.True(maxAbs <= tol, $"max |Δ| = {maxAbs:g3} > {tol:g3}; first expected {string.Join(", ", expected.flatten().data<float>().Take(4))}, actual {string.Join(", ", actual.flatten().data<float>().Take(4))}");
     }
 }
+
+public class VqVaeInitTests
+{
+    [Fact]
+    public void FreshModelHasPyTorchDefaultNormsAndFiniteWeights()
+    {
+        // Guards against TorchSharp 0.107's GroupNorm, which does not initialise its affine parameters.
+        for (int i = 0; i < 3; i++)
+        {
+            using var vae = new VqVae(TinyConfigs.VqVae());
+            foreach (var (name, t) in vae.state_dict())
+            {
+                Assert.False(t.isnan().any().item<bool>() || t.isinf().any().item<bool>(), $"{name} is not finite");
+                if (name.Contains("norm") && name.EndsWith(".weight")) Assert.True(t.eq(1).all().item<bool>(), $"{name} should start at 1");
+                if (name.Contains("norm") && name.EndsWith(".bias")) Assert.True(t.eq(0).all().item<bool>(), $"{name} should start at 0");
+            }
+        }
+    }
+}
