@@ -1,0 +1,110 @@
+using System.Buffers.Binary;
+using TorchSharp;
+
+namespace VarSharp.Checkpoints;
+
+/// <summary>
+/// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header, then raw tensor
+/// bytes. Nothing read from a file is trusted until the whole header has been validated against the file's size.
+/// </summary>
+public static class SafeTensors
+{
+    /// <summary>The reference implementation's cap; a larger header is far more likely an attack than a model.</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
+    public static SafeTensorsHeader ReadHeader(string path)
+    {
+        using var stream = OpenRead(path);
+        return ReadHeader(stream, path);
+    }
+
+    /// <summary>Loads every tensor, keeping the file's dtypes, in header order.</summary>
+    public static Dictionary<string, torch.Tensor> Load(string path, torch.Device? device = null)
+    {
+        using var stream = OpenRead(path);
+        var header = ReadHeader(stream, path);
+        var result = new Dictionary<string, torch.Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var entry in header.Entries)
+                result.Add(entry.Name, ReadTensor(stream, header, entry, device));
+        }
+        catch
+        {
+            foreach (var tensor in result.Values) tensor.Dispose();
+            throw;
+        }
+        return result;
+    }
+
+    /// <summary>Loads one tensor using a header already read from the same file.</summary>
+    public static torch.Tensor LoadTensor(string path, SafeTensorsHeader header, string name, torch.Device? device = null)
+    {
+        var entry = header.Find(name)
+            ?? throw new VarSharpException($"{path}: expected a tensor named '{name}' but the header's {header.Entries.Count} tensors do not include it.");
+        using var stream = OpenRead(path);
+        if (stream.Length != header.DataStart + header.DataLength)
+            throw new VarSharpException(
+                $"{path}: expected {header.DataStart + header.DataLength} bytes as the given header describes but the file has {stream.Length}, so it changed or the header is another file's.");
+        return ReadTensor(stream, header, entry, device);
+    }
+
+    /// <summary>
+    /// Writes the tensors in the given order, atomically: a crash leaves either the old file or the new one, never half
+    /// of one, because the bytes go to a temporary file in the same folder that is flushed to disk and then renamed.
+    /// </summary>
+    public static void Save(string path, IEnumerable<KeyValuePair<string, torch.Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
+        SafeTensorsWriter.Save(path, tensors, metadata);
+
+    internal static SafeTensorsHeader ReadHeader(FileStream stream, string path)
+    {
+        RequireLittleEndianHost();
+        long fileLength = stream.Length;
+        if (fileLength < 8)
+            throw SafeTensorsHeaderJson.Fail(SafeTensorsRule.HeaderTooShort, path, $"expected at least 8 bytes for the header length but the file has {fileLength}");
+
+        Span<byte> prefix = stackalloc byte[8];
+        stream.ReadExactly(prefix);
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+        if (headerLength > MaxHeaderBytes)
+            throw SafeTensorsHeaderJson.Fail(SafeTensorsRule.HeaderTooLarge, path, $"expected a header of at most {MaxHeaderBytes} bytes but its length field says {headerLength}");
+        if ((long)headerLength > fileLength - 8)
+            throw SafeTensorsHeaderJson.Fail(SafeTensorsRule.HeaderTooLarge, path, $"expected a header of at most {fileLength - 8} bytes (what follows the length field) but its length field says {headerLength}");
+
+        var json = new byte[headerLength];
+        stream.ReadExactly(json);
+        var (entries, metadata) = SafeTensorsHeaderJson.Parse(json, path);
+        long dataStart = 8 + (long)headerLength;
+        SafeTensorsLayout.Validate(entries, fileLength - dataStart, path);
+        return new SafeTensorsHeader(entries, metadata, dataStart);
+    }
+
+    private static torch.Tensor ReadTensor(FileStream stream, SafeTensorsHeader header, SafeTensorEntry entry, torch.Device? device)
+    {
+        var tensor = torch.empty(entry.Shape, SafeTensorDTypes.ScalarType(entry.DType));
+        try
+        {
+            stream.Seek(header.DataStart + entry.Begin, SeekOrigin.Begin);
+            TensorBytes.ReadInto(tensor, stream);
+            if (device is null || device.type == DeviceType.CPU) return tensor;
+            var moved = tensor.to(device);
+            tensor.Dispose();
+            return moved;
+        }
+        catch
+        {
+            tensor.Dispose();
+            throw;
+        }
+    }
+
+    // bufferSize 1 turns off FileStream's own buffer: tensor bytes are read in large chunks straight into native memory.
+    private static FileStream OpenRead(string path) =>
+        new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+
+    internal static void RequireLittleEndianHost()
+    {
+        if (!BitConverter.IsLittleEndian)
+            throw new PlatformNotSupportedException("safetensors stores little-endian bytes and VarSharp does not byte-swap them, so big-endian hosts are not supported.");
+    }
+}

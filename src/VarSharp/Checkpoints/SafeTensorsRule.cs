@@ -1,0 +1,20 @@
+namespace VarSharp.Checkpoints;
+
+/// <summary>Which safetensors validation rule a file broke, so callers and tests can tell failures apart without parsing messages.</summary>
+public enum SafeTensorsRule
+{
+    HeaderTooShort,
+    HeaderTooLarge,
+    HeaderNotJson,
+    HeaderNotObject,
+    BadEntry,
+    UnknownDType,
+    BadShape,
+    OffsetsOutOfBounds,
+    SizeMismatch,
+    Overlap,
+    Gap,
+    DuplicateName,
+    BadMetadata,
+    TrailingBytes,
+}

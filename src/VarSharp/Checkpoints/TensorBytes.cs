@@ -1,0 +1,39 @@
+using TorchSharp;
+
+namespace VarSharp.Checkpoints;
+
+/// <summary>
+/// Moves raw tensor bytes between a stream and a CPU tensor's native memory in bounded chunks, so a multi-GB tensor never
+/// needs a managed array of its size (and never hits Span's 2 GB limit).
+/// </summary>
+internal static class TensorBytes
+{
+    public const int DefaultChunkBytes = 16 << 20;
+
+    /// <summary>Fills a contiguous CPU tensor from the stream's current position.</summary>
+    public static void ReadInto(torch.Tensor tensor, Stream source, int chunkBytes = DefaultChunkBytes) =>
+        ForEachChunk(tensor, chunkBytes, span => source.ReadExactly(span));
+
+    /// <summary>Writes a contiguous CPU tensor's bytes at the stream's current position.</summary>
+    public static void WriteFrom(torch.Tensor tensor, Stream destination, int chunkBytes = DefaultChunkBytes) =>
+        ForEachChunk(tensor, chunkBytes, span => destination.Write(span));
+
+    private delegate void SpanAction(Span<byte> span);
+
+    private static void ForEachChunk(torch.Tensor tensor, int chunkBytes, SpanAction action)
+    {
+        if (tensor.device_type != DeviceType.CPU || !tensor.is_contiguous())
+            throw new ArgumentException("expected a contiguous CPU tensor", nameof(tensor));
+        long count = tensor.numel();
+        if (count == 0) return;
+
+        // Narrowed views of a flat view share the tensor's storage, so each chunk's span points straight into it.
+        using var flat = tensor.view(-1);
+        long perChunk = Math.Max(1, chunkBytes / tensor.element_size());
+        for (long start = 0; start < count; start += perChunk)
+        {
+            using var part = flat.narrow(0, start, Math.Min(perChunk, count - start));
+            action(part.bytes);
+        }
+    }
+}
