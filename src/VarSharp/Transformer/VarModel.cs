@@ -175,7 +175,9 @@ public sealed class VarModel : nn.Module
             throw new VarSharpException(
                 $"labels must be an int64 vector of length {batch}, found {labels.dtype} of shape ({string.Join(", ", labels.shape)}).");
         if (labels.device_type == DeviceType.META || batch == 0) return;
-        long min = labels.min().item<long>(), max = labels.max().item<long>();
+        using var minT = labels.min();
+        using var maxT = labels.max();
+        long min = minT.item<long>(), max = maxT.item<long>();
         if (min < 0 || max > Config.NumClasses)
             throw new VarSharpException(
                 $"class labels must be in [0, {Config.NumClasses}] ({Config.NumClasses} is the unconditional class), found values in [{min}, {max}].");

@@ -181,3 +181,36 @@ public class VarModelTests
         Assert.Equal(0.0, TensorAssert.MaxAbsDiff(a.Forward(labels, x), b.Forward(labels, x)));
     }
 }
+
+/// <summary>Forward and KV-cache steps leave no live tensors behind (dispose scopes inside the model).</summary>
+public class VarModelMemoryTests
+{
+    [Fact]
+    public void RepeatedForwardAndStepsDoNotLeakTensors()
+    {
+        var cfg = VarModelTests.Tiny(sharedAln: true);
+        using var model = new VarModel(cfg);
+        using (var gen = new Generator(2)) model.InitWeights(gen);
+        model.eval();
+        using var labels = tensor(new long[] { 1, 2 });
+        using var x = zeros(2, cfg.L - cfg.FirstL, cfg.Cvae);
+
+        void RunOnce()
+        {
+            model.Forward(labels, x).Dispose();
+            using var cache = model.NewKvCache(2);
+            for (int si = 0; si < cfg.NumScales; si++)
+            {
+                var (bg, ed) = cfg.BeginEnds[si];
+                using var input = si == 0 ? null : x.narrow(1, bg - cfg.FirstL, ed - bg);
+                model.StepLogits(si, labels, input, cache).Dispose();
+            }
+        }
+
+        RunOnce();   // warm-up
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (int i = 0; i < 20; i++) RunOnce();
+        long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Assert.True(after == before, $"live tensors grew from {before} to {after} over 20 runs");
+    }
+}
