@@ -54,7 +54,7 @@ public static class ModelFolder
             var vae = new VqVae(cfg, device);
             try
             {
-                ModuleWeights.LoadStrict(vae, weights, "vae.", "tokenizer");
+                ModuleWeights.LoadStrict(vae, weights, "vae.");
             }
             catch
             {

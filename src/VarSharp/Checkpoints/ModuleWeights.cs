@@ -3,34 +3,77 @@ using static TorchSharp.torch;
 
 namespace VarSharp.Checkpoints;
 
-/// <summary>Strict state-dict loading: every key present, nothing unexpected, shapes and dtypes equal.</summary>
+/// <summary>One entry of a module's state dict: name, shape, dtype and whether it is a parameter or a buffer.</summary>
+public sealed record StateEntry(string Name, long[] Shape, ScalarType DType, bool IsParameter)
+{
+    public long NumElements => Shape.Aggregate(1L, (a, b) => a * b);
+    public override string ToString() => $"{Name} {ModuleWeights.Describe(Shape, DType)} ({(IsParameter ? "param" : "buffer")})";
+}
+
+/// <summary>
+/// Generic state-dict plumbing for any TorchSharp module whose fields follow the PyTorch key names: list its layout
+/// and load a checkpoint strictly (every key present, no extras, same shapes and dtypes).
+/// </summary>
 public static class ModuleWeights
 {
-    /// <summary>
-    /// Copies weights[prefix + key] into every parameter and buffer of the module (without tracking gradients).
-    /// Keys of the dictionary that start with the prefix but name nothing in the module are an error, as are missing
-    /// keys and shape or dtype mismatches; each error names the key and both shapes.
-    /// </summary>
-    public static void LoadStrict(nn.Module module, IReadOnlyDictionary<string, Tensor> weights, string prefix = "", string what = "model")
+    /// <summary>Parameters and persistent buffers of <paramref name="module"/>, parameters first.</summary>
+    public static IReadOnlyList<StateEntry> Layout(nn.Module module)
     {
-        var own = module.state_dict();
-        var missing = own.Keys.Where(k => !weights.ContainsKey(prefix + k)).ToList();
+        var list = new List<StateEntry>();
+        foreach (var (name, p) in module.named_parameters()) list.Add(new StateEntry(name, p.shape, p.dtype, true));
+        foreach (var (name, b) in module.named_buffers(include_nonpersistent: false)) list.Add(new StateEntry(name, b.shape, b.dtype, false));
+        return list;
+    }
+
+    /// <summary>
+    /// Copies <paramref name="stateDict"/> into the parameters and persistent buffers of <paramref name="module"/>
+    /// (without gradient tracking, onto the module's devices). Only keys that start with <paramref name="prefix"/> are
+    /// considered, with the prefix stripped, so one file holding several models can be loaded model by model.
+    /// Throws <see cref="VarSharpException"/> on a missing key, an unexpected key, or a shape or dtype mismatch.
+    /// </summary>
+    public static void LoadStrict(nn.Module module, IReadOnlyDictionary<string, Tensor> stateDict, string prefix = "")
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(stateDict);
+        string what = module.GetType().Name;
+
+        var targets = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, p) in module.named_parameters()) targets[name] = p;
+        foreach (var (name, b) in module.named_buffers(include_nonpersistent: false)) targets[name] = b;
+
+        var given = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (key, t) in stateDict)
+            if (key.StartsWith(prefix, StringComparison.Ordinal)) given[key[prefix.Length..]] = t;
+
+        var missing = targets.Keys.Where(k => !given.ContainsKey(k)).ToList();
         if (missing.Count > 0)
-            throw new VarSharpException($"The {what} weights lack {missing.Count} key(s) the config needs, first '{prefix}{missing[0]}'.");
-        var unexpected = weights.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !own.ContainsKey(k[prefix.Length..])).ToList();
+            throw new VarSharpException(
+                $"the checkpoint lacks {missing.Count} {Plural(missing.Count, "key")} that {what} needs: {List(missing, prefix)}.");
+        var unexpected = given.Keys.Where(k => !targets.ContainsKey(k)).ToList();
         if (unexpected.Count > 0)
-            throw new VarSharpException($"The {what} weights hold {unexpected.Count} key(s) the config does not build, first '{unexpected[0]}'.");
-        foreach (var (key, target) in own)
+            throw new VarSharpException(
+                $"the checkpoint has {unexpected.Count} {Plural(unexpected.Count, "key")} that {what} does not have: {List(unexpected, prefix)}.");
+
+        foreach (var (name, target) in targets)
         {
-            var source = weights[prefix + key];
-            if (!source.shape.SequenceEqual(target.shape))
+            var src = given[name];
+            if (!src.shape.AsSpan().SequenceEqual(target.shape) || src.dtype != target.dtype)
                 throw new VarSharpException(
-                    $"Weight '{prefix}{key}' has shape ({string.Join(", ", source.shape)}) but the config needs ({string.Join(", ", target.shape)}).");
-            if (source.dtype != target.dtype && !(source.is_floating_point() && target.is_floating_point()))
-                throw new VarSharpException($"Weight '{prefix}{key}' has dtype {source.dtype} but the model needs {target.dtype}.");
+                    $"checkpoint tensor '{prefix}{name}' is {Describe(src.shape, src.dtype)} but {what} expects {Describe(target.shape, target.dtype)}.");
         }
+
         using var noGrad = no_grad();
-        foreach (var (key, target) in own)
-            target.copy_(weights[prefix + key]);
+        foreach (var (name, target) in targets) target.copy_(given[name]);
+    }
+
+    internal static string Describe(long[] shape, ScalarType dtype) => $"[{string.Join(", ", shape)}] {dtype}";
+
+    private static string Plural(int n, string word) => n == 1 ? word : word + "s";
+
+    private static string List(List<string> names, string prefix)
+    {
+        const int Max = 8;
+        var shown = names.Take(Max).Select(n => prefix + n);
+        return string.Join(", ", shown) + (names.Count > Max ? $" and {names.Count - Max} more" : "");
     }
 }

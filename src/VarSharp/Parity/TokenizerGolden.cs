@@ -13,7 +13,7 @@ public static class TokenizerGolden
         var cfg = gc.VqVae;
         var outputs = new Dictionary<string, Tensor>();
         using var vae = new VqVae(cfg);
-        ModuleWeights.LoadStrict(vae, gc.Weights, "vae.", "VQ-VAE");
+        ModuleWeights.LoadStrict(vae, gc.Weights, "vae.");
         var inp = gc.Vector("inp");
         int s = cfg.NumScales;
 
