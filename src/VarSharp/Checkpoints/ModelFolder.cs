@@ -10,7 +10,7 @@ namespace VarSharp.Checkpoints;
 /// `var.*` keys (model.safetensors, or weights.safetensors as in the golden cases). The config alone rebuilds the
 /// models; the weights must then match it exactly.
 /// </summary>
-public static class ModelFolder
+public static partial class ModelFolder
 {
     public static readonly string[] WeightFileNames = ["model.safetensors", "weights.safetensors"];
 
