@@ -1,0 +1,110 @@
+using System.Text.Json;
+using VarSharp.Checkpoints;
+using VarSharp.Data;
+using VarSharp.Tests.Support;
+
+namespace VarSharp.Tests.Cli;
+
+public class TokenizerCommandTests : IDisposable
+{
+    private readonly TempFolder temp = new();
+    private readonly string model;
+
+    public TokenizerCommandTests() => model = TinyModelFolder.WriteTokenizer(temp.File("model"), TinyConfigs.VqVae());
+
+    public void Dispose() => temp.Dispose();
+
+    [Fact]
+    public void ReconstructWritesTheImageAndTheScaleStrip()
+    {
+        var input = TinyModelFolder.WritePng(temp.File("in.png"), 8, 3);
+        var run = CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.File("out.png"), "--scales");
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.Contains("PSNR", run.Output);
+        using var rec = ImageIO.Load(temp.File("out.png"), 3);
+        Assert.Equal(new long[] { 1, 3, 8, 8 }, rec.shape);
+        using var strip = ImageIO.Load(temp.File("out-scales.png"), 3);
+        Assert.Equal(2 + 5 * 10, strip.shape[3]); // input + 4 scales, 8 px each with 2 px padding
+    }
+
+    [Fact]
+    public void GrayscaleImagesFeedAnRgbTokenizer()
+    {
+        var input = TinyModelFolder.WritePng(temp.File("gray.png"), 8, 1);
+        var run = CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.File("out.png"));
+        Assert.True(run.ExitCode == 0, run.Error);
+    }
+
+    [Fact]
+    public void WrongSizeImageIsOneSentenceAndExitOne()
+    {
+        var input = TinyModelFolder.WritePng(temp.File("big.png"), 12, 3);
+        var run = CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.File("out.png"));
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("needs images of shape (B, 3, 8, 8)", run.Error);
+        Assert.Contains("12, 12", run.Error);
+        Assert.False(File.Exists(temp.File("out.png")));
+    }
+
+    [Fact]
+    public void NonImageFileIsRefused()
+    {
+        File.WriteAllText(temp.File("notes.png"), "this is text, not a picture");
+        var run = CliRun.Of("tokenize", "--model", model, "-i", temp.File("notes.png"));
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("is not a readable PNG or JPEG image", run.Error);
+    }
+
+    [Fact]
+    public void WeightsThatDoNotMatchTheConfigAreRefused()
+    {
+        var other = TinyModelFolder.WriteTokenizer(temp.File("other"), TinyConfigs.VqVae() with { VocabSize = 32 });
+        File.Copy(Path.Combine(other, "config.json"), Path.Combine(model, "config.json"), overwrite: true);
+        var input = TinyModelFolder.WritePng(temp.File("in.png"), 8, 3);
+        var run = CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.File("out.png"));
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("quantize.embedding.weight", run.Error);
+        Assert.Single(run.Error.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void TokenizePrintsAndSavesThePyramid()
+    {
+        var input = TinyModelFolder.WritePng(temp.File("in.png"), 8, 3);
+        var printed = CliRun.Of("tokenize", "--model", model, "-i", input);
+        Assert.True(printed.ExitCode == 0, printed.Error);
+        Assert.Contains("scale 3 (4x4):", printed.Output);
+        var saved = CliRun.Of("tokenize", "--model", model, "-i", input, "-o", temp.File("tokens.json"));
+        Assert.True(saved.ExitCode == 0, saved.Error);
+        using var doc = JsonDocument.Parse(File.ReadAllText(temp.File("tokens.json")));
+        var scales = doc.RootElement.GetProperty("scales").EnumerateArray().Select(s => s.GetArrayLength()).ToArray();
+        Assert.Equal([1, 4, 9, 16], scales);
+        Assert.All(doc.RootElement.GetProperty("scales").EnumerateArray().SelectMany(s => s.EnumerateArray()),
+            t => Assert.InRange(t.GetInt64(), 0, 15));
+    }
+
+    [Fact]
+    public void MissingModelFolderIsAClearError()
+    {
+        var run = CliRun.Of("tokenize", "--model", temp.File("nowhere"), "-i", temp.File("x.png"));
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("does not exist", run.Error);
+    }
+
+    [GoldenTheory]
+    [MemberData(nameof(GoldenCaseData.Names), MemberType = typeof(GoldenCaseData))]
+    public void GoldenVerbPassesOnEveryCase(string caseName)
+    {
+        var run = CliRun.Of("golden", Path.Combine(SharedData.GoldenDir, caseName));
+        Assert.True(run.ExitCode == 0, run.Output + run.Error);
+        Assert.Contains("PASS", run.Output);
+    }
+
+    [Fact]
+    public void GoldenVerbFailsOnAFolderWithoutVectors()
+    {
+        var run = CliRun.Of("golden", model);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("vectors.safetensors", run.Error);
+    }
+}
