@@ -63,7 +63,7 @@ public sealed class SampleRng
     }
 
     /// <summary>Per-sample generators seeded first, first+1, …, first+count−1.</summary>
-    public static SampleRng PerSample(long first, int count) =>
+    public static SampleRng PerSampleFrom(long first, int count) =>
         new(null, Enumerable.Range(0, count).Select(i => unchecked(first + i)).ToArray());
 
     internal static Generator NewGenerator(long seed) => new(unchecked((ulong)seed));

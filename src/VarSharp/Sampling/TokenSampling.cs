@@ -63,7 +63,7 @@ public static class TokenSampling
         var ySoft = logits.add(gumbels).div_(tau).softmax(dim);
         if (!hard) return ySoft;
         var index = ySoft.max(dim, keepdim: true).indexes;
-        var yHard = zeros_like(logits).scatter_(dim, index, 1.0);
+        var yHard = zeros_like(logits).scatter_(dim, index, ones_like(index, dtype: logits.dtype));
         return yHard.sub(ySoft.detach()).add_(ySoft);
     }
 

@@ -168,7 +168,7 @@ public sealed class VarPipeline : IDisposable
         for (int b = 0; b < batches; b++)
         {
             int start = b * batchSize, n = Math.Min(batchSize, total - start);
-            var rng = options.PerSampleSeeds ? SampleRng.PerSample(unchecked(options.Seed + start), n) : SampleRng.Shared(options.Seed);
+            var rng = options.PerSampleSeeds ? SampleRng.PerSampleFrom(unchecked(options.Seed + start), n) : SampleRng.Shared(options.Seed);
             int done = start;
             var scaleProgress = progress is null ? null : new InlineProgress<int>(si =>
                 progress.Report(new SampleProgress(done, total, b * S + si, batches * S)));

@@ -140,7 +140,7 @@ public sealed class VarTrainStep : IDisposable
 
     public VarTrainSettings Settings { get; }
 
-    /// <summary>Parameter names in the model's named_parameters order (the order of the reference's grad_norms vectors).</summary>
+    /// <summary>Parameter names in the model's named_parameters order (the same set as the reference's, not always the same order).</summary>
     public IReadOnlyList<string> ParameterNames { get; }
     public IReadOnlyList<string> DecayNames { get; }
     public IReadOnlyList<string> NoDecayNames { get; }
