@@ -100,12 +100,11 @@ public sealed class VarPipeline : IDisposable
 {
     private readonly bool _ownsModels;
 
+    /// <summary>Wraps models that are already loaded; with <paramref name="ownsModels"/> disposing the pipeline disposes them.</summary>
     public VarPipeline(VqVae tokenizer, VarModel model, bool ownsModels = false)
     {
         Sampler = new VarSampler(model, tokenizer);
         _ownsModels = ownsModels;
-        tokenizer.eval();
-        model.eval();
     }
 
     /// <summary>Loads a model folder (config.json with `vqvae` and `var` blocks + model.safetensors or weights.safetensors).</summary>
