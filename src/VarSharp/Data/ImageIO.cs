@@ -32,23 +32,54 @@ public static class ImageIO
     }
 
     /// <summary>Converts an image (C, H, W) in [−1, 1] (values outside are clamped) to 8-bit and writes a PNG atomically.</summary>
-    public static void SavePng(string path, Tensor img_CHW)
+    public static void SavePng(string path, Tensor img_CHW) => WriteAtomically(path, EncodePng(img_CHW));
+
+    /// <summary>Converts an image (C, H, W) in [−1, 1] (values outside are clamped) to 8-bit and encodes it as PNG bytes.</summary>
+    public static byte[] EncodePng(Tensor img_CHW)
+    {
+        var (pixels, c, h, w) = ToPixels(img_CHW);
+        return EncodePng(pixels, c, h, w);
+    }
+
+    /// <summary>Encodes 8-bit pixels in (H, W, C) order (C = 1 or 3) as PNG bytes.</summary>
+    public static byte[] EncodePng(byte[] pixels_HWC, int channels, int height, int width)
+    {
+        ArgumentNullException.ThrowIfNull(pixels_HWC);
+        if (channels is not (1 or 3) || pixels_HWC.Length != (long)channels * height * width)
+            throw new VarSharpException($"Expected {channels}×{height}×{width} 8-bit pixels with 1 or 3 channels but got {pixels_HWC.Length} bytes.");
+        using var stream = new MemoryStream();
+        new ImageWriter().WritePng(pixels_HWC, width, height, channels == 1 ? StbImageWriteSharp.ColorComponents.Grey : StbImageWriteSharp.ColorComponents.RedGreenBlue, stream);
+        return stream.ToArray();
+    }
+
+    /// <summary>An image (C, H, W) in [−1, 1] (values outside are clamped) as 8-bit pixels in (H, W, C) order.</summary>
+    public static (byte[] Pixels, int Channels, int Height, int Width) ToPixels(Tensor img_CHW)
     {
         if (img_CHW.dim() != 3 || img_CHW.shape[0] is not (1 or 3))
             throw new VarSharpException($"Expected an image tensor (1 or 3, H, W) but got ({string.Join(", ", img_CHW.shape)}).");
         int c = (int)img_CHW.shape[0], h = (int)img_CHW.shape[1], w = (int)img_CHW.shape[2];
-        byte[] pixels;
-        using (NewDisposeScope())
-        {
-            var u8 = img_CHW.detach().cpu().to(float32).clamp(-1, 1).add(1).mul(127.5).round().to(ScalarType.Byte);
-            pixels = u8.permute(1, 2, 0).contiguous().data<byte>().ToArray();
-        }
+        using var scope = NewDisposeScope();
+        var u8 = img_CHW.detach().cpu().to(float32).clamp(-1, 1).add(1).mul(127.5).round().to(ScalarType.Byte);
+        return (u8.permute(1, 2, 0).contiguous().data<byte>().ToArray(), c, h, w);
+    }
+
+    /// <summary>8-bit pixels in (H, W, C) order back to a tensor (C, H, W) in [−1, 1] (exact inverse of <see cref="ToPixels"/> on 8-bit values).</summary>
+    public static Tensor FromPixels(byte[] pixels_HWC, int channels, int height, int width)
+    {
+        using var hwc = tensor(pixels_HWC, [height, width, channels], dtype: ScalarType.Byte);
+        using var chw = hwc.permute(2, 0, 1).to(float32);
+        return chw.div(127.5).sub_(1);
+    }
+
+    /// <summary>Writes bytes to a temporary file beside <paramref name="path"/> and renames it into place.</summary>
+    public static void WriteAtomically(string path, byte[] bytes)
+    {
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
         var tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
         using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
         {
-            new ImageWriter().WritePng(pixels, w, h, c == 1 ? StbImageWriteSharp.ColorComponents.Grey : StbImageWriteSharp.ColorComponents.RedGreenBlue, stream);
+            stream.Write(bytes);
             stream.Flush(flushToDisk: true);
         }
         File.Move(tmp, path, overwrite: true);

@@ -8,31 +8,30 @@ namespace VarSharp.Parity;
 /// </summary>
 public static class GoldenRunner
 {
-    /// <summary>Producers of recomputed tensors, in order; each returns name → tensor.</summary>
-    public static IReadOnlyList<Func<GoldenCase, Dictionary<string, Tensor>>> Producers { get; } =
+    /// <summary>Producers of recomputed tensors, in order; each returns name → tensor (and optional loose allowances).</summary>
+    public static IReadOnlyList<Func<GoldenCase, GoldenOutputs>> Producers { get; } =
     [
-        TokenizerGolden.Compute,
+        gc => GoldenOutputs.From(TokenizerGolden.Compute(gc)),
+        TransformerGolden.Compute,
     ];
 
     public static List<GoldenRow> Run(GoldenCase gc)
     {
-        var computed = new Dictionary<string, Tensor>();
-        try
+        using var computed = new GoldenOutputs();
+        foreach (var produce in Producers)
         {
-            foreach (var produce in Producers)
-                foreach (var (k, v) in produce(gc)) computed[k] = v;
-            return CompareAll(gc, computed);
+            using var produced = produce(gc);
+            computed.Absorb(produced);
         }
-        finally
-        {
-            foreach (var t in computed.Values) t.Dispose();
-        }
+        return CompareAll(gc, computed);
     }
 
-    private static List<GoldenRow> CompareAll(GoldenCase gc, Dictionary<string, Tensor> computed)
+    private static List<GoldenRow> CompareAll(GoldenCase gc, GoldenOutputs outputs)
     {
+        var computed = outputs.Tensors;
         var rows = new List<GoldenRow>();
         int tieScale = int.MaxValue;
+        var arTies = SamplingTies(gc, computed);
         foreach (var (name, expected) in gc.Vectors)
         {
             bool isInteger = !expected.is_floating_point();
@@ -55,7 +54,14 @@ public static class GoldenRunner
                     $"not compared: depends on the tie at scale {tieScale}"));
                 continue;
             }
-            var row = GoldenComparison.Compare(name, actual, expected, tol);
+            outputs.Loose.TryGetValue(name, out var loose);
+            var row = GoldenComparison.Compare(name, actual, expected, tol, loose?.Mask, loose?.Limit ?? 0);
+            if (row.Failed && ArPrefix(name) is { } prefix && arTies.TryGetValue(prefix, out var tie))
+            {
+                row = name.EndsWith(".idx", StringComparison.Ordinal)
+                    ? row with { Status = GoldenStatus.LegitimateTie, Note = row.Note + $"; first differing scale {tie} has a reference logit gap < 1e-5" }
+                    : row with { Status = GoldenStatus.AfterTie, Note = $"depends on the tied token at scale {tie}" };
+            }
             if (row.Failed && name.StartsWith("vae.idx.s", StringComparison.Ordinal) && IsLegitimateTie(gc, name, actual, expected))
             {
                 tieScale = Math.Min(tieScale, scale);
@@ -64,6 +70,45 @@ public static class GoldenRunner
             rows.Add(row);
         }
         return rows;
+    }
+
+    /// <summary>`ar.cfg4` for `ar.cfg4.img`; null for names outside the sampling family.</summary>
+    private static string? ArPrefix(string name) =>
+        name.StartsWith("ar.cfg", StringComparison.Ordinal) && name.LastIndexOf('.') is var dot && dot > "ar.cfg".Length ? name[..dot] : null;
+
+    /// <summary>
+    /// Sampling runs whose tokens differ from the reference only because of a legitimate tie: at the first scale where
+    /// ar.cfg{c}.idx differs, every differing position has a reference top1−top2 logit gap below 1e-5·max(1, max|logits|).
+    /// Maps the prefix to that scale; later scales and the image then depend on the tie and are not errors.
+    /// </summary>
+    private static Dictionary<string, int> SamplingTies(GoldenCase gc, Dictionary<string, Tensor> computed)
+    {
+        var ties = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (!gc.Config.RootElement.TryGetProperty("var", out var varBlock) || !varBlock.TryGetProperty("patch_nums", out var pns)) return ties;
+        var patchNums = pns.EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        foreach (var name in gc.Vectors.Keys.Where(n => n.StartsWith("ar.cfg", StringComparison.Ordinal) && n.EndsWith(".idx", StringComparison.Ordinal)))
+        {
+            var prefix = name[..^".idx".Length];
+            if (!computed.TryGetValue(name, out var actual) || !gc.Has(prefix + ".logit_gap") || !gc.Has(prefix + ".logits_cfg")) continue;
+            var expected = gc.Vector(name);
+            if (!actual.shape.SequenceEqual(expected.shape)) continue;
+            using var scope = NewDisposeScope();
+            var differs = actual.ne(expected);
+            int begin = 0;
+            foreach (var (pn, si) in patchNums.Select((pn, si) => (pn, si)))
+            {
+                var d = differs.narrow(1, begin, pn * pn);
+                if (d.any().item<bool>())
+                {
+                    var gaps = gc.Vector(prefix + ".logit_gap").narrow(1, begin, pn * pn).masked_select(d);
+                    double scale = Math.Max(1, gc.Vector(prefix + ".logits_cfg").abs().max().item<float>());
+                    if (gaps.abs().max().item<float>() < 1e-5 * scale) ties[prefix] = si;
+                    break;
+                }
+                begin += pn * pn;
+            }
+        }
+        return ties;
     }
 
     /// <summary>Per-scale tensors of the nearest-code search, which all depend on earlier scales' choices.</summary>

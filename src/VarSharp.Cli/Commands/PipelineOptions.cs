@@ -1,0 +1,32 @@
+using System.CommandLine;
+using VarSharp.Sampling;
+
+namespace VarSharp.Cli.Commands;
+
+/// <summary>The options that name a full model (tokenizer + transformer): a model folder, or a config file plus a weights file.</summary>
+internal sealed class PipelineOptions
+{
+    public Option<string?> Model { get; } = new("--model", "-m") { Description = "Model folder: config.json (vqvae + var blocks) + model.safetensors (or weights.safetensors)" };
+    public Option<string?> Config { get; } = new("--config") { Description = "Config file with 'vqvae' and 'var' blocks (with --weights, instead of --model)" };
+    public Option<string?> Weights { get; } = new("--weights") { Description = "safetensors file with 'vae.*' and 'var.*' keys (with --config, instead of --model)" };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Model);
+        command.Options.Add(Config);
+        command.Options.Add(Weights);
+    }
+
+    public VarPipeline Load(ParseResult parse)
+    {
+        var model = parse.GetValue(Model);
+        var config = parse.GetValue(Config);
+        var weights = parse.GetValue(Weights);
+        if (model is not null && (config is not null || weights is not null))
+            throw new VarSharpException("Give either --model or --config with --weights, not both.");
+        if (model is not null) return VarPipeline.Load(model);
+        if (config is null || weights is null)
+            throw new VarSharpException("Name a model with --model DIR, or with both --config FILE and --weights FILE.");
+        return VarPipeline.Load(config, weights);
+    }
+}

@@ -1,0 +1,143 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Spectre.Console;
+using VarSharp.Data;
+using VarSharp.Sampling;
+
+namespace VarSharp.Cli.Commands;
+
+/// <summary>
+/// `sample`: class-conditional generation. Writes one PNG per image (NNN-classC.png), grid.png, samples.jsonl (one JSON
+/// line per image) and with --scales the coarse-to-fine strip of every image (NNN-classC-scales.png). The same arguments
+/// give the same bytes.
+/// </summary>
+internal static class SampleCommand
+{
+    public static Command Create()
+    {
+        var models = new PipelineOptions();
+        var classes = new Option<string[]>("--class", "-c")
+        {
+            Description = "Class id to generate; repeat it or give a comma list (3,7). Omitted: classes are drawn uniformly",
+        };
+        var count = new Option<int>("--count", "-n")
+        {
+            Description = "Images per class when --class is given; the total number of images when classes are drawn",
+            DefaultValueFactory = _ => 1,
+        };
+        var cfg = new Option<double>("--cfg") { Description = "Guidance scale ≥ 0 (the reference demo's 4; t = cfg·si/(S−1))", DefaultValueFactory = _ => 4.0 };
+        var topK = new Option<int?>("--top-k")
+        {
+            Description = "Keep the k most likely tokens, 0 = off, at most the vocabulary size. Default: the reference demo's share " +
+                          "of the codebook, round(900·V/4096) (900 for V = 4096, 14 for V = 64)",
+        };
+        var topP = new Option<double>("--top-p") { Description = "Nucleus mass to keep, in [0, 1], 0 = off (the reference demo's 0.95)", DefaultValueFactory = _ => 0.95 };
+        var seed = new Option<long>("--seed", "-s") { Description = "Seed; image i uses its own generator seeded seed+i", DefaultValueFactory = _ => 0 };
+        var moreSmooth = new Option<bool>("--more-smooth") { Description = "Gumbel-softmax smoothing of the fed-back embeddings (the reference's more_smooth; for looks)" };
+        var sharedRng = new Option<bool>("--shared-rng")
+        {
+            Description = "One generator for the whole run, consumed exactly like autoregressive_infer_cfg(g_seed=seed) " +
+                          "(all images in one batch; an image then depends on the others requested)",
+        };
+        var batch = new Option<int>("--batch-size") { Description = "Images sampled together (does not change the results)", DefaultValueFactory = _ => 8 };
+        var output = new Option<string>("--output", "-o") { Description = "Folder for the PNGs, grid.png and samples.jsonl", Required = true };
+        var scales = new Option<bool>("--scales") { Description = "Also write NNN-classC-scales.png: each image after every scale, coarse to fine" };
+        var command = new Command("sample", "Generate class-conditional images with a VAR model")
+        {
+            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales,
+        };
+        models.AddTo(command);
+        command.SetAction(parse =>
+        {
+            var options = new SampleOptions
+            {
+                Classes = ParseClasses(parse.GetValue(classes)),
+                Count = parse.GetValue(count),
+                Cfg = parse.GetValue(cfg),
+                TopK = parse.GetValue(topK),
+                TopP = parse.GetValue(topP),
+                Seed = parse.GetValue(seed),
+                MoreSmooth = parse.GetValue(moreSmooth),
+                PerSampleSeeds = !parse.GetValue(sharedRng),
+                BatchSize = parse.GetValue(batch),
+                Scales = parse.GetValue(scales),
+            };
+            var outDir = parse.GetRequiredValue(output);
+            var writer = parse.InvocationConfiguration.Output;
+            using var pipe = models.Load(parse);
+            pipe.Validate(options);
+
+            var images = CliConsole.IsTerminal(writer) ? WithProgress(pipe, options, writer) : pipe.Generate(options);
+
+            Directory.CreateDirectory(outDir);
+            var log = new StringBuilder();
+            int topKUsed = options.ResolveTopK(pipe.VocabSize);
+            foreach (var im in images)
+            {
+                var name = $"{im.Index:D3}-class{im.Class}";
+                im.Save(Path.Combine(outDir, name + ".png"));
+                if (im.ScalesPng is { } strip) ImageIO.WriteAtomically(Path.Combine(outDir, name + "-scales.png"), strip);
+                log.AppendLine(JsonSerializer.Serialize(new
+                {
+                    file = name + ".png",
+                    index = im.Index,
+                    @class = im.Class,
+                    seed = im.Seed,
+                    shared_seed = im.Seed is null ? options.Seed : (long?)null,
+                    cfg = options.Cfg,
+                    top_k = topKUsed,
+                    top_p = options.TopP,
+                    more_smooth = options.MoreSmooth,
+                }));
+            }
+            ImageIO.WriteAtomically(Path.Combine(outDir, "grid.png"), VarPipeline.GridPng(images));
+            ImageIO.WriteAtomically(Path.Combine(outDir, "samples.jsonl"), Encoding.UTF8.GetBytes(log.ToString()));
+
+            var classList = string.Join(",", images.Select(i => i.Class).Distinct().Order());
+            writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"wrote {images.Count} image(s) of {pipe.ImageSize}x{pipe.ImageSize} to {outDir} (classes {classList}; cfg {options.Cfg}, top-k {topKUsed}, top-p {options.TopP}, seed {options.Seed}{(options.PerSampleSeeds ? "+i" : ", shared generator")}{(options.MoreSmooth ? ", more smooth" : "")})"));
+            writer.WriteLine($"grid: {Path.Combine(outDir, "grid.png")}; log: {Path.Combine(outDir, "samples.jsonl")}" +
+                             (options.Scales ? "; coarse-to-fine strips: *-scales.png" : ""));
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Class ids from repeated --class options, each possibly a comma list.</summary>
+    internal static int[]? ParseClasses(string[]? values)
+    {
+        if (values is null || values.Length == 0) return null;
+        var result = new List<int>();
+        foreach (var part in values.SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries)))
+        {
+            if (!int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var c))
+                throw new VarSharpException($"--class expects integer class ids (repeated or comma-separated), found '{part}'.");
+            result.Add(c);
+        }
+        return result.ToArray();
+    }
+
+    private static IReadOnlyList<GeneratedImage> WithProgress(VarPipeline pipe, SampleOptions options, TextWriter writer)
+    {
+        var console = CliConsole.For(writer);
+        return console.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("sampling");
+                return pipe.Generate(options, new Reporter(p =>
+                {
+                    task.MaxValue = p.StepsTotal;
+                    task.Value = p.StepsDone;
+                    task.Description = $"sampling {p.ImagesDone}/{p.ImagesTotal} images";
+                }));
+            });
+    }
+
+    private sealed class Reporter(Action<SampleProgress> report) : IProgress<SampleProgress>
+    {
+        public void Report(SampleProgress value) => report(value);
+    }
+}

@@ -1,0 +1,86 @@
+using System.Text.Json;
+using VarSharp.Config;
+using VarSharp.Transformer;
+using static TorchSharp.torch;
+
+namespace VarSharp.Checkpoints;
+
+public static partial class ModelFolder
+{
+    /// <summary>
+    /// Reads the transformer's config from a config file: the `var` block, with V and Cvae taken from the `vqvae` block
+    /// (vocab_size, z_channels). A `var` block that states its own vocab_size, cvae or patch_nums different from the
+    /// tokenizer's is refused.
+    /// </summary>
+    public static VarConfig ReadVarConfig(string configPath)
+    {
+        using var doc = JsonConfig.ParseFile(configPath);
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("var", out var varBlock))
+            throw new VarSharpException($"Config file {configPath} has no 'var' block, so it describes no transformer.");
+        if (!root.TryGetProperty("vqvae", out var vqBlock))
+            throw new VarSharpException($"Config file {configPath} has no 'vqvae' block; the transformer takes its vocabulary size and latent width from it.");
+        var vq = VqVaeConfig.FromJson(vqBlock);
+        if (varBlock.TryGetProperty("vocab_size", out var v) && v.ValueKind == JsonValueKind.Number && v.GetInt32() != vq.VocabSize)
+            throw new VarSharpException($"Config file {configPath}: the transformer's vocab_size {v.GetInt32()} differs from the tokenizer's vocab_size {vq.VocabSize}.");
+        if (varBlock.TryGetProperty("cvae", out var c) && c.ValueKind == JsonValueKind.Number && c.GetInt32() != vq.ZChannels)
+            throw new VarSharpException($"Config file {configPath}: the transformer's cvae {c.GetInt32()} differs from the tokenizer's z_channels {vq.ZChannels}.");
+        var cfg = VarConfig.FromGoldenConfig(root);
+        CheckCompatible(cfg, vq);
+        return cfg;
+    }
+
+    /// <summary>
+    /// Throws a one-sentence <see cref="VarSharpException"/> unless the transformer reads and writes the tokenizer's
+    /// tokens: same vocabulary size V, same latent width Cvae and the same scales (patch_nums).
+    /// </summary>
+    public static void CheckCompatible(VarConfig transformer, VqVaeConfig tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(transformer);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (transformer.VocabSize != tokenizer.VocabSize)
+            throw new VarSharpException(
+                $"The transformer predicts {transformer.VocabSize} token ids but the tokenizer's codebook has {tokenizer.VocabSize} entries; they must be equal.");
+        if (transformer.Cvae != tokenizer.ZChannels)
+            throw new VarSharpException(
+                $"The transformer reads latents of width {transformer.Cvae} but the tokenizer's z_channels is {tokenizer.ZChannels}; they must be equal.");
+        if (!transformer.PatchNums.AsSpan().SequenceEqual(tokenizer.VPatchNums))
+            throw new VarSharpException(
+                $"The transformer's patch_nums [{string.Join(", ", transformer.PatchNums)}] differ from the tokenizer's v_patch_nums [{string.Join(", ", tokenizer.VPatchNums)}].");
+    }
+
+    /// <summary>Builds the transformer of a model folder and loads its `var.*` weights strictly (eval mode).</summary>
+    public static VarModel LoadTransformer(string dir, Device? device = null) =>
+        LoadTransformer(ConfigPath(dir), WeightsPath(dir), device);
+
+    /// <summary>Builds the transformer from a config file and loads `var.*` weights from a safetensors file strictly (eval mode).</summary>
+    public static VarModel LoadTransformer(string configPath, string weightsPath, Device? device = null)
+    {
+        var cfg = ReadVarConfig(configPath);
+        if (!File.Exists(weightsPath)) throw new VarSharpException($"Weights file {weightsPath} does not exist.");
+        var header = SafeTensors.ReadHeader(weightsPath);
+        var names = header.Entries.Where(e => e.Name.StartsWith("var.", StringComparison.Ordinal)).Select(e => e.Name).ToList();
+        if (names.Count == 0) throw new VarSharpException($"Weights file {weightsPath} holds no transformer tensors (no 'var.' keys).");
+        var weights = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var name in names) weights[name] = SafeTensors.LoadTensor(weightsPath, header, name, device);
+            var model = new VarModel(cfg, device);
+            try
+            {
+                ModuleWeights.LoadStrict(model, weights, "var.");
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+            model.eval();
+            return model;
+        }
+        finally
+        {
+            foreach (var t in weights.Values) t.Dispose();
+        }
+    }
+}

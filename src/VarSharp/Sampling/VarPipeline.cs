@@ -1,0 +1,231 @@
+using VarSharp.Checkpoints;
+using VarSharp.Data;
+using VarSharp.Tokenizer;
+using VarSharp.Transformer;
+using static TorchSharp.torch;
+
+namespace VarSharp.Sampling;
+
+/// <summary>
+/// What to generate. Defaults follow the reference demo (<c>demo_sample.ipynb</c>: cfg 4, top-k 900, top-p 0.95,
+/// seed 0), with top-k scaled to small vocabularies (see <see cref="TopK"/>).
+/// </summary>
+public sealed record SampleOptions
+{
+    /// <summary>Class ids to generate; null draws each image's class uniformly from its generator.</summary>
+    public int[]? Classes { get; init; }
+
+    /// <summary>Images per class when <see cref="Classes"/> is given (class-major order: 3,3,7,7); the total number of images when classes are drawn.</summary>
+    public int Count { get; init; } = 1;
+
+    /// <summary>Guidance scale, ≥ 0 (t = cfg·si/(S−1); 0 is plain conditional sampling).</summary>
+    public double Cfg { get; init; } = 4.0;
+
+    /// <summary>
+    /// Tokens kept by top-k, 0 = off, at most the vocabulary size V. Null (the default) keeps the reference demo's
+    /// share of the codebook, 900 of 4096: round(900·V/4096), at least 1 — 900 for the released V = 4096, 14 for V = 64.
+    /// </summary>
+    public int? TopK { get; init; }
+
+    /// <summary>Nucleus mass kept by top-p, in [0, 1]; 0 = off.</summary>
+    public double TopP { get; init; } = 0.95;
+
+    /// <summary>Gumbel-softmax smoothing of the fed-back embeddings (the reference's more_smooth; for looks, not for metrics).</summary>
+    public bool MoreSmooth { get; init; }
+
+    /// <summary>
+    /// The seed. With <see cref="PerSampleSeeds"/> image i (0-based, over the whole request) uses its own generator
+    /// seeded Seed + i, so it does not depend on the batch size or on the other images requested.
+    /// </summary>
+    public long Seed { get; init; }
+
+    /// <summary>
+    /// True (default): one generator per image (see <see cref="Seed"/>). False: the whole request is one batch drawing
+    /// from one generator seeded <see cref="Seed"/>, exactly like <c>autoregressive_infer_cfg(g_seed=Seed)</c>;
+    /// <see cref="BatchSize"/> is then ignored.
+    /// </summary>
+    public bool PerSampleSeeds { get; init; } = true;
+
+    /// <summary>Images sampled together (the transformer runs on twice as many rows for guidance). Results do not depend on it.</summary>
+    public int BatchSize { get; init; } = 8;
+
+    /// <summary>Also return each image's coarse-to-fine strip (the image decoded after every scale).</summary>
+    public bool Scales { get; init; }
+
+    /// <summary>The top-k actually used for a vocabulary of <paramref name="vocabSize"/> tokens.</summary>
+    public int ResolveTopK(int vocabSize) => TopK ?? Math.Max(1, (int)Math.Round(900.0 * vocabSize / 4096, MidpointRounding.AwayFromZero));
+
+    public SamplerSettings ToSettings(int vocabSize) => new() { Cfg = Cfg, TopK = ResolveTopK(vocabSize), TopP = TopP, MoreSmooth = MoreSmooth };
+}
+
+/// <summary>Progress of <see cref="VarPipeline.Generate"/>: images finished, and scale steps done over all batches.</summary>
+public readonly record struct SampleProgress(int ImagesDone, int ImagesTotal, int StepsDone, int StepsTotal);
+
+/// <summary>One generated image as 8-bit pixels and PNG bytes (no native memory to dispose).</summary>
+public sealed record GeneratedImage
+{
+    /// <summary>Position in the request, 0-based.</summary>
+    public required int Index { get; init; }
+
+    public required int Class { get; init; }
+
+    /// <summary>The seed of this image's own generator, or null when the request shared one generator.</summary>
+    public required long? Seed { get; init; }
+
+    public required int Width { get; init; }
+    public required int Height { get; init; }
+    public required int Channels { get; init; }
+
+    /// <summary>8-bit pixels in (H, W, C) order.</summary>
+    public required byte[] Pixels { get; init; }
+
+    public required byte[] Png { get; init; }
+
+    /// <summary>With <see cref="SampleOptions.Scales"/>: PNG of the image after every scale, left to right, coarse to fine.</summary>
+    public byte[]? ScalesPng { get; init; }
+
+    /// <summary>Writes <see cref="Png"/> to a file (atomically).</summary>
+    public void Save(string path) => ImageIO.WriteAtomically(path, Png);
+}
+
+/// <summary>
+/// Tokenizer + transformer + sampler: class ids in, images out.
+/// <code>
+/// using var pipe = VarPipeline.Load("models/x");
+/// var images = pipe.Generate(new SampleOptions { Classes = [3, 7], Cfg = 4, Seed = 1 });
+/// foreach (var im in images) im.Save($"class{im.Class}-{im.Index}.png");
+/// </code>
+/// </summary>
+public sealed class VarPipeline : IDisposable
+{
+    private readonly bool _ownsModels;
+
+    /// <summary>Wraps models that are already loaded; with <paramref name="ownsModels"/> disposing the pipeline disposes them.</summary>
+    public VarPipeline(VqVae tokenizer, VarModel model, bool ownsModels = false)
+    {
+        Sampler = new VarSampler(model, tokenizer);
+        _ownsModels = ownsModels;
+    }
+
+    /// <summary>Loads a model folder (config.json with `vqvae` and `var` blocks + model.safetensors or weights.safetensors).</summary>
+    public static VarPipeline Load(string modelDir, Device? device = null) =>
+        Load(ModelFolder.ConfigPath(modelDir), ModelFolder.WeightsPath(modelDir), device);
+
+    /// <summary>Loads from a config file and a weights file holding `vae.*` and `var.*` tensors.</summary>
+    public static VarPipeline Load(string configPath, string weightsPath, Device? device = null)
+    {
+        var model = ModelFolder.LoadTransformer(configPath, weightsPath, device);
+        VqVae? vae = null;
+        try
+        {
+            vae = ModelFolder.LoadTokenizer(configPath, weightsPath, device);
+            return new VarPipeline(vae, model, ownsModels: true);
+        }
+        catch
+        {
+            vae?.Dispose();
+            model.Dispose();
+            throw;
+        }
+    }
+
+    public VarSampler Sampler { get; }
+    public VqVae Tokenizer => Sampler.Tokenizer;
+    public VarModel Model => Sampler.Model;
+    public int NumClasses => Model.Config.NumClasses;
+    public int VocabSize => Model.Config.VocabSize;
+    public int ImageSize => Tokenizer.Config.ImageSize;
+
+    /// <summary>Throws a one-sentence <see cref="VarSharpException"/> for options this model cannot honour.</summary>
+    public void Validate(SampleOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Count <= 0) throw new VarSharpException($"count must be positive, found {options.Count}.");
+        if (options.BatchSize <= 0) throw new VarSharpException($"batch size must be positive, found {options.BatchSize}.");
+        if (options.Classes is { } classes)
+        {
+            if (classes.Length == 0) throw new VarSharpException("the class list is empty; give at least one class id or none to draw classes.");
+            foreach (var c in classes)
+                if (c < 0 || c >= NumClasses)
+                    throw new VarSharpException($"class id {c} is unknown: this model has classes 0 to {NumClasses - 1}.");
+        }
+        options.ToSettings(VocabSize).Validate(Model.Config);
+    }
+
+    /// <summary>Generates the images that <paramref name="options"/> asks for, in request order.</summary>
+    public IReadOnlyList<GeneratedImage> Generate(SampleOptions options, IProgress<SampleProgress>? progress = null)
+    {
+        Validate(options);
+        var settings = options.ToSettings(VocabSize);
+        int[]? labels = options.Classes?.SelectMany(c => Enumerable.Repeat(c, options.Count)).ToArray();
+        int total = labels?.Length ?? options.Count;
+        int batchSize = options.PerSampleSeeds ? options.BatchSize : total;
+        int batches = (total + batchSize - 1) / batchSize, S = Model.Config.NumScales;
+        var extras = options.Scales ? SampleExtras.ScaleImages : SampleExtras.None;
+        var result = new List<GeneratedImage>(total);
+
+        for (int b = 0; b < batches; b++)
+        {
+            int start = b * batchSize, n = Math.Min(batchSize, total - start);
+            var rng = options.PerSampleSeeds ? SampleRng.PerSampleFrom(unchecked(options.Seed + start), n) : SampleRng.Shared(options.Seed);
+            int done = start;
+            var scaleProgress = progress is null ? null : new InlineProgress<int>(si =>
+                progress.Report(new SampleProgress(done, total, b * S + si, batches * S)));
+            using var sample = labels is null
+                ? Sampler.SampleRandomClasses(n, settings, rng, extras, scaleProgress)
+                : Sampler.Sample(labels.AsSpan(start, n).ToArray(), settings, rng, extras, scaleProgress);
+            for (int i = 0; i < n; i++) result.Add(ToImage(sample, i, start + i, rng));
+            progress?.Report(new SampleProgress(start + n, total, (b + 1) * S, batches * S));
+        }
+        return result;
+    }
+
+    private static GeneratedImage ToImage(SampleResult sample, int row, int index, SampleRng rng)
+    {
+        using var scope = NewDisposeScope();
+        var img_CHW = sample.Images[row].mul(2).sub_(1);   // [0, 1] → [−1, 1]
+        var (pixels, c, h, w) = ImageIO.ToPixels(img_CHW);
+        byte[]? strip = null;
+        if (sample.ScaleImages is { } perScale)
+        {
+            var steps_S3HW = perScale.select(1, row).mul(2).sub_(1);
+            strip = ImageIO.EncodePng(ImageIO.Grid(steps_S3HW, columns: (int)steps_S3HW.shape[0]));
+        }
+        return new GeneratedImage
+        {
+            Index = index,
+            Class = (int)sample.Labels[row],
+            Seed = rng.RowSeeds?[row],
+            Width = w,
+            Height = h,
+            Channels = c,
+            Pixels = pixels,
+            Png = ImageIO.EncodePng(pixels, c, h, w),
+            ScalesPng = strip,
+        };
+    }
+
+    /// <summary>Tiles generated images into one PNG, <paramref name="columns"/> per row (default: about square).</summary>
+    public static byte[] GridPng(IReadOnlyList<GeneratedImage> images, int columns = 0)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.Count == 0) throw new VarSharpException("a grid needs at least one image, found none.");
+        using var scope = NewDisposeScope();
+        var batch = stack(images.Select(im => ImageIO.FromPixels(im.Pixels, im.Channels, im.Height, im.Width)).ToArray(), 0);
+        if (columns <= 0) columns = (int)Math.Ceiling(Math.Sqrt(images.Count));
+        return ImageIO.EncodePng(ImageIO.Grid(batch, columns));
+    }
+
+    public void Dispose()
+    {
+        if (!_ownsModels) return;
+        Model.Dispose();
+        Tokenizer.Dispose();
+    }
+
+    /// <summary>IProgress that reports synchronously on the calling thread (Progress&lt;T&gt; would post to a thread pool).</summary>
+    private sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}

@@ -1,0 +1,199 @@
+using System.Text.Json;
+using TorchSharp;
+using TorchSharp.Modules;
+using VarSharp.Transformer;
+using static TorchSharp.torch;
+
+namespace VarSharp.Training;
+
+/// <summary>
+/// Optimiser settings of the official VAR trainer (<c>train.py</c> + <c>VARTrainer.train_step</c>): AdamW with betas
+/// (0.9, 0.95), weight decay on the decay group only, total-norm gradient clipping.
+/// </summary>
+public sealed record VarTrainSettings
+{
+    public double Lr { get; init; } = 1e-4;
+    public double WeightDecay { get; init; } = 0.05;
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.95;
+    public double Eps { get; init; } = 1e-8;
+
+    /// <summary>Max total gradient norm (clip_grad_norm_); ≤ 0 turns clipping off (the norm is still measured).</summary>
+    public double GradClip { get; init; } = 2.0;
+
+    public double LabelSmooth { get; init; }
+
+    /// <summary>Reads a snake_case block such as the golden config's <c>train</c> (lr, weight_decay, betas, eps, grad_clip, label_smooth).</summary>
+    public static VarTrainSettings FromJson(JsonElement block)
+    {
+        if (block.ValueKind != JsonValueKind.Object) throw new VarSharpException("the train block must be a JSON object.");
+        var s = new VarTrainSettings();
+        double Get(string name, double fallback) => block.TryGetProperty(name, out var e) && e.ValueKind == JsonValueKind.Number ? e.GetDouble() : fallback;
+        double b1 = s.Beta1, b2 = s.Beta2;
+        if (block.TryGetProperty("betas", out var betas) && betas.ValueKind == JsonValueKind.Array && betas.GetArrayLength() == 2)
+        {
+            b1 = betas[0].GetDouble();
+            b2 = betas[1].GetDouble();
+        }
+        return new VarTrainSettings
+        {
+            Lr = Get("lr", s.Lr),
+            WeightDecay = Get("weight_decay", s.WeightDecay),
+            Beta1 = b1,
+            Beta2 = b2,
+            Eps = Get("eps", s.Eps),
+            GradClip = Get("grad_clip", s.GradClip),
+            LabelSmooth = Get("label_smooth", s.LabelSmooth),
+        };
+    }
+}
+
+/// <summary>What one <see cref="VarTrainStep.Step"/> measured. Owns its tensors.</summary>
+public sealed class VarTrainStepResult : IDisposable
+{
+    internal VarTrainStepResult(double loss, double gradNorm, double clipCoef, Dictionary<string, double> gradNorms,
+        Dictionary<string, Tensor>? gradients, Tensor? logits)
+    {
+        Loss = loss;
+        GradNorm = gradNorm;
+        ClipCoefficient = clipCoef;
+        GradNorms = gradNorms;
+        Gradients = gradients;
+        Logits = logits;
+    }
+
+    public double Loss { get; }
+
+    /// <summary>Total L2 norm of all gradients before clipping.</summary>
+    public double GradNorm { get; }
+
+    /// <summary>The factor the gradients were multiplied by before the optimiser step (1 when not clipped).</summary>
+    public double ClipCoefficient { get; }
+
+    /// <summary>Per-parameter gradient L2 norms before clipping, by parameter name.</summary>
+    public IReadOnlyDictionary<string, double> GradNorms { get; }
+
+    /// <summary>With keepGradients: every parameter's gradient before clipping.</summary>
+    public IReadOnlyDictionary<string, Tensor>? Gradients { get; }
+
+    /// <summary>With keepLogits: the training forward's logits (B, L, V).</summary>
+    public Tensor? Logits { get; }
+
+    public void Dispose()
+    {
+        if (Gradients is not null) foreach (var g in Gradients.Values) g.Dispose();
+        Logits?.Dispose();
+    }
+}
+
+/// <summary>
+/// One optimisation step of the official trainer on a teacher-forcing batch: training forward, loss = cross-entropy per
+/// token ×1/L summed over L and averaged over B (a plain token mean), backward, total-norm clipping, AdamW. Weight decay
+/// applies to the decay group of the official <c>filter_params</c>: every parameter except 1-D ones, biases and names
+/// containing one of <see cref="NoWeightDecayKeys"/>.
+/// </summary>
+public sealed class VarTrainStep : IDisposable
+{
+    /// <summary>The <c>nowd_keys</c> that <c>train.py</c> passes to <c>filter_params</c>.</summary>
+    public static readonly IReadOnlyList<string> NoWeightDecayKeys =
+    [
+        "cls_token", "start_token", "task_token", "cfg_uncond", "pos_embed", "pos_1LC", "pos_start", "start_pos",
+        "lvl_embed", "gamma", "beta", "ada_gss", "moe_bias", "scale_mul",
+    ];
+
+    private readonly VarModel _model;
+    private readonly Dictionary<string, Parameter> _params;
+    private readonly optim.Optimizer _optimizer;
+
+    /// <param name="noWeightDecay">Names of the parameters without weight decay; null applies the official rule.</param>
+    public VarTrainStep(VarModel model, VarTrainSettings settings, IEnumerable<string>? noWeightDecay = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(settings);
+        _model = model;
+        Settings = settings;
+        var named = model.named_parameters().ToList();
+        _params = named.ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+        ParameterNames = named.Select(p => p.name).ToArray();
+
+        HashSet<string> nowd;
+        if (noWeightDecay is null)
+        {
+            nowd = named.Where(p => IsNoWeightDecay(p.name, p.parameter)).Select(p => p.name).ToHashSet(StringComparer.Ordinal);
+        }
+        else
+        {
+            nowd = noWeightDecay.ToHashSet(StringComparer.Ordinal);
+            var unknown = nowd.Where(n => !_params.ContainsKey(n)).ToList();
+            if (unknown.Count > 0) throw new VarSharpException($"the no-weight-decay list names {unknown.Count} parameter(s) the model does not have, e.g. '{unknown[0]}'.");
+        }
+        NoDecayNames = ParameterNames.Where(nowd.Contains).ToArray();
+        DecayNames = ParameterNames.Where(n => !nowd.Contains(n)).ToArray();
+
+        var groups = new List<AdamW.ParamGroup>();
+        if (DecayNames.Count > 0)
+            groups.Add(new AdamW.ParamGroup(DecayNames.Select(n => _params[n]), lr: settings.Lr, beta1: settings.Beta1, beta2: settings.Beta2, eps: settings.Eps, weight_decay: settings.WeightDecay));
+        if (NoDecayNames.Count > 0)
+            groups.Add(new AdamW.ParamGroup(NoDecayNames.Select(n => _params[n]), lr: settings.Lr, beta1: settings.Beta1, beta2: settings.Beta2, eps: settings.Eps, weight_decay: 0));
+        _optimizer = optim.AdamW(groups, lr: settings.Lr, beta1: settings.Beta1, beta2: settings.Beta2, eps: settings.Eps);
+    }
+
+    public VarTrainSettings Settings { get; }
+
+    /// <summary>Parameter names in the model's named_parameters order (the same set as the reference's, not always the same order).</summary>
+    public IReadOnlyList<string> ParameterNames { get; }
+    public IReadOnlyList<string> DecayNames { get; }
+    public IReadOnlyList<string> NoDecayNames { get; }
+
+    /// <summary>The official <c>filter_params</c> rule: no weight decay for 1-D parameters, biases and the <see cref="NoWeightDecayKeys"/>.</summary>
+    public static bool IsNoWeightDecay(string name, Tensor parameter) =>
+        parameter.dim() == 1 || name.EndsWith("bias", StringComparison.Ordinal)
+        || NoWeightDecayKeys.Any(k => name.Contains(k, StringComparison.Ordinal));
+
+    /// <summary>The training loss: per-token cross-entropy ×1/L, summed over L, averaged over B.</summary>
+    public static Tensor Loss(Tensor logits_BLV, Tensor gt_BL, double labelSmooth = 0)
+    {
+        long B = gt_BL.shape[0], L = gt_BL.shape[1], V = logits_BLV.shape[^1];
+        using var scope = NewDisposeScope();
+        var ce = nn.functional.cross_entropy(logits_BLV.reshape(-1, V), gt_BL.reshape(-1), reduction: nn.Reduction.None, label_smoothing: labelSmooth);
+        return ce.view(B, L).mul(1.0 / L).sum(-1).mean().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// One step on labels (B,), teacher-forcing input (B, L − first_l, Cvae) and targets (B, L). Puts the model in
+    /// training mode; <paramref name="generator"/> feeds label dropout, dropout and drop-path when they are on.
+    /// </summary>
+    public VarTrainStepResult Step(Tensor labels, Tensor xWoFirstL, Tensor gt_BL, Generator? generator = null,
+        bool keepGradients = false, bool keepLogits = false)
+    {
+        using var scope = NewDisposeScope();
+        _model.train();
+        _optimizer.zero_grad();
+        var logits_BLV = _model.Forward(labels, xWoFirstL, generator);
+        var loss = Loss(logits_BLV, gt_BL, Settings.LabelSmooth);
+        double lossValue = loss.item<float>();
+        loss.backward();
+
+        var norms = new Dictionary<string, double>(StringComparer.Ordinal);
+        Dictionary<string, Tensor>? grads = keepGradients ? new(StringComparer.Ordinal) : null;
+        foreach (var name in ParameterNames)
+        {
+            var g = _params[name].grad;
+            norms[name] = g is null ? 0.0 : g.norm().item<float>();
+            if (grads is not null && g is not null) grads[name] = g.detach().clone().MoveToOuterDisposeScope();
+        }
+
+        var withGrad = ParameterNames.Select(n => _params[n]).Where(p => p.grad is not null).ToList();
+        double total = Settings.GradClip > 0
+            ? nn.utils.clip_grad_norm_(withGrad, Settings.GradClip)
+            : Math.Sqrt(norms.Values.Sum(v => v * v));
+        // clip_grad_norm_ multiplies by max_norm / (total + 1e-6) when that is below 1.
+        double coef = Settings.GradClip > 0 ? Math.Min(1.0, Settings.GradClip / (total + 1e-6)) : 1.0;
+        _optimizer.step();
+
+        return new VarTrainStepResult(lossValue, total, coef, norms, grads,
+            keepLogits ? logits_BLV.detach().MoveToOuterDisposeScope() : null);
+    }
+
+    public void Dispose() => _optimizer.Dispose();
+}

@@ -1,0 +1,87 @@
+using VarSharp.Tests.Support;
+
+namespace VarSharp.Tests.Cli;
+
+/// <summary>`sample` in-process: files written, same arguments → same bytes, bad input → exit 1 with one sentence.</summary>
+public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFixture<TinyModelFolderFixture>, IDisposable
+{
+    private readonly TempFolder _temp = new();
+    private readonly string _model = model.Dir;
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public void WritesOnePngPerImageAGridALogAndStrips()
+    {
+        var outDir = _temp.File("out");
+        var run = CliRun.Of("sample", "--model", _model, "--class", "3,1", "--class", "4", "--count", "2", "--output", outDir, "--scales");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Equal("", run.Error);
+        Assert.Contains("wrote 6 image(s) of 8x8", run.Output);
+        Assert.Contains("top-k 4", run.Output);   // default for V = 16: round(900·16/4096)
+        var files = Directory.GetFiles(outDir).Select(f => Path.GetFileName(f)).Order().ToArray();
+        Assert.Equal(
+        [
+            "000-class3-scales.png", "000-class3.png", "001-class3-scales.png", "001-class3.png",
+            "002-class1-scales.png", "002-class1.png", "003-class1-scales.png", "003-class1.png",
+            "004-class4-scales.png", "004-class4.png", "005-class4-scales.png", "005-class4.png",
+            "grid.png", "samples.jsonl",
+        ], files);
+        var log = File.ReadAllLines(Path.Combine(outDir, "samples.jsonl"));
+        Assert.Equal(6, log.Length);
+        Assert.Contains("\"class\":1", log[2]);
+        Assert.Contains("\"seed\":2", log[2]);
+    }
+
+    [Fact]
+    public void SameArgumentsGiveTheSameBytes()
+    {
+        string[] Args(string dir) => ["sample", "-m", _model, "-n", "3", "--seed", "5", "--cfg", "1.5", "--top-p", "0.8", "--more-smooth", "-o", dir];
+        var a = CliRun.Of(Args(_temp.File("a")));
+        var b = CliRun.Of(Args(_temp.File("b")));
+        Assert.Equal(0, a.ExitCode);
+        Assert.Equal(0, b.ExitCode);
+        var names = Directory.GetFiles(_temp.File("a")).Select(f => Path.GetFileName(f)).Order().ToArray();
+        Assert.Equal(5, names.Length);   // 3 images (drawn classes), grid, log
+        foreach (var name in names)
+            Assert.Equal(File.ReadAllBytes(Path.Combine(_temp.File("a"), name)), File.ReadAllBytes(Path.Combine(_temp.File("b"), name)));
+
+        var c = CliRun.Of("sample", "-m", _model, "-n", "3", "--seed", "6", "--cfg", "1.5", "--top-p", "0.8", "--more-smooth", "-o", _temp.File("c"));
+        Assert.Equal(0, c.ExitCode);
+        Assert.NotEqual(File.ReadAllBytes(Path.Combine(_temp.File("a"), "grid.png")), File.ReadAllBytes(Path.Combine(_temp.File("c"), "grid.png")));
+    }
+
+    [Theory]
+    [InlineData("class id 9 is unknown: this model has classes 0 to 4.", "--class", "9")]
+    [InlineData("--class expects integer class ids (repeated or comma-separated), found 'x'.", "--class", "1,x")]
+    [InlineData("cfg (guidance scale) must be a finite number ≥ 0, found -1.", "--cfg", "-1")]
+    [InlineData("top-k must be at most the vocabulary size 16 (or 0 for off), found 17.", "--top-k", "17")]
+    [InlineData("top-k must be 0 (off) or a positive number of tokens to keep, found -3.", "--top-k", "-3")]
+    [InlineData("top-p must be in [0, 1] (0 is off), found 1.5.", "--top-p", "1.5")]
+    [InlineData("count must be positive, found 0.", "--count", "0")]
+    public void BadInputExitsOneWithASentence(string expected, params string[] extra)
+    {
+        var outDir = _temp.File("bad");
+        var run = CliRun.Of(["sample", "-m", _model, "-o", outDir, .. extra]);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal($"error: {expected}", run.Error.TrimEnd());
+        Assert.False(Directory.Exists(outDir));
+    }
+
+    [Fact]
+    public void AMissingOrAmbiguousModelExitsOne()
+    {
+        var none = CliRun.Of("sample", "-o", _temp.File("x"));
+        Assert.Equal(1, none.ExitCode);
+        Assert.Contains("Name a model with --model DIR", none.Error);
+
+        var both = CliRun.Of("sample", "-m", _model, "--config", "c.json", "-o", _temp.File("x"));
+        Assert.Equal(1, both.ExitCode);
+        Assert.Contains("either --model or --config", both.Error);
+
+        var absent = CliRun.Of("sample", "-m", _temp.File("nope"), "-o", _temp.File("x"));
+        Assert.Equal(1, absent.ExitCode);
+        Assert.Contains("does not exist", absent.Error);
+    }
+}
