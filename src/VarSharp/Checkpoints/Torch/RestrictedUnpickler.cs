@@ -18,7 +18,7 @@ internal sealed class RestrictedUnpickler
     public const int MaxStringBytes = 1 << 20;
 
     /// <summary>Tensors in PyTorch have at most 64 dimensions.</summary>
-    public const int MaxDims = 64;
+    public const int MaxDims = SafeTensorsHeaderJson.MaxRank;
 
     public static readonly IReadOnlyDictionary<string, TorchDType> StorageTypes = new[]
     {
@@ -38,6 +38,8 @@ internal sealed class RestrictedUnpickler
 
     public const string AllowListText =
         "collections.OrderedDict, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter and the torch.*Storage types";
+
+    private static readonly UTF8Encoding StrictUtf8 = new(false, true);
 
     private readonly Stream _input;
     private readonly long _end;
@@ -382,7 +384,7 @@ internal sealed class RestrictedUnpickler
         var bytes = ReadSpan((int)length);
         try
         {
-            return new UTF8Encoding(false, true).GetString(bytes);
+            return StrictUtf8.GetString(bytes);
         }
         catch (DecoderFallbackException)
         {

@@ -54,9 +54,9 @@ public enum TorchCheckpointReason
 /// <summary>A PyTorch checkpoint was refused; the message is one sentence naming the file and the offending item.</summary>
 public sealed class TorchCheckpointException : VarSharpException
 {
-    public TorchCheckpointException(TorchCheckpointReason reason, string message) : base(message) => Reason = reason;
+    public TorchCheckpointException(TorchCheckpointReason reason, string message) : base(OneLine.Of(message)) => Reason = reason;
 
-    public TorchCheckpointException(TorchCheckpointReason reason, string message, Exception inner) : base(message, inner) => Reason = reason;
+    public TorchCheckpointException(TorchCheckpointReason reason, string message, Exception inner) : base(OneLine.Of(message), inner) => Reason = reason;
 
     public TorchCheckpointReason Reason { get; }
 }

@@ -57,29 +57,29 @@ internal sealed class ZipContainer
             throw Corrupt(file, $"the central directory declares {count} entries but its {cdSize} bytes hold at most {cdSize / CentralHeaderSize}");
         var cd = ReadAt(stream, cdOffset, checked((int)cdSize), file, "central directory");
 
-        var entries = new List<ZipEntry>((int)count);
+        var central = new List<CentralRecord>((int)count);
         var names = new HashSet<string>(StringComparer.Ordinal);
         int pos = 0;
         for (long i = 0; i < count; i++)
         {
-            var entry = ParseCentralEntry(cd, ref pos, stream, cdOffset, file);
-            if (!names.Add(entry.Name))
-                throw Fail(TorchCheckpointReason.DuplicateEntry, file, $"the zip holds two entries named '{entry.Name}'");
-            entries.Add(entry);
+            var record = ParseCentralEntry(cd, ref pos, cdOffset, file);
+            if (!names.Add(record.Name))
+                throw Fail(TorchCheckpointReason.DuplicateEntry, file, $"the zip holds two entries named '{record.Name}'");
+            central.Add(record);
         }
         if (pos != cd.Length)
             throw Corrupt(file, $"the central directory's {count} entries end at byte {pos} of its {cd.Length}");
 
-        // Records may not share bytes: overlapping entries are how quines and bombs reuse data.
-        ZipEntry? previous = null;
-        foreach (var e in entries.OrderBy(e => e.LocalHeaderOffset))
+        // Local headers are checked in file order, each bounded by where the next entry starts, so records cannot share
+        // bytes (overlapping entries are how zip quines and bombs reuse data) and the headers read add up to at most
+        // the file's length however many entries the directory declares.
+        var ordered = central.OrderBy(c => c.LocalOffset).ToList();
+        var entries = new List<ZipEntry>(ordered.Count);
+        for (int i = 0; i < ordered.Count; i++)
         {
-            if (previous is not null && e.LocalHeaderOffset < previous.SpanEnd)
-                throw Corrupt(file, $"entries '{previous.Name}' and '{e.Name}' overlap");
-            previous = e;
+            long limit = i + 1 < ordered.Count ? ordered[i + 1].LocalOffset : cdOffset;
+            entries.Add(CheckLocalHeader(stream, ordered[i], limit, file));
         }
-        if (previous is not null && previous.SpanEnd > cdOffset)
-            throw Corrupt(file, $"entry '{previous.Name}' runs into the central directory");
         return new ZipContainer(stream, file, entries);
     }
 
@@ -186,7 +186,7 @@ internal sealed class ZipContainer
         return (cdOffset, cdSize, entries);
     }
 
-    private static ZipEntry ParseCentralEntry(byte[] cd, ref int pos, Stream stream, long cdOffset, string file)
+    private static CentralRecord ParseCentralEntry(byte[] cd, ref int pos, long cdOffset, string file)
     {
         if (cd.Length - pos < CentralHeaderSize || U32(cd, pos) != CentralHeaderSig)
             throw Corrupt(file, $"there is no central directory header at byte {pos} of the directory");
@@ -232,7 +232,17 @@ internal sealed class ZipContainer
         if (localOffset > cdOffset - LocalHeaderSize)
             throw Corrupt(file, $"entry '{name}' has its local header at offset {localOffset}, outside the data area");
 
-        // Local header: same name, method and (unless a data descriptor follows) the same CRC and sizes.
+        return new CentralRecord(name, nameBytes.ToArray(), method, crc, csize, localOffset, sizes64);
+    }
+
+    private sealed record CentralRecord(string Name, byte[] NameBytes, ushort Method, uint Crc, long Size, long LocalOffset, bool Sizes64);
+
+    // Local header: same name, method and (unless a data descriptor follows) the same CRC and sizes, all before `limit`.
+    private static ZipEntry CheckLocalHeader(Stream stream, CentralRecord c, long limit, string file)
+    {
+        var (name, nameBytes, method, crc, csize, localOffset, sizes64) = c;
+        if (localOffset > limit - LocalHeaderSize)
+            throw Corrupt(file, $"entry '{name}' has its local header at offset {localOffset}, overlapping the next entry or the central directory");
         var lh = ReadAt(stream, localOffset, LocalHeaderSize, file, $"local header of '{name}'");
         if (U32(lh, 0) != LocalHeaderSig)
             throw Corrupt(file, $"there is no local header for entry '{name}' at offset {localOffset}");
@@ -243,23 +253,23 @@ internal sealed class ZipContainer
         if (lmethod != method || (lflags & 0x0001) != 0)
             throw Corrupt(file, $"entry '{name}' has a local header that disagrees with the central directory about method or encryption");
         long dataOffset = localOffset + LocalHeaderSize + lnameLen + lextraLen;
-        if (dataOffset > cdOffset)
-            throw Corrupt(file, $"entry '{name}' has a local header that runs into the central directory");
+        if (dataOffset > limit)
+            throw Corrupt(file, $"entry '{name}' has a local header that runs into the next entry or the central directory");
         var lname = ReadAt(stream, localOffset + LocalHeaderSize, lnameLen, file, $"local header of '{name}'");
         if (!lname.AsSpan().SequenceEqual(nameBytes))
-            throw Corrupt(file, $"entry '{name}' is named '{Encoding.UTF8.GetString(lname)}' in its local header");
+            throw Corrupt(file, $"entry '{name}' has a different name in its local header than in the central directory");
         CheckLocalExtra(ReadAt(stream, localOffset + LocalHeaderSize + lnameLen, lextraLen, file, $"local header of '{name}'"), name, file);
         bool descriptor = (lflags & 0x0008) != 0;
         if (!descriptor)
         {
-            if (lcrc != crc || (lcsize != 0xFFFFFFFF && lcsize != csize) || (lusize != 0xFFFFFFFF && lusize != usize))
+            if (lcrc != crc || (lcsize != 0xFFFFFFFF && lcsize != csize) || (lusize != 0xFFFFFFFF && lusize != csize))
                 throw Corrupt(file, $"entry '{name}' declares a different CRC or size in its local header than in the central directory");
         }
-        if (csize > cdOffset - dataOffset)
-            throw Corrupt(file, $"entry '{name}' declares {csize} bytes, more than remain before the central directory");
+        if (csize > limit - dataOffset)
+            throw Corrupt(file, $"entry '{name}' declares {csize} bytes, more than remain before the next entry or the central directory");
         long dataEnd = dataOffset + csize;
         long spanEnd = dataEnd;
-        if (descriptor) spanEnd = CheckDescriptor(stream, dataEnd, cdOffset, crc, csize, sizes64, name, file);
+        if (descriptor) spanEnd = CheckDescriptor(stream, dataEnd, limit, crc, csize, sizes64, name, file);
         return new ZipEntry(name, crc, csize, localOffset, dataOffset, spanEnd);
     }
 
