@@ -15,5 +15,6 @@ internal static class Program
         InspectCommand.Create(),
         GoldenCommand.Create(),
         SampleCommand.Create(),
+        ImportCommand.Create(),
     };
 }

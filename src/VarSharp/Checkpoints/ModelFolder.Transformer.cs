@@ -18,8 +18,9 @@ public static partial class ModelFolder
         var root = doc.RootElement;
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("var", out var varBlock))
             throw new VarSharpException($"Config file {configPath} has no 'var' block, so it describes no transformer.");
+        // A transformer-only bundle (an imported var_d*.pth) states vocab_size and cvae in its own block.
         if (!root.TryGetProperty("vqvae", out var vqBlock))
-            throw new VarSharpException($"Config file {configPath} has no 'vqvae' block; the transformer takes its vocabulary size and latent width from it.");
+            return VarConfig.FromJson(varBlock.GetRawText());
         var vq = VqVaeConfig.FromJson(vqBlock);
         if (varBlock.TryGetProperty("vocab_size", out var v) && v.ValueKind == JsonValueKind.Number && v.GetInt32() != vq.VocabSize)
             throw new VarSharpException($"Config file {configPath}: the transformer's vocab_size {v.GetInt32()} differs from the tokenizer's vocab_size {vq.VocabSize}.");
@@ -50,8 +51,11 @@ public static partial class ModelFolder
     }
 
     /// <summary>Builds the transformer of a model folder and loads its `var.*` weights strictly (eval mode).</summary>
-    public static VarModel LoadTransformer(string dir, Device? device = null) =>
-        LoadTransformer(ConfigPath(dir), WeightsPath(dir), device);
+    public static VarModel LoadTransformer(string dir, Device? device = null)
+    {
+        VerifyIfBundle(dir);
+        return LoadTransformer(ConfigPath(dir), WeightsPath(dir), device);
+    }
 
     /// <summary>Builds the transformer from a config file and loads `var.*` weights from a safetensors file strictly (eval mode).</summary>
     public static VarModel LoadTransformer(string configPath, string weightsPath, Device? device = null)

@@ -108,8 +108,11 @@ public sealed class VarPipeline : IDisposable
     }
 
     /// <summary>Loads a model folder (config.json with `vqvae` and `var` blocks + model.safetensors or weights.safetensors).</summary>
-    public static VarPipeline Load(string modelDir, Device? device = null) =>
-        Load(ModelFolder.ConfigPath(modelDir), ModelFolder.WeightsPath(modelDir), device);
+    public static VarPipeline Load(string modelDir, Device? device = null)
+    {
+        ModelFolder.VerifyIfBundle(modelDir);
+        return Load(ModelFolder.ConfigPath(modelDir), ModelFolder.WeightsPath(modelDir), device);
+    }
 
     /// <summary>Loads from a config file and a weights file holding `vae.*` and `var.*` tensors.</summary>
     public static VarPipeline Load(string configPath, string weightsPath, Device? device = null)
