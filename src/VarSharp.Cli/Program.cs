@@ -14,5 +14,6 @@ internal static class Program
         TokenizeCommand.Create(),
         InspectCommand.Create(),
         GoldenCommand.Create(),
+        TrainTokenizerCommand.Create(),
     };
 }
