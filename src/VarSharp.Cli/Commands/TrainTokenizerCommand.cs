@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using Spectre.Console;
 using VarSharp.Config;
 using VarSharp.Training;
@@ -98,7 +99,8 @@ internal static class TrainTokenizerCommand
     {
         var writer = parse.InvocationConfiguration.Output;
         var console = CliConsole.For(writer);
-        bool terminal = ReferenceEquals(writer, Console.Out) && !Console.IsOutputRedirected;
+        bool realConsole = ReferenceEquals(writer, Console.Out);
+        bool terminal = realConsole && !Console.IsOutputRedirected;
         var cfg = trainer.Config;
         long startStep = trainer.Step;
         writer.WriteLine(Invariant(
@@ -110,7 +112,13 @@ internal static class TrainTokenizerCommand
             e.Cancel = true;
             cancel.Cancel();
         };
-        if (terminal) Console.CancelKeyPress += onCancel;
+        // Ctrl+C or SIGTERM (e.g. from timeout) finishes the current step and checkpoints; only for the real process.
+        if (realConsole) Console.CancelKeyPress += onCancel;
+        using var sigterm = realConsole ? PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
+        {
+            ctx.Cancel = true;
+            cancel.Cancel();
+        }) : null;
         TrainResult result;
         var started = DateTime.UtcNow;
         try
@@ -152,7 +160,7 @@ internal static class TrainTokenizerCommand
         }
         finally
         {
-            if (terminal) Console.CancelKeyPress -= onCancel;
+            if (realConsole) Console.CancelKeyPress -= onCancel;
         }
         double seconds = (DateTime.UtcNow - started).TotalSeconds;
         string psnr = result.LastPsnr is { } p ? Invariant($"held-out PSNR {p:0.00} dB; ") : "";

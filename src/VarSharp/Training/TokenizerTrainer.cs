@@ -230,8 +230,7 @@ public sealed class TokenizerTrainer : IDisposable
                 t.LoadState(ckpt, state, source);
                 var position = new DataPosition(Scalar(state, "data.epoch", source), (int)Scalar(state, "data.batch", source));
                 t.Open(position, truncateLogAfter: newRunDir is null ? t.step : null);
-                if (newRunDir is not null || !File.Exists(Path.Combine(runDir, RunConfigFile)))
-                    CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), ConfigJson(model, train));
+                CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), ConfigJson(model, train));
                 t.lastCheckpointStep = t.step;
                 t.lastCheckpoint = ckpt;
                 t.LogStart(resumedFrom: ckpt);
@@ -386,6 +385,14 @@ public sealed class TokenizerTrainer : IDisposable
         int windowSteps = 0;
         var windowClock = Stopwatch.StartNew();
         long tokensPerBatch = (long)Config.BatchSize * ModelConfig.LatentSize * ModelConfig.LatentSize;
+        // Data-dependent codebook start: before the first step every code is dead (no hits yet), so the remedy places
+        // the whole codebook on residuals of the first batch — on the scale of the encoder's output instead of ±1/V.
+        if (step == 0 && Config.DeadCodeEvery > 0 && end > 0)
+        {
+            var first = loader.Make(loader.Position);
+            using var x0 = torch.tensor(first.Pixels, first.Shape);
+            Remedy(x0, observe);
+        }
         vae.train();
         while (step < end && !cancel.IsCancellationRequested)
         {
