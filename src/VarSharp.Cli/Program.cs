@@ -14,6 +14,7 @@ internal static class Program
         TokenizeCommand.Create(),
         InspectCommand.Create(),
         GoldenCommand.Create(),
+        ImportCommand.Create(),
         TrainTokenizerCommand.Create(),
     };
 }

@@ -9,14 +9,18 @@ internal static class GoldenCommand
     public static Command Create()
     {
         var dir = new Argument<string>("dir") { Description = "A case folder in the format of shared/golden/<case>: config.json, weights, vectors.safetensors" };
-        var command = new Command("golden", "Check numerical parity with the reference PyTorch code on a golden case folder") { dir };
+        var fromPth = new Option<bool>("--from-pth")
+        {
+            Description = "Load the weights from weights_vae.pth/weights_var.pth through the safe .pth reader instead of weights.safetensors",
+        };
+        var command = new Command("golden", "Check numerical parity with the reference PyTorch code on a golden case folder") { dir, fromPth };
         command.SetAction(parse =>
         {
             var path = parse.GetRequiredValue(dir);
-            using var gc = GoldenCase.Open(path);
+            using var gc = GoldenCase.Open(path, parse.GetValue(fromPth) ? GoldenPthWeights.Load : null);
             var rows = GoldenRunner.Run(gc);
             var writer = parse.InvocationConfiguration.Output;
-            writer.WriteLine($"golden case {gc.Name} ({gc.Directory})");
+            writer.WriteLine($"golden case {gc.Name} ({gc.Directory}), weights from {(parse.GetValue(fromPth) ? $"{GoldenPthWeights.VaeFile} + {GoldenPthWeights.VarFile}" : "weights.safetensors")}");
             writer.Write(GoldenTable.Format(rows));
             int failed = rows.Count(r => r.Failed);
             int missing = rows.Count(r => r.Status == GoldenStatus.NotImplemented);

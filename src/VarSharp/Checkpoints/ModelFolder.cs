@@ -37,8 +37,11 @@ public static partial class ModelFolder
     }
 
     /// <summary>Builds the tokenizer of a model folder and loads its `vae.*` weights strictly.</summary>
-    public static VqVae LoadTokenizer(string dir, Device? device = null) =>
-        LoadTokenizer(ConfigPath(dir), WeightsPath(dir), device);
+    public static VqVae LoadTokenizer(string dir, Device? device = null)
+    {
+        VerifyIfBundle(dir);
+        return LoadTokenizer(ConfigPath(dir), WeightsPath(dir), device);
+    }
 
     /// <summary>Builds the tokenizer from a config file and loads `vae.*` weights from a safetensors file strictly.</summary>
     public static VqVae LoadTokenizer(string configPath, string weightsPath, Device? device = null)

@@ -22,6 +22,12 @@ public static class SafeTensors
     public static Dictionary<string, torch.Tensor> Load(string path, torch.Device? device = null)
     {
         using var stream = OpenRead(path);
+        return Load(stream, path, device);
+    }
+
+    /// <summary>Loads every tensor from a seekable stream (tests feed mutated bytes this way without touching disk).</summary>
+    internal static Dictionary<string, torch.Tensor> Load(Stream stream, string path, torch.Device? device = null)
+    {
         var header = ReadHeader(stream, path);
         var result = new Dictionary<string, torch.Tensor>(StringComparer.Ordinal);
         try
@@ -56,7 +62,7 @@ public static class SafeTensors
     public static void Save(string path, IEnumerable<KeyValuePair<string, torch.Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
         SafeTensorsWriter.Save(path, tensors, metadata);
 
-    internal static SafeTensorsHeader ReadHeader(FileStream stream, string path)
+    internal static SafeTensorsHeader ReadHeader(Stream stream, string path)
     {
         RequireLittleEndianHost();
         long fileLength = stream.Length;
@@ -79,7 +85,7 @@ public static class SafeTensors
         return new SafeTensorsHeader(entries, metadata, dataStart);
     }
 
-    private static torch.Tensor ReadTensor(FileStream stream, SafeTensorsHeader header, SafeTensorEntry entry, torch.Device? device)
+    private static torch.Tensor ReadTensor(Stream stream, SafeTensorsHeader header, SafeTensorEntry entry, torch.Device? device)
     {
         var tensor = torch.empty(entry.Shape, SafeTensorDTypes.ScalarType(entry.DType));
         try

@@ -16,6 +16,9 @@ internal static class SafeTensorsHeaderJson
 {
     public const string MetadataKey = "__metadata__";
 
+    /// <summary>The most dimensions a tensor may have (as in PyTorch); the torch checkpoint reader uses the same cap.</summary>
+    public const int MaxRank = 64;
+
     private static readonly JsonReaderOptions Options = new() { CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 16 };
 
     public static (List<SafeTensorEntry> Entries, Dictionary<string, string> Metadata) Parse(byte[] json, string file)
@@ -133,6 +136,9 @@ internal static class SafeTensorsHeaderJson
                 throw Fail(SafeTensorsRule.BadEntry, file, $"expected tensor '{name}' shape to hold numbers but found {Describe(reader.TokenType)}");
             if (!reader.TryGetInt64(out var dim) || dim < 0)
                 throw Fail(SafeTensorsRule.BadShape, file, $"expected tensor '{name}' shape dimensions to be non-negative integers but found {RawNumber(ref reader)}");
+            // Without a cap, a header of "1," repeated would make shape arrays far larger than the file justifies.
+            if (dims.Count == MaxRank)
+                throw Fail(SafeTensorsRule.BadShape, file, $"expected tensor '{name}' to have at most {MaxRank} dimensions, PyTorch's limit, but its shape has more");
             dims.Add(dim);
         }
         return [.. dims];

@@ -14,11 +14,19 @@ internal static class TensorBytes
     public static void ReadInto(torch.Tensor tensor, Stream source, int chunkBytes = DefaultChunkBytes) =>
         ForEachChunk(tensor, chunkBytes, span => source.ReadExactly(span));
 
+    /// <summary>Like <see cref="ReadInto(torch.Tensor, Stream, int)"/>, showing each chunk to <paramref name="observe"/> once it is read (to checksum it).</summary>
+    public static void ReadInto(torch.Tensor tensor, Stream source, SpanAction observe, int chunkBytes = DefaultChunkBytes) =>
+        ForEachChunk(tensor, chunkBytes, span =>
+        {
+            source.ReadExactly(span);
+            observe(span);
+        });
+
     /// <summary>Writes a contiguous CPU tensor's bytes at the stream's current position.</summary>
     public static void WriteFrom(torch.Tensor tensor, Stream destination, int chunkBytes = DefaultChunkBytes) =>
         ForEachChunk(tensor, chunkBytes, span => destination.Write(span));
 
-    private delegate void SpanAction(Span<byte> span);
+    public delegate void SpanAction(Span<byte> span);
 
     private static void ForEachChunk(torch.Tensor tensor, int chunkBytes, SpanAction action)
     {

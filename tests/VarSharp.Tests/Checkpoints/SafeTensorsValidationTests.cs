@@ -69,6 +69,11 @@ public class SafeTensorsValidationTests : IDisposable
     [InlineData("""{"w": {"dtype": "F32", "shape": [99999999999999999999], "data_offsets": [0, 0]}}""", "99999999999999999999")]
     public void BadShape(string json, string detail) => AssertRefused(Raw(json, 0), SafeTensorsRule.BadShape, detail);
 
+    [Fact]
+    public void ShapeWithMoreThan64Dimensions() =>
+        AssertRefused(Raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [" + string.Concat(Enumerable.Repeat("1, ", 64)) + "1], \"data_offsets\": [0, 4]}}", 4),
+            SafeTensorsRule.BadShape, "at most 64 dimensions");
+
     [Theory]
     [InlineData("""{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 100]}}""", "[0, 100]")]
     [InlineData("""{"w": {"dtype": "F32", "shape": [0], "data_offsets": [8, 4]}}""", "[8, 4]")]

@@ -1,0 +1,280 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using static TorchSharp.torch;
+
+namespace VarSharp.Checkpoints;
+
+/// <summary>What is wrong with a model bundle, so callers and tests can tell failures apart without parsing messages.</summary>
+public enum ModelBundleProblem
+{
+    /// <summary>The folder has no manifest.json.</summary>
+    ManifestMissing,
+    /// <summary>manifest.json is not the JSON this version writes.</summary>
+    ManifestInvalid,
+    /// <summary>A file the manifest lists is absent.</summary>
+    MissingFile,
+    /// <summary>The folder holds a file or folder the manifest does not list.</summary>
+    ExtraFile,
+    /// <summary>A file's length differs from the manifest's.</summary>
+    SizeMismatch,
+    /// <summary>A file's SHA-256 differs from the manifest's.</summary>
+    DigestMismatch,
+    /// <summary>The output folder exists and may not be replaced.</summary>
+    OutputExists,
+}
+
+/// <summary>A model bundle failed verification or could not be written; the message is one sentence.</summary>
+public sealed class ModelBundleException(ModelBundleProblem problem, string message) : VarSharpException(message)
+{
+    public ModelBundleProblem Problem { get; } = problem;
+}
+
+/// <summary>One input file a bundle was made from, recorded in the manifest for provenance (not verified on load).</summary>
+public sealed record BundleSource(string Role, string FileName, string Sha256, long Bytes);
+
+/// <summary>A verified manifest: every bundle file with its SHA-256 and length.</summary>
+public sealed record BundleManifest(int FormatVersion, IReadOnlyDictionary<string, (string Sha256, long Bytes)> Files);
+
+/// <summary>
+/// A VarSharp model bundle: a model folder (config.json + model.safetensors holding `vae.*`/`var.*`) plus manifest.json,
+/// which records the SHA-256 and length of every other file. Bundles are written atomically (into a temporary sibling
+/// folder, flushed to disk, then renamed into place) and verified before use: a missing, extra, resized or altered file
+/// is refused.
+/// </summary>
+public static class ModelBundle
+{
+    public const string ManifestFileName = "manifest.json";
+    public const string ConfigFileName = "config.json";
+    public const string WeightsFileName = "model.safetensors";
+    public const string FormatName = "varsharp-bundle";
+    public const int FormatVersion = 1;
+
+    /// <summary>A manifest is a few hundred bytes; anything this large is not one.</summary>
+    private const long MaxManifestBytes = 1 << 20;
+
+    /// <summary>True when <paramref name="dir"/> has a manifest.json, i.e. claims to be a bundle.</summary>
+    public static bool IsBundle(string dir) => File.Exists(Path.Combine(dir, ManifestFileName));
+
+    /// <summary>
+    /// Writes a bundle at <paramref name="dir"/>. An existing empty folder is replaced; an existing non-empty one only
+    /// with <paramref name="force"/>, and only if it is itself a bundle (so a mistyped path never wipes unrelated files).
+    /// </summary>
+    public static void Write(string dir, string configJson, IEnumerable<KeyValuePair<string, Tensor>> tensors, bool force = false,
+        IReadOnlyList<BundleSource>? sources = null)
+    {
+        var full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+        CheckOutput(full, force);
+        var parent = Path.GetDirectoryName(full) ?? throw new VarSharpException($"Cannot write a bundle at the file-system root {full}.");
+        Directory.CreateDirectory(parent);
+        var name = Path.GetFileName(full);
+        var temp = Path.Combine(parent, $".{name}.tmp-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(temp);
+        try
+        {
+            WriteDurably(Path.Combine(temp, ConfigFileName), Encoding.UTF8.GetBytes(configJson));
+            SafeTensors.Save(Path.Combine(temp, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "varsharp import" });
+            var manifest = BuildManifest(temp, [ConfigFileName, WeightsFileName], sources);
+            WriteDurably(Path.Combine(temp, ManifestFileName), Encoding.UTF8.GetBytes(manifest));
+            SyncDirectory(temp);
+            Swap(temp, full, parent, force);
+        }
+        catch
+        {
+            DeleteQuietly(temp);
+            throw;
+        }
+    }
+
+    /// <summary>Refuses an output folder that exists and may not be replaced; call it before expensive work.</summary>
+    public static void CheckOutput(string dir, bool force)
+    {
+        if (File.Exists(dir))
+            throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} is an existing file, not a folder; choose another path.");
+        if (!Directory.Exists(dir) || !Directory.EnumerateFileSystemEntries(dir).Any()) return;
+        if (!force)
+            throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output folder {dir} already exists and is not empty; pass --force to replace it.");
+        if (!IsBundle(dir))
+            throw new ModelBundleException(ModelBundleProblem.OutputExists,
+                $"Output folder {dir} is not empty and holds no {ManifestFileName}, so --force will not replace it (only an earlier bundle is replaced).");
+    }
+
+    /// <summary>Checks manifest.json against the folder: every listed file present with its length and SHA-256, nothing else.</summary>
+    public static BundleManifest Verify(string dir)
+    {
+        if (!Directory.Exists(dir)) throw new VarSharpException($"Model bundle {dir} does not exist.");
+        var manifestPath = Path.Combine(dir, ManifestFileName);
+        if (!File.Exists(manifestPath))
+            throw new ModelBundleException(ModelBundleProblem.ManifestMissing, $"Model bundle {dir} has no {ManifestFileName}, so its files cannot be verified.");
+        var manifest = ReadManifest(manifestPath);
+
+        foreach (var entry in Directory.EnumerateFileSystemEntries(dir).Order(StringComparer.Ordinal))
+        {
+            var name = Path.GetFileName(entry);
+            if (name == ManifestFileName) continue;
+            if (!manifest.Files.ContainsKey(name) || Directory.Exists(entry))
+                throw new ModelBundleException(ModelBundleProblem.ExtraFile,
+                    $"Model bundle {dir} holds '{name}', which its manifest does not list, so the folder was modified after it was written.");
+        }
+        foreach (var (name, (_, bytes)) in manifest.Files)
+        {
+            var path = Path.Combine(dir, name);
+            if (!File.Exists(path))
+                throw new ModelBundleException(ModelBundleProblem.MissingFile, $"Model bundle {dir} lacks '{name}', which its manifest lists.");
+            long actual = new FileInfo(path).Length;
+            if (actual != bytes)
+                throw new ModelBundleException(ModelBundleProblem.SizeMismatch,
+                    $"Model bundle file {path} has {actual} bytes but the manifest says {bytes}, so it was truncated or altered.");
+        }
+        foreach (var (name, (sha, _)) in manifest.Files)
+        {
+            var path = Path.Combine(dir, name);
+            var actual = FileDigest.Sha256(path);
+            if (actual != sha)
+                throw new ModelBundleException(ModelBundleProblem.DigestMismatch,
+                    $"Model bundle file {path} has SHA-256 {actual} but the manifest says {sha}, so it is corrupt or was altered.");
+        }
+        return manifest;
+    }
+
+    private static string BuildManifest(string dir, string[] files, IReadOnlyList<BundleSource>? sources)
+    {
+        var fileNodes = new JsonObject();
+        foreach (var f in files)
+        {
+            var path = Path.Combine(dir, f);
+            fileNodes[f] = new JsonObject { ["sha256"] = FileDigest.Sha256(path), ["bytes"] = new FileInfo(path).Length };
+        }
+        var root = new JsonObject
+        {
+            ["format"] = FormatName,
+            ["format_version"] = FormatVersion,
+            ["files"] = fileNodes,
+        };
+        if (sources is { Count: > 0 })
+        {
+            var list = new JsonArray();
+            foreach (var s in sources)
+                list.Add(new JsonObject { ["role"] = s.Role, ["file"] = s.FileName, ["sha256"] = s.Sha256, ["bytes"] = s.Bytes });
+            root["sources"] = list;
+        }
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
+    private static BundleManifest ReadManifest(string path)
+    {
+        ModelBundleException Invalid(string why) =>
+            new(ModelBundleProblem.ManifestInvalid, $"Manifest {path} is not a valid {FormatName} manifest: {why}.");
+
+        if (new FileInfo(path).Length > MaxManifestBytes) throw Invalid($"it is larger than {MaxManifestBytes} bytes");
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(File.ReadAllBytes(path));
+        }
+        catch (JsonException e)
+        {
+            throw Invalid($"it is not JSON ({e.Message})");
+        }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw Invalid("the top level is not an object");
+            if (!root.TryGetProperty("format", out var format) || format.ValueKind != JsonValueKind.String || format.GetString() != FormatName)
+                throw Invalid($"\"format\" is not \"{FormatName}\"");
+            if (!root.TryGetProperty("format_version", out var version) || !version.TryGetInt32(out var v))
+                throw Invalid("\"format_version\" is missing or not an integer");
+            if (v != FormatVersion) throw Invalid($"format_version {v} is not the supported {FormatVersion}");
+            if (!root.TryGetProperty("files", out var files) || files.ValueKind != JsonValueKind.Object)
+                throw Invalid("\"files\" is missing or not an object");
+
+            var result = new Dictionary<string, (string, long)>(StringComparer.Ordinal);
+            foreach (var f in files.EnumerateObject())
+            {
+                var name = f.Name;
+                if (name.Length == 0 || name is "." or ".." || name == ManifestFileName || name.IndexOfAny(['/', '\\', '\0']) >= 0)
+                    throw Invalid($"it lists '{name}', which is not a plain file name of the bundle");
+                if (f.Value.ValueKind != JsonValueKind.Object
+                    || !f.Value.TryGetProperty("sha256", out var sha) || sha.ValueKind != JsonValueKind.String
+                    || !f.Value.TryGetProperty("bytes", out var bytes) || !bytes.TryGetInt64(out var n) || n < 0)
+                    throw Invalid($"the entry for '{name}' needs a \"sha256\" string and a non-negative \"bytes\" integer");
+                var digest = sha.GetString()!;
+                if (digest.Length != 64 || !digest.All(c => c is (>= '0' and <= '9') or (>= 'a' and <= 'f')))
+                    throw Invalid($"the SHA-256 of '{name}' is not 64 lowercase hex digits");
+                if (!result.TryAdd(name, (digest, n))) throw Invalid($"it lists '{name}' twice");
+            }
+            if (result.Count == 0) throw Invalid("it lists no files");
+            return new BundleManifest(v, result);
+        }
+    }
+
+    private static void WriteDurably(string path, byte[] bytes)
+    {
+        using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+        stream.Write(bytes);
+        stream.Flush(flushToDisk: true);
+    }
+
+    // Renames the finished temporary folder into place. An existing folder (empty, or an old bundle under --force) is
+    // first moved aside, so a failed rename can put it back.
+    private static void Swap(string temp, string full, string parent, bool force)
+    {
+        string? old = null;
+        if (Directory.Exists(full))
+        {
+            CheckOutput(full, force);
+            old = Path.Combine(parent, $".{Path.GetFileName(full)}.old-{Guid.NewGuid():N}");
+            Directory.Move(full, old);
+        }
+        try
+        {
+            Directory.Move(temp, full);
+        }
+        catch
+        {
+            if (old is not null) Directory.Move(old, full);
+            throw;
+        }
+        SyncDirectory(parent);
+        if (old is not null) DeleteQuietly(old);
+    }
+
+    private static void DeleteQuietly(string dir)
+    {
+        try
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>fsync on the folder itself makes the new names durable (POSIX); Windows has no equivalent and needs none.</summary>
+    private static void SyncDirectory(string dir)
+    {
+        if (OperatingSystem.IsWindows()) return;
+        int fd = Posix.open(dir, 0 /* O_RDONLY */);
+        if (fd < 0) return;
+        try
+        {
+            Posix.fsync(fd);
+        }
+        finally
+        {
+            Posix.close(fd);
+        }
+    }
+
+    private static class Posix
+    {
+        [DllImport("libc", SetLastError = true)]
+        public static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
+
+        [DllImport("libc", SetLastError = true)]
+        public static extern int fsync(int fd);
+
+        [DllImport("libc", SetLastError = true)]
+        public static extern int close(int fd);
+    }
+}

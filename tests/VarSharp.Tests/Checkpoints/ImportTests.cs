@@ -1,0 +1,140 @@
+using System.Text.Json;
+using VarSharp.Checkpoints;
+using VarSharp.Config;
+using VarSharp.Tests.Checkpoints.Torch;
+using VarSharp.Tests.Cli;
+using VarSharp.Tests.Support;
+using Xunit.Abstractions;
+
+namespace VarSharp.Tests.Checkpoints;
+
+/// <summary>`import`: official-layout .pth files become a bundle whose config and weights equal the golden case's.</summary>
+public class ImportTests(ITestOutputHelper output)
+{
+    private static string Case(string name) => Path.Combine(SharedData.GoldenDir, name);
+
+    [GoldenTheory]
+    [MemberData(nameof(GoldenCaseData.Names), MemberType = typeof(GoldenCaseData))]
+    public void ImportedBundleHasTheGoldenConfigAndWeights(string caseName)
+    {
+        using var tmp = new TempFolder();
+        using var golden = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Case(caseName), "config.json")));
+        // Heads are explicit because without attn_l2_norm the weights do not record them (tiny widths are not 64·depth).
+        int heads = golden.RootElement.GetProperty("var").GetProperty("num_heads").GetInt32();
+        var bundle = tmp.File("bundle");
+        var run = CliRun.Of("import", "--vae", Path.Combine(Case(caseName), "weights_vae.pth"), "--var", Path.Combine(Case(caseName), "weights_var.pth"),
+            "--output", bundle, "--heads", heads.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        output.WriteLine(run.Output + run.Error);
+        Assert.Equal(0, run.ExitCode);
+
+        var manifest = ModelBundle.Verify(bundle);
+        Assert.Equal([ModelBundle.ConfigFileName, ModelBundle.WeightsFileName], manifest.Files.Keys.Order(StringComparer.Ordinal));
+        using var config = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(bundle, "config.json")));
+        Assert.Equal(VqVaeConfig.FromJson(golden.RootElement.GetProperty("vqvae")), VqVaeConfig.FromJson(config.RootElement.GetProperty("vqvae")));
+        Assert.Equal(VarConfig.FromGoldenConfig(golden.RootElement), VarConfig.FromGoldenConfig(config.RootElement));
+        // The var block is self-contained too (vocab_size and cvae included), for var-only bundles.
+        Assert.Equal(VarConfig.FromGoldenConfig(golden.RootElement), VarConfig.FromJson(config.RootElement.GetProperty("var").GetRawText()));
+
+        var imported = SafeTensors.Load(Path.Combine(bundle, ModelBundle.WeightsFileName));
+        var reference = SafeTensors.Load(Path.Combine(Case(caseName), "weights.safetensors"));
+        try
+        {
+            Assert.Equal(reference.Keys.Order(StringComparer.Ordinal), imported.Keys.Order(StringComparer.Ordinal));
+            foreach (var (name, t) in reference) Assert.True(t.bytes.SequenceEqual(imported[name].bytes), name);
+        }
+        finally
+        {
+            MaliciousCheckpointTests.DisposeAll(imported);
+            MaliciousCheckpointTests.DisposeAll(reference);
+        }
+        using var vae = ModelFolder.LoadTokenizer(bundle);
+        Assert.Equal(VqVaeConfig.FromJson(golden.RootElement.GetProperty("vqvae")), vae.Config);
+    }
+
+    [GoldenFact]
+    public void OfficialLayoutsInferTheirPresets()
+    {
+        var dir = Path.Combine(SharedData.GoldenDir, "official-keys");
+        foreach (var file in Directory.GetFiles(dir, "var_*.json"))
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(file));
+            var c = doc.RootElement.GetProperty("config");
+            var cfg = ArchitectureInference.InferVar(Shapes(doc), null, new ImportOptions());
+            var preset = VarConfig.Preset(c.GetProperty("depth").GetInt32());
+            Assert.Equal(preset, cfg);
+            Assert.Equal(c.GetProperty("patch_nums").EnumerateArray().Select(e => e.GetInt32()), cfg.PatchNums);
+        }
+        foreach (var file in Directory.GetFiles(dir, "vae_*.json"))
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(file));
+            var patchNums = doc.RootElement.GetProperty("config").GetProperty("v_patch_nums").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            // Ten scales fit both official schedules, so the VQ-VAE alone is ambiguous until told.
+            var e = Assert.Throws<VarSharpException>(() => ArchitectureInference.InferVqVae(Shapes(doc), new ImportOptions()));
+            Assert.Contains("--patch-nums", e.Message, StringComparison.Ordinal);
+            var cfg = ArchitectureInference.InferVqVae(Shapes(doc), new ImportOptions(), varPatchNums: patchNums);
+            Assert.Equal(patchNums[^1] == 16 ? VqVaeConfig.Official256 : VqVaeConfig.Official512, cfg);
+        }
+    }
+
+    [GoldenFact]
+    public void AmbiguousArchitecturesAskForTheOptionThatSettlesThem()
+    {
+        using var tmp = new TempFolder();
+        var saln = CliRun.Of("import", "--var", Path.Combine(Case("tiny-saln"), "weights_var.pth"), "--output", tmp.File("a"));
+        Assert.Equal(1, saln.ExitCode);
+        Assert.Contains("--heads", saln.Error, StringComparison.Ordinal);
+
+        var vaeAlone = CliRun.Of("import", "--vae", Path.Combine(Case("tiny-32"), "weights_vae.pth"), "--output", tmp.File("b"));
+        Assert.Equal(1, vaeAlone.ExitCode);
+        Assert.Contains("--patch-nums", vaeAlone.Error, StringComparison.Ordinal);
+
+        var wrongDepth = CliRun.Of("import", "--var", Path.Combine(Case("tiny-32"), "weights_var.pth"), "--depth", "16", "--output", tmp.File("c"));
+        Assert.Equal(1, wrongDepth.ExitCode);
+        Assert.Contains("--depth 16", wrongDepth.Error, StringComparison.Ordinal);
+
+        var ok = CliRun.Of("import", "--vae", Path.Combine(Case("tiny-32"), "weights_vae.pth"), "--patch-nums", "1,2,3,4,6,8", "--output", tmp.File("d"));
+        Assert.Equal(0, ok.ExitCode);
+        Assert.False(Directory.Exists(tmp.File("a")) || Directory.Exists(tmp.File("b")) || Directory.Exists(tmp.File("c")));
+        Assert.Equal([tmp.File("d")], Directory.GetFileSystemEntries(tmp.Path));
+    }
+
+    [GoldenFact]
+    public void HostileCheckpointsAreRefusedWithoutWritingAnything()
+    {
+        using var tmp = new TempFolder();
+        foreach (var file in Directory.GetFiles(Path.Combine(SharedData.GoldenDir, "malicious"), "m*.pth"))
+        {
+            var run = CliRun.Of("import", "--var", file, "--output", tmp.File("out"));
+            Assert.Equal(1, run.ExitCode);
+            Assert.StartsWith("error: " + file, run.Error, StringComparison.Ordinal);
+            Assert.Single(run.Error.TrimEnd().Split('\n'));
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(tmp.Path));
+    }
+
+    [GoldenFact]
+    public void ExistingOutputIsOnlyReplacedWithForceAndOnlyIfItIsABundle()
+    {
+        using var tmp = new TempFolder();
+        string[] args = ["import", "--var", Path.Combine(Case("tiny-32"), "weights_var.pth"), "--output", tmp.File("out")];
+        Assert.Equal(0, CliRun.Of(args).ExitCode);
+        var again = CliRun.Of(args);
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("--force", again.Error, StringComparison.Ordinal);
+        Assert.Equal(0, CliRun.Of([.. args, "--force"]).ExitCode);
+        ModelBundle.Verify(tmp.File("out"));
+
+        Directory.CreateDirectory(tmp.File("notabundle"));
+        File.WriteAllText(tmp.File("notabundle/precious.txt"), "keep me");
+        var refused = CliRun.Of("import", "--var", Path.Combine(Case("tiny-32"), "weights_var.pth"), "--output", tmp.File("notabundle"), "--force");
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Equal("keep me", File.ReadAllText(tmp.File("notabundle/precious.txt")));
+        // No temporary or moved-aside folders are left behind.
+        Assert.Equal([tmp.File("notabundle"), tmp.File("out")], Directory.GetFileSystemEntries(tmp.Path).Order(StringComparer.Ordinal));
+    }
+
+    private static Dictionary<string, long[]> Shapes(JsonDocument doc) =>
+        doc.RootElement.GetProperty("keys").EnumerateArray().ToDictionary(
+            k => k.GetProperty("name").GetString()!,
+            k => k.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray());
+}

@@ -1,0 +1,104 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using VarSharp.Checkpoints;
+using VarSharp.Config;
+using VarSharp.Tests.Support;
+using VarSharp.Tokenizer;
+
+namespace VarSharp.Tests.Checkpoints;
+
+/// <summary>Bundles are verified against their manifest before anything is loaded from them.</summary>
+public class ModelBundleTests
+{
+    private static string WriteTinyBundle(TempFolder tmp)
+    {
+        var cfg = TinyConfigs.VqVae();
+        using var vae = new VqVae(cfg);
+        var config = new JsonObject { ["vqvae"] = JsonSerializer.SerializeToNode(cfg, JsonConfig.Options) }.ToJsonString(JsonConfig.Options);
+        var dir = tmp.File("bundle");
+        ModelBundle.Write(dir, config, vae.state_dict().Select(kv => new KeyValuePair<string, torch.Tensor>("vae." + kv.Key, kv.Value)));
+        return dir;
+    }
+
+    [Fact]
+    public void FlippingAnyByteOfTheWeightsIsADigestError()
+    {
+        using var tmp = new TempFolder();
+        var dir = WriteTinyBundle(tmp);
+        using (ModelFolder.LoadTokenizer(dir)) { }
+        var weights = Path.Combine(dir, ModelBundle.WeightsFileName);
+        var original = File.ReadAllBytes(weights);
+        var rng = new Random(1234);
+        var positions = new[] { 0, 1, 7, 8, original.Length / 2, original.Length - 2, original.Length - 1 }
+            .Concat(Enumerable.Range(0, 25).Select(_ => rng.Next(original.Length)));
+        foreach (var pos in positions)
+        {
+            var bytes = (byte[])original.Clone();
+            bytes[pos] ^= (byte)(1 << rng.Next(8));
+            File.WriteAllBytes(weights, bytes);
+            var e = Assert.Throws<ModelBundleException>(() => ModelFolder.LoadTokenizer(dir).Dispose());
+            Assert.Equal(ModelBundleProblem.DigestMismatch, e.Problem);
+            Assert.Contains(weights, e.Message, StringComparison.Ordinal);
+        }
+        File.WriteAllBytes(weights, original);
+        ModelBundle.Verify(dir);
+    }
+
+    [Fact]
+    public void MissingExtraResizedAndBadManifestFilesAreRefused()
+    {
+        using var tmp = new TempFolder();
+        var dir = WriteTinyBundle(tmp);
+        var config = Path.Combine(dir, ModelBundle.ConfigFileName);
+        var manifest = Path.Combine(dir, ModelBundle.ManifestFileName);
+        var configText = File.ReadAllText(config);
+        var manifestText = File.ReadAllText(manifest);
+
+        void Expect(ModelBundleProblem problem)
+        {
+            var e = Assert.Throws<ModelBundleException>(() => ModelFolder.LoadTokenizer(dir).Dispose());
+            Assert.Equal(problem, e.Problem);
+            Assert.EndsWith(".", e.Message, StringComparison.Ordinal);
+        }
+
+        File.WriteAllText(Path.Combine(dir, "notes.txt"), "x");
+        Expect(ModelBundleProblem.ExtraFile);
+        File.Delete(Path.Combine(dir, "notes.txt"));
+
+        Directory.CreateDirectory(Path.Combine(dir, "sub"));
+        Expect(ModelBundleProblem.ExtraFile);
+        Directory.Delete(Path.Combine(dir, "sub"));
+
+        File.Delete(config);
+        Expect(ModelBundleProblem.MissingFile);
+        File.WriteAllText(config, configText + " ");
+        Expect(ModelBundleProblem.SizeMismatch);
+        File.WriteAllText(config, configText);
+
+        File.WriteAllText(manifest, "{\"format\": \"varsharp-bundle\", \"format_version\": 99, \"files\": {}}");
+        Expect(ModelBundleProblem.ManifestInvalid);
+        File.WriteAllText(manifest, manifestText.Replace("config.json", "../config.json", StringComparison.Ordinal));
+        Expect(ModelBundleProblem.ManifestInvalid);
+        File.WriteAllText(manifest, "not json");
+        Expect(ModelBundleProblem.ManifestInvalid);
+        File.WriteAllText(manifest, manifestText);
+        ModelBundle.Verify(dir);
+
+        // A plain model folder (no manifest) still loads unchecked.
+        File.Delete(manifest);
+        using (ModelFolder.LoadTokenizer(dir)) { }
+        Assert.Throws<ModelBundleException>(() => ModelBundle.Verify(dir));
+    }
+
+    [Fact]
+    public void WriteLeavesNoTemporaryFoldersAndRefusesToClobber()
+    {
+        using var tmp = new TempFolder();
+        var dir = WriteTinyBundle(tmp);
+        var e = Assert.Throws<ModelBundleException>(() => WriteTinyBundle(tmp));
+        Assert.Equal(ModelBundleProblem.OutputExists, e.Problem);
+        Assert.Equal([dir], Directory.GetFileSystemEntries(tmp.Path));
+        ModelBundle.Verify(dir);
+    }
+}
