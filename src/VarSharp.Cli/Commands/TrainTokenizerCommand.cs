@@ -165,7 +165,7 @@ internal static class TrainTokenizerCommand
         double seconds = (DateTime.UtcNow - started).TotalSeconds;
         string psnr = result.LastPsnr is { } p ? Invariant($"held-out PSNR {p:0.00} dB; ") : "";
         writer.WriteLine(Invariant(
-            $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({(result.Step - startStep) / Math.Max(seconds, 1e-9):0.00} steps/s); {psnr}usage per scale {Usage(result.UsagePercent)}; model folder {result.LastCheckpoint}"));
+            $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({(result.Step - startStep) / Math.Max(seconds, 1e-9):0.00} steps/s); {psnr}usage per scale {Usage(result.UsagePercent)}; model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
         if (!result.Finished) writer.WriteLine($"continue with: varsharp train-tokenizer --resume {trainer.RunDirectory}");
         return 0;
     }

@@ -5,16 +5,29 @@ using static TorchSharp.torch;
 namespace VarSharp.Training;
 
 /// <summary>
-/// Writes a checkpoint folder atomically: everything goes into a hidden sibling folder first, which is renamed into
-/// place only when complete, so a crash never leaves a half-written checkpoint under the final name. The folder is a
-/// model folder (config.json + model.safetensors) that the rest of VarSharp loads, plus train_state.safetensors.
-/// An existing folder is never replaced.
+/// Writes a training checkpoint atomically: everything goes into a hidden sibling folder first, which is renamed into
+/// place only when complete, so a crash never leaves a half-written checkpoint under the final name. Layout:
+/// <code>
+/// step-N/model/                    a model bundle (config.json + model.safetensors + manifest.json of SHA-256s),
+///                                  written by <see cref="ModelBundle.Write"/>: every verb loads it, and verifies it
+/// step-N/train_state.safetensors   optimizer moments, step counts, RNG and data position (not part of the model)
+/// </code>
+/// The train state sits beside the bundle rather than inside it because a bundle refuses files its manifest does not
+/// list. An existing checkpoint folder is never replaced.
 /// </summary>
 public static class CheckpointWriter
 {
-    public const string ConfigFile = "config.json";
-    public const string ModelFile = "model.safetensors";
+    public const string ModelDir = "model";
+    public const string ConfigFile = ModelBundle.ConfigFileName;
+    public const string ModelFile = ModelBundle.WeightsFileName;
     public const string TrainStateFile = "train_state.safetensors";
+
+    /// <summary>The model bundle inside a checkpoint folder.</summary>
+    public static string ModelFolderOf(string checkpoint) => Path.Combine(checkpoint, ModelDir);
+
+    public static string ConfigPath(string checkpoint) => Path.Combine(checkpoint, ModelDir, ConfigFile);
+    public static string ModelPath(string checkpoint) => Path.Combine(checkpoint, ModelDir, ModelFile);
+    public static string TrainStatePath(string checkpoint) => Path.Combine(checkpoint, TrainStateFile);
 
     public static void Write(string dir, string configJson, IEnumerable<KeyValuePair<string, Tensor>> model,
         IEnumerable<KeyValuePair<string, Tensor>> trainState, IReadOnlyDictionary<string, string>? trainStateMetadata = null)
@@ -28,8 +41,7 @@ public static class CheckpointWriter
         Directory.CreateDirectory(temp);
         try
         {
-            WriteText(Path.Combine(temp, ConfigFile), configJson);
-            SafeTensors.Save(Path.Combine(temp, ModelFile), model);
+            ModelBundle.Write(Path.Combine(temp, ModelDir), configJson, model);
             SafeTensors.Save(Path.Combine(temp, TrainStateFile), trainState, trainStateMetadata);
             Directory.Move(temp, full);
         }
@@ -54,7 +66,7 @@ public static class CheckpointWriter
         File.Move(temp, full, overwrite: true);
     }
 
-    /// <summary>Whether <paramref name="dir"/> holds a complete checkpoint.</summary>
+    /// <summary>Whether <paramref name="dir"/> holds a complete checkpoint (bundle manifest and train state present).</summary>
     public static bool IsCheckpoint(string dir) =>
-        File.Exists(Path.Combine(dir, ConfigFile)) && File.Exists(Path.Combine(dir, ModelFile)) && File.Exists(Path.Combine(dir, TrainStateFile));
+        File.Exists(ConfigPath(dir)) && File.Exists(ModelPath(dir)) && ModelBundle.IsBundle(ModelFolderOf(dir)) && File.Exists(TrainStatePath(dir));
 }

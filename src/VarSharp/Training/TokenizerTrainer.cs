@@ -40,7 +40,7 @@ public sealed record TrainResult(long Step, bool Finished, string? LastCheckpoin
 /// log.jsonl             one JSON object per logged step / eval / remedy / checkpoint
 /// loss.png              training loss and eval PSNR against the step
 /// samples/recon-step-N.png   originals (top row) over reconstructions (bottom row)
-/// checkpoints/step-N/   config.json + model.safetensors (a model folder) + train_state.safetensors
+/// checkpoints/step-N/   model/ (a model bundle every verb loads) + train_state.safetensors
 /// </code>
 /// Everything random is explicit: the weights come from a generator seeded with the seed, data order and augmentation
 /// are pure functions of (seed, epoch, position), the remedy draws from its own generator whose state is checkpointed.
@@ -145,14 +145,14 @@ public sealed class TokenizerTrainer : IDisposable
             throw new VarSharpException($"Run folder {path} has no complete checkpoint under {CheckpointsDir}/ to resume from.");
         }
         throw new VarSharpException(
-            $"{path} is neither a checkpoint folder (config.json + model.safetensors + train_state.safetensors) nor a run folder with {CheckpointsDir}/.");
+            $"{path} is neither a checkpoint folder (model/ bundle + train_state.safetensors) nor a run folder with {CheckpointsDir}/.");
     }
 
     /// <summary>Reads the two config blocks of a checkpoint (or of a run folder's latest checkpoint).</summary>
     public static (VqVaeConfig Model, TokenizerTrainConfig Train, string Checkpoint) ReadCheckpointConfig(string path)
     {
         var ckpt = ResolveCheckpoint(path);
-        var configPath = Path.Combine(ckpt, CheckpointWriter.ConfigFile);
+        var configPath = CheckpointWriter.ConfigPath(ckpt);
         using var doc = JsonConfig.ParseFile(configPath);
         if (!doc.RootElement.TryGetProperty("vqvae", out var vq))
             throw new VarSharpException($"{configPath} has no 'vqvae' block, so it is not a tokenizer checkpoint.");
@@ -202,10 +202,10 @@ public sealed class TokenizerTrainer : IDisposable
             runDir = Path.GetDirectoryName(parent)!;
         }
 
-        var state = SafeTensors.Load(Path.Combine(ckpt, CheckpointWriter.TrainStateFile));
+        var state = SafeTensors.Load(CheckpointWriter.TrainStatePath(ckpt));
         try
         {
-            string source = Path.Combine(ckpt, CheckpointWriter.TrainStateFile);
+            string source = CheckpointWriter.TrainStatePath(ckpt);
             var header = SafeTensors.ReadHeader(source);
             if (header.Metadata is null || !header.Metadata.TryGetValue("format", out var format) || format != StateFormat)
                 throw new VarSharpException($"{source} is not a tokenizer train state (expected metadata format '{StateFormat}').");
@@ -263,14 +263,15 @@ public sealed class TokenizerTrainer : IDisposable
 
     private void LoadState(string ckpt, Dictionary<string, Tensor> state, string source)
     {
-        var weights = SafeTensors.Load(Path.Combine(ckpt, CheckpointWriter.ModelFile));
+        ModelFolder.VerifyIfBundle(CheckpointWriter.ModelFolderOf(ckpt));
+        var weights = SafeTensors.Load(CheckpointWriter.ModelPath(ckpt));
         try
         {
             ModuleWeights.LoadStrict(vae, weights, "vae.");
         }
         catch (VarSharpException e)
         {
-            throw new VarSharpException($"{Path.Combine(ckpt, CheckpointWriter.ModelFile)}: {e.Message}", e);
+            throw new VarSharpException($"{CheckpointWriter.ModelPath(ckpt)}: {e.Message}", e);
         }
         finally
         {

@@ -22,17 +22,17 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
     private static int AssertSameCheckpoint(string a, string b)
     {
         int n = 0;
-        foreach (var file in new[] { CheckpointWriter.ModelFile, CheckpointWriter.TrainStateFile })
+        foreach (Func<string, string> file in new[] { CheckpointWriter.ModelPath, CheckpointWriter.TrainStatePath })
         {
-            var ta = SafeTensors.Load(Path.Combine(a, file));
-            var tb = SafeTensors.Load(Path.Combine(b, file));
+            var ta = SafeTensors.Load(file(a));
+            var tb = SafeTensors.Load(file(b));
             Assert.Equal(ta.Keys.Order(), tb.Keys.Order());
             foreach (var (key, x) in ta)
             {
                 var y = tb[key];
-                Assert.True(x.shape.SequenceEqual(y.shape) && x.dtype == y.dtype, $"{file} {key}: shape/dtype differ");
+                Assert.True(x.shape.SequenceEqual(y.shape) && x.dtype == y.dtype, $"{file(a)} {key}: shape/dtype differ");
                 bool same = x.contiguous().bytes.SequenceEqual(y.contiguous().bytes);
-                Assert.True(same, $"{file} {key} differs (max |Δ| {(x.dtype == ScalarType.Float32 ? (x - y).abs().max().item<float>() : float.NaN)})");
+                Assert.True(same, $"{Path.GetFileName(file(a))} {key} differs (max |Δ| {(x.dtype == ScalarType.Float32 ? (x - y).abs().max().item<float>() : float.NaN)})");
                 n++;
             }
             foreach (var t in ta.Values.Concat(tb.Values)) t.Dispose();
@@ -52,8 +52,8 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
         output.WriteLine($"{n} tensors identical; final PSNR {a.LastPsnr:0.00} dB, usage {string.Join(",", a.UsagePercent.Select(u => u.ToString("0")))}");
 
         var c = Train(tmp.File("c"), cfg with { Seed = 8 });
-        using var wa = SafeTensors.Load(Path.Combine(a.LastCheckpoint!, CheckpointWriter.ModelFile))["vae.decoder.conv_out.weight"];
-        using var wc = SafeTensors.Load(Path.Combine(c.LastCheckpoint!, CheckpointWriter.ModelFile))["vae.decoder.conv_out.weight"];
+        using var wa = SafeTensors.Load(CheckpointWriter.ModelPath(a.LastCheckpoint!))["vae.decoder.conv_out.weight"];
+        using var wc = SafeTensors.Load(CheckpointWriter.ModelPath(c.LastCheckpoint!))["vae.decoder.conv_out.weight"];
         Assert.False(wa.contiguous().bytes.SequenceEqual(wc.contiguous().bytes), "another seed should give other weights");
     }
 
@@ -121,7 +121,8 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
         var kinds = TrainLog.Read(Path.Combine(run, TokenizerTrainer.LogFile)).Select(o => o["kind"]!.GetValue<string>()).ToList();
         Assert.Contains("eval", kinds);
         Assert.Contains("remedy", kinds);
-        using var vae = ModelFolder.LoadTokenizer(result.LastCheckpoint!);
+        using var vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(result.LastCheckpoint!));
+        ModelBundle.Verify(CheckpointWriter.ModelFolderOf(result.LastCheckpoint!));
         Assert.Equal(TinyConfigs.VqVae(), vae.Config);
         Assert.True(result.LastPsnr > 0);
     }
