@@ -9,6 +9,21 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 1
 fi
 
+# Fashion-MNIST for the tokenizer trainer (Debian's dataset-fashion-mnist, ~30 MB of idx files), only when missing.
+# Not fatal: the tests do not need it (they make their own tiny idx files).
+install_fashion_mnist() {
+  local as_root=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || return 1
+    as_root="sudo -n"
+  fi
+  $as_root apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 && return 0
+  $as_root apt-get update -qq >/dev/null 2>&1 && $as_root apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1
+}
+if [ ! -d /usr/share/datasets/fashion-mnist ] && ! install_fashion_mnist; then
+  echo "warning: could not install Fashion-MNIST; as root run: apt-get update && apt-get install -y dataset-fashion-mnist" >&2
+fi
+
 # NuGet packages (TorchSharp + libtorch CPU are ~0.7 GB the first time), then a Release build. The build also
 # weakens libLibTorchSharp's GLIBCXX_3.4.32 need in the output folders (docs/torchsharp-glibcxx.md).
 dotnet restore VarSharp.slnx --verbosity quiet

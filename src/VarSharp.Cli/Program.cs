@@ -16,5 +16,6 @@ internal static class Program
         GoldenCommand.Create(),
         SampleCommand.Create(),
         ImportCommand.Create(),
+        TrainTokenizerCommand.Create(),
     };
 }

@@ -11,4 +11,12 @@ public static class ImageMetrics
         double mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).div(2).square().mean().item<float>();
         return mse <= 0 ? double.PositiveInfinity : -10 * Math.Log10(mse);
     }
+
+    /// <summary>PSNR in dB of each image of two batches (B, C, H, W) in [−1, 1], on the [0, 1] scale (peak 1).</summary>
+    public static double[] PsnrPerImage(Tensor a, Tensor b)
+    {
+        using var scope = NewDisposeScope();
+        var mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).div(2).square().flatten(1).mean([1L]).to(float64);
+        return mse.data<double>().ToArray().Select(m => m <= 0 ? double.PositiveInfinity : -10 * Math.Log10(m)).ToArray();
+    }
 }

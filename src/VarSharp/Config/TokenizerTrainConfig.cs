@@ -1,0 +1,111 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace VarSharp.Config;
+
+/// <summary>
+/// Every setting of a tokenizer training run (the `train_tokenizer` block of a checkpoint's config.json). Together
+/// with the `vqvae` block it determines the run: same blocks + same seed + same thread count → the same weights, bit
+/// for bit. Fields in <see cref="ChangeableOnResume"/> only affect reporting (and `steps` the schedule's length).
+/// </summary>
+public sealed record TokenizerTrainConfig
+{
+    /// <summary>A folder of Fashion-MNIST idx files or an ImageNet-layout image folder.</summary>
+    public string Data { get; init; } = "/usr/share/datasets/fashion-mnist";
+
+    public int Steps { get; init; } = 20000;
+    public int BatchSize { get; init; } = 32;
+    public ulong Seed { get; init; }
+
+    /// <summary>Peak learning rate of AdamW.</summary>
+    public double Lr { get; init; } = 4e-4;
+    /// <summary>Linear warmup from <see cref="WarmupStartRatio"/>·lr to lr over this many steps (the reference's wp0).</summary>
+    public int WarmupSteps { get; init; } = 500;
+    public double WarmupStartRatio { get; init; } = 0.005;
+    /// <summary>"cos" (half cosine) or "lin" (linear) decay from lr to <see cref="MinLrRatio"/>·lr at the last step (wpe).</summary>
+    public string Decay { get; init; } = "cos";
+    public double MinLrRatio { get; init; } = 0.01;
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.95;
+    public double Eps { get; init; } = 1e-8;
+    /// <summary>Decoupled weight decay on conv weights (not biases, norms or the codebook).</summary>
+    public double WeightDecay { get; init; } = 0.005;
+    /// <summary>Clip the global gradient norm to this (0: off).</summary>
+    public double GradClip { get; init; } = 2.0;
+
+    /// <summary>"l1", "l2" or "l1+l2": the pixel reconstruction loss on the unclamped decoder output.</summary>
+    public string RecLoss { get; init; } = "l1+l2";
+    /// <summary>Weight of the vq loss (which already carries β from the vqvae block).</summary>
+    public double VqWeight { get; init; } = 1.0;
+
+    /// <summary>Every this many steps re-seed dead codes from the latest batch's residuals (0: off).</summary>
+    public int DeadCodeEvery { get; init; } = 200;
+    /// <summary>A code is dead when its hit EMA is below ratio × (B·h·w / V) at every scale (the reference's usage margin uses 0.08).</summary>
+    public double DeadCodeRatio { get; init; } = 0.08;
+
+    public bool Resize { get; init; } = true;
+    public bool Hflip { get; init; }
+    public bool Strict { get; init; }
+
+    public int LogEvery { get; init; } = 20;
+    public int EvalEvery { get; init; } = 1000;
+    public int EvalImages { get; init; } = 500;
+    public int GridImages { get; init; } = 8;
+    public int CheckpointEvery { get; init; } = 2000;
+    public int KeepCheckpoints { get; init; } = 3;
+    public int Prefetch { get; init; } = 2;
+
+    /// <summary>Settings that may differ between a checkpoint and the run resuming it.</summary>
+    public static IReadOnlySet<string> ChangeableOnResume { get; } = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "steps", "log_every", "eval_every", "eval_images", "grid_images", "checkpoint_every", "keep_checkpoints", "prefetch", "strict",
+    };
+
+    public TokenizerTrainConfig Validate()
+    {
+        Require(Steps >= 1, $"steps must be positive but is {Steps}");
+        Require(BatchSize >= 1, $"batch_size must be positive but is {BatchSize}");
+        Require(Lr > 0 && double.IsFinite(Lr), $"lr must be positive but is {Lr}");
+        Require(WarmupSteps >= 0, $"warmup_steps must be 0 or more but is {WarmupSteps}");
+        Require(WarmupStartRatio is >= 0 and <= 1, $"warmup_start_ratio must lie in [0, 1] but is {WarmupStartRatio}");
+        Require(Decay is "cos" or "lin", $"decay must be 'cos' or 'lin' but is '{Decay}'");
+        Require(MinLrRatio is >= 0 and <= 1, $"min_lr_ratio must lie in [0, 1] but is {MinLrRatio}");
+        Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"betas must lie in [0, 1) but are ({Beta1}, {Beta2})");
+        Require(Eps > 0, $"eps must be positive but is {Eps}");
+        Require(WeightDecay >= 0, $"weight_decay must be 0 or more but is {WeightDecay}");
+        Require(GradClip >= 0, $"grad_clip must be 0 (off) or positive but is {GradClip}");
+        Require(RecLoss is "l1" or "l2" or "l1+l2", $"rec_loss must be 'l1', 'l2' or 'l1+l2' but is '{RecLoss}'");
+        Require(VqWeight >= 0, $"vq_weight must be 0 or more but is {VqWeight}");
+        Require(DeadCodeEvery >= 0, $"dead_code_every must be 0 (off) or positive but is {DeadCodeEvery}");
+        Require(DeadCodeRatio >= 0, $"dead_code_ratio must be 0 or more but is {DeadCodeRatio}");
+        Require(LogEvery >= 1, $"log_every must be positive but is {LogEvery}");
+        Require(EvalEvery >= 0, $"eval_every must be 0 (only at the end) or positive but is {EvalEvery}");
+        Require(EvalImages >= 0, $"eval_images must be 0 (no evaluation) or positive but is {EvalImages}");
+        Require(GridImages >= 0, $"grid_images must be 0 or more but is {GridImages}");
+        Require(CheckpointEvery >= 0, $"checkpoint_every must be 0 (only at the end) or positive but is {CheckpointEvery}");
+        Require(KeepCheckpoints >= 1, $"keep_checkpoints must be at least 1 but is {KeepCheckpoints}");
+        Require(Prefetch >= 0, $"prefetch must be 0 or more but is {Prefetch}");
+        return this;
+    }
+
+    /// <summary>The snake_case names of the settings that differ between two configs (in declaration order).</summary>
+    public static List<(string Name, string Ours, string Theirs)> Differences(TokenizerTrainConfig a, TokenizerTrainConfig b)
+    {
+        var ea = JsonSerializer.SerializeToElement(a, JsonConfig.Options);
+        var eb = JsonSerializer.SerializeToElement(b, JsonConfig.Options);
+        var result = new List<(string, string, string)>();
+        foreach (var p in ea.EnumerateObject())
+        {
+            var other = eb.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
+            if (p.Value.GetRawText() != other) result.Add((p.Name, p.Value.GetRawText(), other));
+        }
+        return result;
+    }
+
+    public static TokenizerTrainConfig FromJson(JsonElement element) => JsonConfig.Deserialize<TokenizerTrainConfig>(element, "train_tokenizer").Validate();
+
+    private static void Require(bool ok, string sentence)
+    {
+        if (!ok) throw new VarSharpException($"Invalid tokenizer training config: {sentence}.");
+    }
+}

@@ -1,0 +1,76 @@
+namespace VarSharp.Data;
+
+/// <summary>Which part of a dataset: the training images, or the held-out images used for evaluation.</summary>
+public enum DataSplit
+{
+    Train,
+    Test,
+}
+
+/// <summary>
+/// A finite, indexable set of images already shaped for one tokenizer: every sample is Channels × ImageSize × ImageSize
+/// floats in [−1, 1] (CHW). Implementations are safe to read from one worker thread while the owner reads metadata.
+/// </summary>
+public interface IImageDataset
+{
+    /// <summary>What the data is, for logs ("Fashion-MNIST train (60000 images) from …").</summary>
+    string Description { get; }
+    int Count { get; }
+    int Channels { get; }
+    int ImageSize { get; }
+    IReadOnlyList<string> ClassNames { get; }
+    DataIssues Issues { get; }
+
+    int Label(int index);
+
+    /// <summary>
+    /// Writes sample <paramref name="index"/> into <paramref name="destination"/> (Channels·ImageSize² floats, CHW, in
+    /// [−1, 1]). <paramref name="augmentKey"/> null gives the deterministic evaluation view (center crop, no flip);
+    /// otherwise it seeds the sample's random crop and flip, so the result is a pure function of (index, key).
+    /// </summary>
+    void Fill(int index, ulong? augmentKey, Span<float> destination);
+}
+
+/// <summary>Unreadable files met while scanning or decoding a dataset; counted, with the first few named.</summary>
+public sealed class DataIssues
+{
+    private const int MaxNamed = 5;
+    private readonly object gate = new();
+    private readonly List<string> examples = [];
+    private int skippedAtScan;
+    private int failedDecodes;
+
+    /// <summary>Files left out when the dataset was opened (not an image, truncated header, unreadable).</summary>
+    public int SkippedAtScan { get { lock (gate) return skippedAtScan; } }
+
+    /// <summary>Samples whose pixels failed to decode during training; a neighbouring sample was used instead.</summary>
+    public int FailedDecodes { get { lock (gate) return failedDecodes; } }
+
+    public IReadOnlyList<string> Examples { get { lock (gate) return examples.ToArray(); } }
+
+    internal void Skipped(string what)
+    {
+        lock (gate)
+        {
+            skippedAtScan++;
+            if (examples.Count < MaxNamed) examples.Add(what);
+        }
+    }
+
+    internal void DecodeFailed(string what)
+    {
+        lock (gate)
+        {
+            failedDecodes++;
+            if (examples.Count < MaxNamed) examples.Add(what);
+        }
+    }
+
+    public override string ToString()
+    {
+        lock (gate)
+            return skippedAtScan == 0 && failedDecodes == 0
+                ? "no unreadable files"
+                : $"{skippedAtScan} unreadable files skipped, {failedDecodes} decode failures replaced (e.g. {string.Join("; ", examples)})";
+    }
+}

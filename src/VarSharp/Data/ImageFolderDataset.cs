@@ -1,0 +1,234 @@
+using StbImageSharp;
+
+namespace VarSharp.Data;
+
+/// <summary>How an image folder becomes tokenizer-sized samples.</summary>
+/// <param name="Resize">Resize the shorter side to round(size × <paramref name="MidRatio"/>) (Lanczos) and crop to size, as the
+/// reference's utils/data.py does; when false every image must already be size × size.</param>
+/// <param name="HFlip">Random horizontal flips for training samples (off by default, as in the reference).</param>
+/// <param name="Strict">Fail on the first unreadable file instead of skipping and counting it.</param>
+/// <param name="MidRatio">The reference's mid_reso factor, 1.125.</param>
+public sealed record ImageFolderOptions(bool Resize = true, bool HFlip = false, bool Strict = false, double MidRatio = 1.125);
+
+/// <summary>
+/// An ImageNet-layout folder: ROOT/train/CLASS/*.png|jpg and ROOT/val/CLASS/…, or ROOT/CLASS/… directly. Without a
+/// val folder every 20th training file (in sorted order) is held out as the test split. Training samples are resized
+/// (shorter side), randomly cropped and optionally flipped; test samples are center-cropped. Grayscale files become
+/// RGB for 3-channel models and RGB files become luma for 1-channel models, as <see cref="ImageIO"/> does.
+/// </summary>
+public sealed class ImageFolderDataset : IImageDataset
+{
+    public const int HoldOutEvery = 20;
+    private static readonly string[] Extensions = [".png", ".jpg", ".jpeg"];
+
+    private readonly (string Path, int Label)[] items;
+    private readonly ImageFolderOptions options;
+    private readonly int midSize;
+
+    private ImageFolderDataset(string description, (string, int)[] items, IReadOnlyList<string> classNames, int channels, int imageSize,
+        ImageFolderOptions options, DataIssues issues)
+    {
+        this.items = items;
+        this.options = options;
+        Description = description;
+        ClassNames = classNames;
+        Channels = channels;
+        ImageSize = imageSize;
+        Issues = issues;
+        midSize = (int)Math.Round(imageSize * options.MidRatio, MidpointRounding.ToEven);
+    }
+
+    public string Description { get; }
+    public int Count => items.Length;
+    public int Channels { get; }
+    public int ImageSize { get; }
+    public IReadOnlyList<string> ClassNames { get; }
+    public DataIssues Issues { get; }
+
+    public int Label(int index) => items[index].Label;
+
+    /// <summary>The file behind sample <paramref name="index"/>.</summary>
+    public string PathOf(int index) => items[index].Path;
+
+    /// <summary>Whether <paramref name="root"/> looks like an image folder (has subfolders or image files).</summary>
+    public static bool LooksLikeImageFolder(string root) =>
+        Directory.Exists(root) && (Directory.EnumerateDirectories(root).Any() || ImageFiles(root, recursive: false).Any());
+
+    /// <summary>Scans one split of an image folder, checking every file's header; unreadable files are skipped and counted (or fail with Strict).</summary>
+    public static ImageFolderDataset Open(string root, DataSplit split, int channels, int imageSize, ImageFolderOptions? options = null)
+    {
+        options ??= new ImageFolderOptions();
+        if (!Directory.Exists(root)) throw new VarSharpException($"Image folder {root} does not exist.");
+        if (channels is not (1 or 3)) throw new VarSharpException($"Images can have 1 or 3 channels but {channels} were asked for.");
+        string trainDir = Directory.Exists(Path.Combine(root, "train")) ? Path.Combine(root, "train") : root;
+        string? valDir = Directory.Exists(Path.Combine(root, "val")) ? Path.Combine(root, "val") : null;
+
+        var (classNames, trainFiles) = ListClasses(trainDir);
+        if (trainFiles.Count == 0)
+            throw new VarSharpException($"No PNG or JPEG images found under {trainDir}; expected one subfolder per class holding .png/.jpg files.");
+        List<(string, int)> files;
+        string what;
+        if (valDir is not null)
+        {
+            if (split == DataSplit.Train) { files = trainFiles; what = trainDir; }
+            else
+            {
+                var (valClasses, valFiles) = ListClasses(valDir);
+                var unknown = valClasses.Where(c => !classNames.Contains(c)).ToList();
+                if (unknown.Count > 0)
+                    throw new VarSharpException($"{valDir} has class folder '{unknown[0]}' that {trainDir} lacks; expected the same classes in both.");
+                var map = valClasses.Select(c => classNames.IndexOf(c)).ToArray();
+                files = valFiles.Select(f => (f.Item1, map[f.Item2])).ToList();
+                what = valDir;
+            }
+        }
+        else
+        {
+            files = trainFiles.Where((_, i) => (i % HoldOutEvery == HoldOutEvery - 1) == (split == DataSplit.Test)).ToList();
+            what = $"{trainDir} ({(split == DataSplit.Train ? "all but" : "held out:")} every {HoldOutEvery}th file)";
+        }
+        if (files.Count == 0)
+            throw new VarSharpException($"The {split.ToString().ToLowerInvariant()} split of {what} has no images.");
+
+        var issues = new DataIssues();
+        var kept = new List<(string, int)>(files.Count);
+        (int W, int H)? firstSize = null;
+        string? firstPath = null;
+        foreach (var (path, label) in files)
+        {
+            var info = ReadInfo(path);
+            if (info is null)
+            {
+                if (options.Strict) throw new VarSharpException($"{path} is not a readable PNG or JPEG image (strict mode stops at the first unreadable file).");
+                issues.Skipped(path);
+                continue;
+            }
+            var size = (info.Value.W, info.Value.H);
+            if (!options.Resize)
+            {
+                if (firstSize is { } fs && fs != size)
+                    throw new VarSharpException(
+                        $"Images under {what} have different sizes ({firstPath} is {fs.W}×{fs.H}, {path} is {size.W}×{size.H}) and resizing is off; enable resizing or make them all {imageSize}×{imageSize}.");
+                firstSize ??= size;
+                firstPath ??= path;
+            }
+            kept.Add((path, label));
+        }
+        if (kept.Count == 0)
+            throw new VarSharpException($"None of the {files.Count} image files under {what} is readable (e.g. {issues.Examples.FirstOrDefault()}).");
+        if (!options.Resize && firstSize is { } only && (only.W != imageSize || only.H != imageSize))
+            throw new VarSharpException(
+                $"Images under {what} are {only.W}×{only.H} but the tokenizer takes {imageSize}×{imageSize} and resizing is off; enable resizing or supply {imageSize}×{imageSize} images.");
+        var description = $"image folder {what}: {kept.Count} images in {classNames.Count} classes" +
+                          (issues.SkippedAtScan > 0 ? $", {issues.SkippedAtScan} unreadable skipped" : "");
+        return new ImageFolderDataset(description, kept.ToArray(), classNames, channels, imageSize, options, issues);
+    }
+
+    public void Fill(int index, ulong? augmentKey, Span<float> destination)
+    {
+        int s = ImageSize, plane = s * s;
+        if (destination.Length != Channels * plane)
+            throw new ArgumentException($"expected a destination of {Channels * plane} floats but got {destination.Length}", nameof(destination));
+        int at = index;
+        for (int attempt = 0; attempt < items.Length; attempt++, at = (at + 1) % items.Length)
+        {
+            var decoded = Decode(items[at].Path);
+            if (decoded is null)
+            {
+                if (options.Strict) throw new VarSharpException($"{items[at].Path} could not be decoded (strict mode stops at the first unreadable file).");
+                Issues.DecodeFailed(items[at].Path);
+                continue;
+            }
+            Place(decoded.Value, augmentKey, destination, items[at].Path);
+            return;
+        }
+        throw new VarSharpException($"No image of {Description} could be decoded.");
+    }
+
+    private void Place((byte[] Pixels, int W, int H) img, ulong? augmentKey, Span<float> destination, string path)
+    {
+        int s = ImageSize, plane = s * s, c = Channels;
+        var (pixels, w, h) = img;
+        if (options.Resize)
+        {
+            var (nw, nh) = Resampler.ShorterSideTo(w, h, midSize);
+            if (nw != w || nh != h)
+            {
+                pixels = Resampler.Resize(pixels, w, h, c, nw, nh);
+                (w, h) = (nw, nh);
+            }
+        }
+        else if (w != s || h != s)
+            throw new VarSharpException($"{path} is {w}×{h} but the tokenizer takes {s}×{s} and resizing is off.");
+
+        int top, left;
+        bool flip = false;
+        if (augmentKey is { } key)
+        {
+            var rng = new SplitMix(key);
+            top = rng.NextInt(h - s + 1);
+            left = rng.NextInt(w - s + 1);
+            flip = options.HFlip && (rng.Next() & 1) == 1;
+        }
+        else
+        {
+            top = (int)Math.Round((h - s) / 2.0, MidpointRounding.ToEven);
+            left = (int)Math.Round((w - s) / 2.0, MidpointRounding.ToEven);
+        }
+        for (int ch = 0; ch < c; ch++)
+            for (int y = 0; y < s; y++)
+                for (int x = 0; x < s; x++)
+                {
+                    int sx = left + (flip ? s - 1 - x : x);
+                    destination[ch * plane + y * s + x] = pixels[((top + y) * w + sx) * c + ch] / 127.5f - 1f;
+                }
+    }
+
+    private (byte[] Pixels, int W, int H)? Decode(string path)
+    {
+        try
+        {
+            using var stream = File.OpenRead(path);
+            var image = ImageResult.FromStream(stream, Channels == 1 ? ColorComponents.Grey : ColorComponents.RedGreenBlue);
+            if (image?.Data is null || image.Width <= 0 || image.Height <= 0) return null;
+            return (image.Data, image.Width, image.Height);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static (int W, int H)? ReadInfo(string path)
+    {
+        try
+        {
+            using var stream = File.OpenRead(path);
+            var info = ImageInfo.FromStream(stream);
+            if (info is not { } i || i.Width <= 0 || i.Height <= 0) return null;
+            return (i.Width, i.Height);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Class names (sorted subfolders; the folder itself when it has none) and files with labels, in sorted order.</summary>
+    private static (List<string> Classes, List<(string, int)> Files) ListClasses(string dir)
+    {
+        var subdirs = Directory.EnumerateDirectories(dir).Select(Path.GetFileName).OfType<string>()
+            .Where(n => !n.StartsWith('.')).OrderBy(n => n, StringComparer.Ordinal).ToList();
+        if (subdirs.Count == 0)
+            return ([Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)))], ImageFiles(dir, recursive: false).Select(f => (f, 0)).ToList());
+        var files = new List<(string, int)>();
+        for (int label = 0; label < subdirs.Count; label++)
+            files.AddRange(ImageFiles(Path.Combine(dir, subdirs[label]), recursive: true).Select(f => (f, label)));
+        return (subdirs, files);
+    }
+
+    private static IEnumerable<string> ImageFiles(string dir, bool recursive) =>
+        Directory.EnumerateFiles(dir, "*", recursive ? SearchOption.AllDirectories : SearchOption.TopDirectoryOnly)
+            .Where(f => Extensions.Contains(Path.GetExtension(f), StringComparer.OrdinalIgnoreCase))
+            .OrderBy(f => f, StringComparer.Ordinal);
+}

@@ -1,0 +1,96 @@
+namespace VarSharp.Data;
+
+/// <summary>
+/// Antialiased Lanczos (a = 3) resampling of 8-bit images, computed the way Pillow's ImagingResample does it — the
+/// reference resizes with PIL's LANCZOS: a separable filter whose support widens by the scale factor when shrinking,
+/// sampled at pixel centres and normalised per output pixel. Intermediate values stay float (Pillow rounds to 8 bits
+/// between the two passes); the result is rounded and clamped to 0..255 like Pillow's output.
+/// </summary>
+public static class Resampler
+{
+    private const double Support = 3.0;
+
+    /// <summary>Resizes interleaved pixels (H, W, C) to (outH, outW, C).</summary>
+    public static byte[] Resize(ReadOnlySpan<byte> pixels, int width, int height, int channels, int outWidth, int outHeight)
+    {
+        if (pixels.Length != width * height * channels)
+            throw new ArgumentException($"expected {width * height * channels} bytes but got {pixels.Length}", nameof(pixels));
+        if (outWidth <= 0 || outHeight <= 0) throw new ArgumentOutOfRangeException(nameof(outWidth), "output size must be positive");
+        // Horizontal pass: (H, W, C) → (H, outW, C).
+        var horizontal = new float[height * outWidth * channels];
+        var (hStart, hCount, hWeights, hTaps) = Coefficients(width, outWidth);
+        for (int y = 0; y < height; y++)
+            for (int ox = 0; ox < outWidth; ox++)
+                for (int c = 0; c < channels; c++)
+                {
+                    double acc = 0;
+                    for (int k = 0; k < hCount[ox]; k++)
+                        acc += hWeights[ox * hTaps + k] * pixels[(y * width + hStart[ox] + k) * channels + c];
+                    horizontal[(y * outWidth + ox) * channels + c] = (float)acc;
+                }
+        // Vertical pass: (H, outW, C) → (outH, outW, C).
+        var result = new byte[outHeight * outWidth * channels];
+        var (vStart, vCount, vWeights, vTaps) = Coefficients(height, outHeight);
+        for (int oy = 0; oy < outHeight; oy++)
+            for (int ox = 0; ox < outWidth; ox++)
+                for (int c = 0; c < channels; c++)
+                {
+                    double acc = 0;
+                    for (int k = 0; k < vCount[oy]; k++)
+                        acc += vWeights[oy * vTaps + k] * horizontal[((vStart[oy] + k) * outWidth + ox) * channels + c];
+                    result[(oy * outWidth + ox) * channels + c] = (byte)Math.Clamp(Math.Round(acc, MidpointRounding.AwayFromZero), 0, 255);
+                }
+        return result;
+    }
+
+    /// <summary>The size torchvision's Resize(int) gives: the shorter side becomes <paramref name="shorter"/>, the longer scales (truncated).</summary>
+    public static (int Width, int Height) ShorterSideTo(int width, int height, int shorter)
+    {
+        if (width <= height) return (shorter, (int)((long)shorter * height / width));
+        return ((int)((long)shorter * width / height), shorter);
+    }
+
+    private static double Lanczos(double x)
+    {
+        if (x <= -Support || x >= Support) return 0;
+        return Sinc(x) * Sinc(x / Support);
+    }
+
+    private static double Sinc(double x)
+    {
+        if (x == 0) return 1;
+        x *= Math.PI;
+        return Math.Sin(x) / x;
+    }
+
+    /// <summary>Per output index: first input index, tap count and normalised weights (Pillow's precompute_coeffs).</summary>
+    private static (int[] Start, int[] Count, double[] Weights, int Taps) Coefficients(int inSize, int outSize)
+    {
+        double scale = (double)inSize / outSize;
+        double filterScale = Math.Max(scale, 1.0);
+        double support = Support * filterScale;
+        int taps = (int)Math.Ceiling(support) * 2 + 1;
+        var start = new int[outSize];
+        var count = new int[outSize];
+        var weights = new double[outSize * taps];
+        for (int o = 0; o < outSize; o++)
+        {
+            double center = (o + 0.5) * scale;
+            int xmin = Math.Max((int)(center - support + 0.5), 0);
+            int xmax = Math.Min((int)(center + support + 0.5), inSize) - xmin;
+            xmax = Math.Min(xmax, taps);
+            double total = 0;
+            for (int k = 0; k < xmax; k++)
+            {
+                double w = Lanczos((k + xmin - center + 0.5) / filterScale);
+                weights[o * taps + k] = w;
+                total += w;
+            }
+            if (total != 0)
+                for (int k = 0; k < xmax; k++) weights[o * taps + k] /= total;
+            start[o] = xmin;
+            count[o] = xmax;
+        }
+        return (start, count, weights, taps);
+    }
+}

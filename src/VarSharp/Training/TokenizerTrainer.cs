@@ -1,0 +1,632 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using VarSharp.Checkpoints;
+using VarSharp.Config;
+using VarSharp.Data;
+using VarSharp.Evaluation;
+using VarSharp.Tokenizer;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace VarSharp.Training;
+
+/// <summary>The datasets a trainer reads; opened from the config's data path when not given.</summary>
+public sealed record TrainingData(IImageDataset Train, IImageDataset? Eval);
+
+/// <summary>Something a running trainer reports.</summary>
+public abstract record TrainEvent(long Step);
+
+/// <summary>After every optimizer step: the step's loss and learning rate, and the session's mean rate.</summary>
+public sealed record StepEvent(long Step, long TotalSteps, double Loss, double Lr, double StepsPerSecond) : TrainEvent(Step);
+
+/// <summary>After an evaluation: mean PSNR over the held-out images, codebook usage per scale (%), the grid written.</summary>
+public sealed record EvalEvent(long Step, double Psnr, double[] UsagePercent, string? GridPath) : TrainEvent(Step);
+
+/// <summary>A line worth showing (checkpoint written, codes revived, data issues).</summary>
+public sealed record MessageEvent(long Step, string Text) : TrainEvent(Step);
+
+/// <summary>Where a run ended.</summary>
+public sealed record TrainResult(long Step, bool Finished, string? LastCheckpoint, double? LastPsnr, double[] UsagePercent);
+
+/// <summary>
+/// Trains the multi-scale VQ-VAE: loss = reconstruction (L1, L2 or both, on the unclamped decoder output) + vq_weight
+/// × vq loss (β inside), AdamW with warmup + cosine/linear decay, gradient clipping, a dead-code remedy, held-out PSNR
+/// and reconstruction grids at eval intervals, a JSON-lines log, a loss plot and atomic checkpoints. A run folder holds:
+/// <code>
+/// run.json              the run's config (vqvae + train_tokenizer blocks)
+/// log.jsonl             one JSON object per logged step / eval / remedy / checkpoint
+/// loss.png              training loss and eval PSNR against the step
+/// samples/recon-step-N.png   originals (top row) over reconstructions (bottom row)
+/// checkpoints/step-N/   model/ (a model bundle every verb loads) + train_state.safetensors
+/// </code>
+/// Everything random is explicit: the weights come from a generator seeded with the seed, data order and augmentation
+/// are pure functions of (seed, epoch, position), the remedy draws from its own generator whose state is checkpointed.
+/// A resumed run therefore ends with the same weights, bit for bit, as an uninterrupted one (same thread count).
+/// </summary>
+public sealed class TokenizerTrainer : IDisposable
+{
+    public const string RunConfigFile = "run.json";
+    public const string LogFile = "log.jsonl";
+    public const string PlotFile = "loss.png";
+    public const string CheckpointsDir = "checkpoints";
+    public const string SamplesDir = "samples";
+    private const string StateFormat = "varsharp-tokenizer-train-state";
+    private const ulong InitStream = 0x1417;
+    private const ulong RemedyStream = 0xDEAD;
+
+    private readonly string runDir;
+    private readonly VqVae vae;
+    private readonly AdamWOptimizer optimizer;
+    private readonly LrSchedule schedule;
+    private readonly Generator remedyGenerator;
+    private readonly TrainingData data;
+    // Set by Open, once the data position and the run folder are settled.
+    private BatchLoader loader = null!;
+    private TrainLog log = null!;
+    private readonly List<(long Step, double Loss)> lossHistory = [];
+    private readonly List<(long Step, double Psnr)> psnrHistory = [];
+    private Tensor? evalImages;
+    private long step;
+    private long lastCheckpointStep = -1;
+    private string? lastCheckpoint;
+    private double? lastPsnr;
+
+    public VqVaeConfig ModelConfig { get; }
+    public TokenizerTrainConfig Config { get; }
+    public VqVae Model => vae;
+    public AdamWOptimizer Optimizer => optimizer;
+    public string RunDirectory => runDir;
+    public long Step => step;
+
+    private TokenizerTrainer(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data)
+    {
+        this.runDir = runDir;
+        ModelConfig = model.Validate();
+        Config = train.Validate();
+        this.data = data ?? OpenData(model, train);
+        CheckData(this.data, model, train);
+        vae = new VqVae(model);
+        try
+        {
+            using (var initGenerator = new Generator(MixSeed(train.Seed, InitStream)))
+                TokenizerInit.Initialize(vae, initGenerator);
+            optimizer = new AdamWOptimizer(vae.named_parameters().Select(p => (p.name, p.parameter)), Decays,
+                train.Beta1, train.Beta2, train.Eps, train.WeightDecay);
+            schedule = new LrSchedule(train.Lr, train.WarmupSteps, train.Steps, train.Decay, train.WarmupStartRatio, train.MinLrRatio);
+            remedyGenerator = new Generator(MixSeed(train.Seed, RemedyStream));
+        }
+        catch
+        {
+            vae.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Weight decay on convolution weights only: not biases, norms or the codebook.</summary>
+    private static bool Decays(string name, TorchSharp.Modules.Parameter p) => p.dim() >= 2 && name != TokenizerInit.CodebookName;
+
+    private static ulong MixSeed(ulong seed, ulong stream) => SplitMix.Keyed(seed, stream).Next() & 0x7FFF_FFFF_FFFF_FFFFUL;
+
+    /// <summary>Starts a new run in <paramref name="runDir"/>, which must not exist or be empty.</summary>
+    public static TokenizerTrainer Start(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data = null)
+    {
+        runDir = Path.GetFullPath(runDir);
+        if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
+            throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder, or continue that run with --resume {runDir}.");
+        if (File.Exists(runDir)) throw new VarSharpException($"{runDir} is a file; expected a folder for the run.");
+        var t = new TokenizerTrainer(runDir, model, train, data);
+        try
+        {
+            t.Open(new DataPosition(0, 0), truncateLogAfter: null);
+            CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), ConfigJson(model, train));
+            t.LogStart(resumedFrom: null);
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The checkpoint folder a resume path names: a checkpoint itself, or a run folder's latest checkpoint.</summary>
+    public static string ResolveCheckpoint(string path)
+    {
+        path = Path.GetFullPath(path);
+        if (CheckpointWriter.IsCheckpoint(path)) return path;
+        var dir = Path.Combine(path, CheckpointsDir);
+        if (Directory.Exists(dir))
+        {
+            var latest = ListCheckpoints(path).LastOrDefault();
+            if (latest.Dir is not null) return latest.Dir;
+            throw new VarSharpException($"Run folder {path} has no complete checkpoint under {CheckpointsDir}/ to resume from.");
+        }
+        throw new VarSharpException(
+            $"{path} is neither a checkpoint folder (model/ bundle + train_state.safetensors) nor a run folder with {CheckpointsDir}/.");
+    }
+
+    /// <summary>Reads the two config blocks of a checkpoint (or of a run folder's latest checkpoint).</summary>
+    public static (VqVaeConfig Model, TokenizerTrainConfig Train, string Checkpoint) ReadCheckpointConfig(string path)
+    {
+        var ckpt = ResolveCheckpoint(path);
+        var configPath = CheckpointWriter.ConfigPath(ckpt);
+        using var doc = JsonConfig.ParseFile(configPath);
+        if (!doc.RootElement.TryGetProperty("vqvae", out var vq))
+            throw new VarSharpException($"{configPath} has no 'vqvae' block, so it is not a tokenizer checkpoint.");
+        if (!doc.RootElement.TryGetProperty("train_tokenizer", out var tr))
+            throw new VarSharpException($"{configPath} has no 'train_tokenizer' block, so it is not a tokenizer training checkpoint.");
+        return (VqVaeConfig.FromJson(vq), TokenizerTrainConfig.FromJson(tr), ckpt);
+    }
+
+    /// <summary>
+    /// Continues a run from a checkpoint (or a run folder's latest). The requested configs must equal the stored ones
+    /// except for <see cref="TokenizerTrainConfig.ChangeableOnResume"/>; otherwise a <see cref="VarSharpException"/>
+    /// is thrown before anything is written. Output continues in the run folder holding the checkpoint, or in
+    /// <paramref name="newRunDir"/> (new or empty).
+    /// </summary>
+    public static TokenizerTrainer Resume(string path, VqVaeConfig? model = null, TokenizerTrainConfig? train = null,
+        string? newRunDir = null, TrainingData? data = null)
+    {
+        var (storedModel, storedTrain, ckpt) = ReadCheckpointConfig(path);
+        model ??= storedModel;
+        train ??= storedTrain;
+        if (!model.Equals(storedModel))
+        {
+            var (name, ours, theirs) = ModelDifferences(storedModel, model).First();
+            throw new VarSharpException(
+                $"The checkpoint {ckpt} is a tokenizer with {name} {theirs} but this run asks for {ours}; resume with the checkpoint's settings or start a new run.");
+        }
+        var blocking = TokenizerTrainConfig.Differences(train, storedTrain).Where(d => !TokenizerTrainConfig.ChangeableOnResume.Contains(d.Name)).ToList();
+        if (blocking.Count > 0)
+        {
+            var (name, ours, theirs) = blocking[0];
+            throw new VarSharpException(
+                $"The checkpoint {ckpt} was trained with {name} {theirs} but this run asks for {ours}; only {string.Join(", ", TokenizerTrainConfig.ChangeableOnResume.Order())} may change on resume.");
+        }
+
+        string runDir;
+        if (newRunDir is not null)
+        {
+            runDir = Path.GetFullPath(newRunDir);
+            if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
+                throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder.");
+        }
+        else
+        {
+            var parent = Path.GetDirectoryName(ckpt)!;
+            if (Path.GetFileName(parent) != CheckpointsDir)
+                throw new VarSharpException($"The checkpoint {ckpt} is not inside a run folder's {CheckpointsDir}/; give a new output folder for the resumed run.");
+            runDir = Path.GetDirectoryName(parent)!;
+        }
+
+        var state = SafeTensors.Load(CheckpointWriter.TrainStatePath(ckpt));
+        try
+        {
+            string source = CheckpointWriter.TrainStatePath(ckpt);
+            var header = SafeTensors.ReadHeader(source);
+            if (header.Metadata is null || !header.Metadata.TryGetValue("format", out var format) || format != StateFormat)
+                throw new VarSharpException($"{source} is not a tokenizer train state (expected metadata format '{StateFormat}').");
+            long ckptStep = Scalar(state, "step", source);
+            if (newRunDir is null)
+            {
+                var newer = ListCheckpoints(runDir).Where(c => c.Step > ckptStep).Select(c => c.Dir).FirstOrDefault();
+                if (newer is not null)
+                    throw new VarSharpException(
+                        $"Run folder {runDir} has a later checkpoint ({newer}) than the one to resume ({ckpt}); resume from the latest, or give a new output folder.");
+            }
+            if (ckptStep > train.Steps)
+                throw new VarSharpException($"The checkpoint {ckpt} is at step {ckptStep}, beyond the {train.Steps} steps this run asks for.");
+
+            var t = new TokenizerTrainer(runDir, model, train, data);
+            try
+            {
+                long trainCount = Scalar(state, "data.train_count", source);
+                if (trainCount != t.data.Train.Count)
+                    throw new VarSharpException(
+                        $"The checkpoint {ckpt} was trained on {trainCount} images but {t.data.Train.Description} has {t.data.Train.Count}; the data changed.");
+                t.LoadState(ckpt, state, source);
+                var position = new DataPosition(Scalar(state, "data.epoch", source), (int)Scalar(state, "data.batch", source));
+                t.Open(position, truncateLogAfter: newRunDir is null ? t.step : null);
+                CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), ConfigJson(model, train));
+                t.lastCheckpointStep = t.step;
+                t.lastCheckpoint = ckpt;
+                t.LogStart(resumedFrom: ckpt);
+                return t;
+            }
+            catch
+            {
+                t.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            foreach (var v in state.Values) v.Dispose();
+        }
+    }
+
+    private static IEnumerable<(string Name, string Ours, string Theirs)> ModelDifferences(VqVaeConfig stored, VqVaeConfig requested)
+    {
+        var a = JsonSerializer.SerializeToElement(requested, JsonConfig.Options);
+        var b = JsonSerializer.SerializeToElement(stored, JsonConfig.Options);
+        foreach (var p in a.EnumerateObject())
+        {
+            var other = b.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
+            if (p.Value.GetRawText() != other) yield return (p.Name, Compact(p.Value.GetRawText()), Compact(other));
+        }
+    }
+
+    private static string Compact(string json) => string.Concat(json.Where(c => !char.IsWhiteSpace(c)));
+
+    private void LoadState(string ckpt, Dictionary<string, Tensor> state, string source)
+    {
+        ModelFolder.VerifyIfBundle(CheckpointWriter.ModelFolderOf(ckpt));
+        var weights = SafeTensors.Load(CheckpointWriter.ModelPath(ckpt));
+        try
+        {
+            ModuleWeights.LoadStrict(vae, weights, "vae.");
+        }
+        catch (VarSharpException e)
+        {
+            throw new VarSharpException($"{CheckpointWriter.ModelPath(ckpt)}: {e.Message}", e);
+        }
+        finally
+        {
+            foreach (var w in weights.Values) w.Dispose();
+        }
+        optimizer.LoadState(state, source);
+        step = Scalar(state, "step", source);
+        vae.Quantizer.RecordHit = Scalar(state, "quantize.record_hit", source);
+        if (!state.TryGetValue("rng.remedy", out var rng)) throw new VarSharpException($"{source} lacks 'rng.remedy'; expected the remedy generator's state.");
+        remedyGenerator.set_state(rng);
+        if (ModelConfig.Dropout > 0)
+        {
+            if (!state.TryGetValue("rng.torch", out var global)) throw new VarSharpException($"{source} lacks 'rng.torch'; expected torch's RNG state (dropout is on).");
+            torch.set_rng_state(global);
+        }
+    }
+
+    private static long Scalar(IReadOnlyDictionary<string, Tensor> state, string key, string source)
+    {
+        if (!state.TryGetValue(key, out var t) || t.dtype != ScalarType.Int64 || t.numel() != 1)
+            throw new VarSharpException($"{source} lacks '{key}' as one int64 value.");
+        return t.item<long>();
+    }
+
+    private static TrainingData OpenData(VqVaeConfig model, TokenizerTrainConfig train)
+    {
+        var options = new ImageFolderOptions(train.Resize, train.Hflip, train.Strict);
+        var trainSet = Datasets.Open(train.Data, DataSplit.Train, model.InChannels, model.ImageSize, options);
+        var evalSet = train.EvalImages > 0 ? Datasets.Open(train.Data, DataSplit.Test, model.InChannels, model.ImageSize, options) : null;
+        return new TrainingData(trainSet, evalSet);
+    }
+
+    private static void CheckData(TrainingData data, VqVaeConfig model, TokenizerTrainConfig train)
+    {
+        foreach (var set in new[] { data.Train, data.Eval })
+        {
+            if (set is null) continue;
+            if (set.Channels != model.InChannels || set.ImageSize != model.ImageSize)
+                throw new VarSharpException(
+                    $"{set.Description} yields {set.Channels}×{set.ImageSize}×{set.ImageSize} samples but the tokenizer takes {model.InChannels}×{model.ImageSize}×{model.ImageSize}.");
+        }
+        if (data.Train.Count < train.BatchSize)
+            throw new VarSharpException($"{data.Train.Description} has {data.Train.Count} images, fewer than one batch of {train.BatchSize}.");
+    }
+
+    public static string ConfigJson(VqVaeConfig model, TokenizerTrainConfig train) =>
+        JsonSerializer.Serialize(new Dictionary<string, object> { ["vqvae"] = model, ["train_tokenizer"] = train }, JsonConfig.Options);
+
+    private static List<(long Step, string Dir)> ListCheckpoints(string runDir)
+    {
+        var dir = Path.Combine(runDir, CheckpointsDir);
+        if (!Directory.Exists(dir)) return [];
+        var result = new List<(long, string)>();
+        foreach (var d in Directory.EnumerateDirectories(dir))
+        {
+            var name = Path.GetFileName(d);
+            if (name.StartsWith("step-", StringComparison.Ordinal) && long.TryParse(name.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var s)
+                && CheckpointWriter.IsCheckpoint(d))
+                result.Add((s, d));
+        }
+        return result.OrderBy(c => c.Item1).ToList();
+    }
+
+    private string CheckpointDir(long s) => Path.Combine(runDir, CheckpointsDir, $"step-{s:D7}");
+
+    /// <summary>Creates the folders and the data loader, reloads the history for the plot, opens the log.</summary>
+    private void Open(DataPosition start, long? truncateLogAfter)
+    {
+        Directory.CreateDirectory(runDir);
+        Directory.CreateDirectory(Path.Combine(runDir, CheckpointsDir));
+        Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
+        var logPath = Path.Combine(runDir, LogFile);
+        if (truncateLogAfter is { } after)
+        {
+            TrainLog.TruncateAfter(logPath, after);
+            foreach (var o in TrainLog.Read(logPath))
+            {
+                var kind = o["kind"]?.GetValue<string>();
+                if (kind == "train" && o["loss"] is JsonValue l && l.TryGetValue<double>(out var loss)) lossHistory.Add((TrainLog.StepOf(o), loss));
+                if (kind == "eval" && o["psnr"] is JsonValue p && p.TryGetValue<double>(out var psnr)) psnrHistory.Add((TrainLog.StepOf(o), psnr));
+            }
+        }
+        loader = new BatchLoader(data.Train, Config.BatchSize, Config.Seed, start, Config.Prefetch);
+        log = new TrainLog(logPath);
+    }
+
+    private void LogStart(string? resumedFrom)
+    {
+        log.Write("start", step, new Dictionary<string, JsonNode?>
+        {
+            ["resumed_from"] = resumedFrom,
+            ["threads"] = torch.get_num_threads(),
+            ["data"] = data.Train.Description,
+            ["eval_data"] = data.Eval?.Description,
+            ["data_position"] = loader.Position.ToString(),
+            ["parameters"] = vae.parameters().Sum(p => p.numel()),
+        });
+    }
+
+    /// <summary>
+    /// Trains until the configured number of steps (or <paramref name="stopAtStep"/>, or cancellation), then evaluates
+    /// and checkpoints where it stopped. Returns where it ended.
+    /// </summary>
+    public TrainResult Run(Action<TrainEvent>? observe = null, CancellationToken cancel = default, long? stopAtStep = null)
+    {
+        long end = Math.Min(Config.Steps, stopAtStep ?? long.MaxValue);
+        var issues = data.Train.Issues;
+        if (issues.SkippedAtScan > 0) Say(observe, $"data: {issues}");
+        long sessionStart = step;
+        var clock = Stopwatch.StartNew();
+        double windowLoss = 0, windowRec = 0, windowVq = 0, windowGrad = 0;
+        int windowSteps = 0;
+        var windowClock = Stopwatch.StartNew();
+        long tokensPerBatch = (long)Config.BatchSize * ModelConfig.LatentSize * ModelConfig.LatentSize;
+        // Data-dependent codebook start: before the first step every code is dead (no hits yet), so the remedy places
+        // the whole codebook on residuals of the first batch — on the scale of the encoder's output instead of ±1/V.
+        if (step == 0 && Config.DeadCodeEvery > 0 && end > 0)
+        {
+            var first = loader.Make(loader.Position);
+            using var x0 = torch.tensor(first.Pixels, first.Shape);
+            Remedy(x0, observe);
+        }
+        vae.train();
+        while (step < end && !cancel.IsCancellationRequested)
+        {
+            using var scope = NewDisposeScope();
+            var batch = loader.Next();
+            var x = torch.tensor(batch.Pixels, batch.Shape);
+            double lr = schedule.At(step);
+            optimizer.ZeroGrad();
+            using var output = vae.TrainForward(x);
+            var rec = output.Reconstruction;
+            var recLoss = Config.RecLoss switch
+            {
+                "l1" => F.l1_loss(rec, x),
+                "l2" => F.mse_loss(rec, x),
+                _ => F.l1_loss(rec, x) + F.mse_loss(rec, x),
+            };
+            var loss = Config.VqWeight == 0 ? recLoss : recLoss + output.VqLoss.mul(Config.VqWeight);
+            loss.backward();
+            double gradNorm = Config.GradClip > 0
+                ? nn.utils.clip_grad_norm_(optimizer.Parameters, Config.GradClip)
+                : GradNorm(optimizer.Parameters);
+            optimizer.Step(lr);
+            step++;
+
+            double lossValue = loss.item<float>();
+            if (!double.IsFinite(lossValue))
+                throw new VarSharpException($"The loss became {lossValue} at step {step}; lower the learning rate or check the data.");
+            windowLoss += lossValue;
+            windowRec += recLoss.item<float>();
+            windowVq += output.VqLoss.item<float>();
+            windowGrad += gradNorm;
+            windowSteps++;
+            double rate = (step - sessionStart) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
+            observe?.Invoke(new StepEvent(step, Config.Steps, lossValue, lr, rate));
+
+            if (Config.DeadCodeEvery > 0 && step % Config.DeadCodeEvery == 0) Remedy(x, observe);
+
+            if (step % Config.LogEvery == 0 || step == end)
+            {
+                double windowRate = windowSteps / Math.Max(windowClock.Elapsed.TotalSeconds, 1e-9);
+                var usage = vae.Quantizer.UsagePercentPerScale(tokensPerBatch);
+                log.Write("train", step, new Dictionary<string, JsonNode?>
+                {
+                    ["epoch"] = batch.Position.Epoch,
+                    ["lr"] = lr,
+                    ["loss"] = TrainLog.Number(windowLoss / windowSteps),
+                    ["rec_loss"] = TrainLog.Number(windowRec / windowSteps),
+                    ["vq_loss"] = TrainLog.Number(windowVq / windowSteps),
+                    ["grad_norm"] = TrainLog.Number(windowGrad / windowSteps),
+                    ["usage"] = TrainLog.Numbers(usage),
+                    ["steps_per_s"] = TrainLog.Number(windowRate),
+                    ["images_per_s"] = TrainLog.Number(windowRate * Config.BatchSize),
+                    ["elapsed_s"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
+                });
+                lossHistory.Add((step, windowLoss / windowSteps));
+                windowLoss = windowRec = windowVq = windowGrad = 0;
+                windowSteps = 0;
+                windowClock.Restart();
+            }
+            bool last = step == Config.Steps;
+            if (data.Eval is not null && Config.EvalImages > 0 && ((Config.EvalEvery > 0 && step % Config.EvalEvery == 0) || last))
+                Evaluate(observe);
+            if ((Config.CheckpointEvery > 0 && step % Config.CheckpointEvery == 0) || last) Checkpoint(observe);
+        }
+        vae.eval();
+        if (step != lastCheckpointStep) Checkpoint(observe);
+        bool finished = step >= Config.Steps;
+        var finalUsage = vae.Quantizer.UsagePercentPerScale(tokensPerBatch);
+        log.Write("end", step, new Dictionary<string, JsonNode?>
+        {
+            ["finished"] = finished,
+            ["checkpoint"] = lastCheckpoint,
+            ["data_issues"] = issues.ToString(),
+            ["elapsed_s"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
+        });
+        WritePlot();
+        return new TrainResult(step, finished, lastCheckpoint, lastPsnr, finalUsage);
+    }
+
+    private static double GradNorm(IEnumerable<TorchSharp.Modules.Parameter> parameters)
+    {
+        using var scope = NewDisposeScope();
+        double sum = 0;
+        foreach (var p in parameters)
+            if (p.grad is { } g) sum += g.square().sum().item<float>();
+        return Math.Sqrt(sum);
+    }
+
+    /// <summary>Runs the dead-code remedy on the residuals of <paramref name="x"/> (the batch just trained on).</summary>
+    public DeadCodeReport Remedy(Tensor x, Action<TrainEvent>? observe = null)
+    {
+        bool wasTraining = vae.training;
+        vae.eval();
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var f = vae.Encode(x);
+            using var q = vae.Quantizer.Quantize(f, keepFhats: false, keepDiagnostics: true);
+            double margin = DeadCodeRemedy.Margin(vae, x.shape[0], Config.DeadCodeRatio);
+            var report = DeadCodeRemedy.Apply(vae.Quantizer, q.SearchedResiduals, margin, remedyGenerator);
+            if (report.Rows.Length > 0) optimizer.ResetRows(TokenizerInit.CodebookName, torch.tensor(report.Rows, dtype: int64));
+            if (log is not null)
+                log.Write("remedy", step, new Dictionary<string, JsonNode?>
+                {
+                    ["dead"] = report.Dead,
+                    ["revived"] = report.Revived,
+                    ["revived_per_scale"] = new JsonArray(report.RevivedPerScale.Select(v => (JsonNode?)v).ToArray()),
+                });
+            if (report.Revived > 0)
+                Say(observe, $"step {step}: {report.Dead} dead codes, re-seeded {report.Revived} (per scale {string.Join(",", report.RevivedPerScale)})");
+            return report;
+        }
+        finally
+        {
+            if (wasTraining) vae.train();
+        }
+    }
+
+    /// <summary>Mean PSNR over the held-out images, usage per scale, and a grid of originals over reconstructions.</summary>
+    public EvalEvent Evaluate(Action<TrainEvent>? observe = null)
+    {
+        var evalSet = data.Eval ?? throw new VarSharpException("This run has no held-out images to evaluate on (eval_images is 0).");
+        bool wasTraining = vae.training;
+        vae.eval();
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            evalImages ??= LoadEvalImages(evalSet).DetachFromDisposeScope();
+            long n = evalImages.shape[0];
+            var psnrs = new List<double>();
+            Tensor? firstRec = null;
+            for (long i = 0; i < n; i += Config.BatchSize)
+            {
+                var x = evalImages[TensorIndex.Slice(i, Math.Min(n, i + Config.BatchSize))];
+                var rec = vae.Reconstruct(x);
+                psnrs.AddRange(ImageMetrics.PsnrPerImage(rec, x));
+                firstRec ??= rec;
+            }
+            double psnr = psnrs.Average();
+            long tokensPerBatch = (long)Config.BatchSize * ModelConfig.LatentSize * ModelConfig.LatentSize;
+            var usage = vae.Quantizer.UsagePercentPerScale(tokensPerBatch);
+            string? gridPath = null;
+            int g = (int)Math.Min(Config.GridImages, firstRec!.shape[0]);
+            if (g > 0)
+            {
+                gridPath = Path.Combine(runDir, SamplesDir, $"recon-step-{step:D7}.png");
+                var originals = evalImages[TensorIndex.Slice(0, g)];
+                var recs = firstRec[TensorIndex.Slice(0, g)];
+                ImageIO.SavePng(gridPath, ImageIO.Grid(cat([originals, recs], 0), columns: g));
+            }
+            log.Write("eval", step, new Dictionary<string, JsonNode?>
+            {
+                ["psnr"] = TrainLog.Number(psnr),
+                ["eval_images"] = n,
+                ["usage"] = TrainLog.Numbers(usage),
+                ["grid"] = gridPath,
+            });
+            psnrHistory.Add((step, psnr));
+            lastPsnr = psnr;
+            var e = new EvalEvent(step, psnr, usage, gridPath);
+            observe?.Invoke(e);
+            WritePlot();
+            return e;
+        }
+        finally
+        {
+            if (wasTraining) vae.train();
+        }
+    }
+
+    private Tensor LoadEvalImages(IImageDataset set)
+    {
+        int n = Math.Min(Config.EvalImages, set.Count);
+        int c = set.Channels, s = set.ImageSize, per = c * s * s;
+        var pixels = new float[n * per];
+        for (int i = 0; i < n; i++) set.Fill(i, null, pixels.AsSpan(i * per, per));
+        return torch.tensor(pixels, [n, c, s, s]);
+    }
+
+    /// <summary>Writes a checkpoint for the current step and prunes old ones beyond keep_checkpoints.</summary>
+    public string Checkpoint(Action<TrainEvent>? observe = null)
+    {
+        var dir = CheckpointDir(step);
+        using (var scope = NewDisposeScope())
+        {
+            var model = vae.state_dict().Select(kv => KeyValuePair.Create("vae." + kv.Key, kv.Value)).ToList();
+            var state = new List<KeyValuePair<string, Tensor>>
+            {
+                new("step", torch.tensor(step)),
+                new("data.epoch", torch.tensor(loader.Position.Epoch)),
+                new("data.batch", torch.tensor((long)loader.Position.Batch)),
+                new("data.train_count", torch.tensor((long)data.Train.Count)),
+                new("quantize.record_hit", torch.tensor(vae.Quantizer.RecordHit)),
+                new("rng.remedy", remedyGenerator.get_state()),
+            };
+            if (ModelConfig.Dropout > 0) state.Add(new("rng.torch", torch.get_rng_state()));
+            state.AddRange(optimizer.StateTensors());
+            CheckpointWriter.Write(dir, ConfigJson(ModelConfig, Config), model, state,
+                new Dictionary<string, string> { ["format"] = StateFormat, ["step"] = step.ToString(CultureInfo.InvariantCulture) });
+        }
+        lastCheckpointStep = step;
+        lastCheckpoint = dir;
+        foreach (var (_, old) in ListCheckpoints(runDir).SkipLast(Config.KeepCheckpoints))
+            if (old != dir) Directory.Delete(old, recursive: true);
+        log.Write("checkpoint", step, new Dictionary<string, JsonNode?> { ["dir"] = dir, ["data_position"] = loader.Position.ToString() });
+        Say(observe, $"step {step}: checkpoint {dir}");
+        return dir;
+    }
+
+    private void WritePlot()
+    {
+        try
+        {
+            LossPlot.Write(Path.Combine(runDir, PlotFile), lossHistory, psnrHistory,
+                $"tokenizer {Path.GetFileName(runDir)}: V={ModelConfig.VocabSize}, scales {string.Join(",", ModelConfig.VPatchNums)}");
+        }
+        catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException or InvalidOperationException)
+        {
+            log.Write("warning", step, new Dictionary<string, JsonNode?> { ["plot"] = e.Message });
+        }
+    }
+
+    private void Say(Action<TrainEvent>? observe, string text) => observe?.Invoke(new MessageEvent(step, text));
+
+    public void Dispose()
+    {
+        loader?.Dispose();
+        log?.Dispose();
+        evalImages?.Dispose();
+        optimizer?.Dispose();
+        remedyGenerator?.Dispose();
+        vae.Dispose();
+    }
+}

@@ -1,0 +1,73 @@
+using VarSharp.Tests.Support;
+using VarSharp.Training;
+using Xunit.Abstractions;
+
+namespace VarSharp.Tests.Cli;
+
+public class TrainTokenizerCommandTests(ITestOutputHelper output)
+{
+    // TinyConfigs.VqVae as options: 8×8 RGB, latent 4, scales 1,2,3,4.
+    private static string[] Tiny(string data) =>
+    [
+        "--data", data, "--ch", "32", "--ch-mult", "1,2", "--z-channels", "4", "--vocab", "16", "--patch-nums", "1,2,3,4",
+        "--in-channels", "3", "--batch-size", "4", "--log-every", "1", "--eval-every", "2", "--eval-images", "4",
+        "--checkpoint-every", "2", "--dead-code-every", "2", "--grid-images", "2", "--warmup-steps", "1",
+    ];
+
+    [Fact]
+    public void TrainsStopsAndResumes()
+    {
+        using var tmp = new TempFolder();
+        var data = TinyData.WriteIdxFolder(tmp.File("data"));
+        var run = tmp.File("run");
+        var first = CliRun.Of(["train-tokenizer", .. Tiny(data), "--steps", "4", "--stop-after", "2", "--out", run, "--seed", "3"]);
+        output.WriteLine(first.Output + first.Error);
+        Assert.Equal(0, first.ExitCode);
+        Assert.Contains("stopped at step 2/4", first.Output);
+        Assert.Contains("--resume", first.Output);
+
+        var again = CliRun.Of(["train-tokenizer", .. Tiny(data), "--steps", "4", "--out", run]);
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("not empty", again.Error);
+
+        var other = CliRun.Of(["train-tokenizer", "--resume", run, "--vocab", "32"]);
+        Assert.Equal(1, other.ExitCode);
+        Assert.Contains("vocab_size 16", other.Error);
+
+        var resumed = CliRun.Of(["train-tokenizer", "--resume", run]);
+        output.WriteLine(resumed.Output + resumed.Error);
+        Assert.Equal(0, resumed.ExitCode);
+        Assert.Contains("finished at step 4/4", resumed.Output);
+        Assert.Contains("held-out PSNR", resumed.Output);
+        var model = CheckpointWriter.ModelFolderOf(Path.Combine(run, TokenizerTrainer.CheckpointsDir, "step-0000004"));
+        Assert.Contains($"model folder {model}", resumed.Output);
+
+        // The checkpoint is a model folder the other verbs take.
+        var png = TinyModelFolder.WritePng(tmp.File("in.png"), 8, 3);
+        var rec = CliRun.Of(["reconstruct", "-m", model, "-i", png, "-o", tmp.File("out.png")]);
+        Assert.Equal(0, rec.ExitCode);
+    }
+
+    [Fact]
+    public void BadInputsExitOne()
+    {
+        using var tmp = new TempFolder();
+        Directory.CreateDirectory(tmp.File("empty"));
+        var empty = CliRun.Of(["train-tokenizer", .. Tiny(tmp.File("empty")), "--out", tmp.File("run")]);
+        Assert.Equal(1, empty.ExitCode);
+        Assert.Contains("No PNG or JPEG images", empty.Error);
+        Assert.False(Directory.Exists(tmp.File("run")) && Directory.EnumerateFileSystemEntries(tmp.File("run")).Any());
+
+        var noOut = CliRun.Of(["train-tokenizer", .. Tiny(tmp.File("empty"))]);
+        Assert.Equal(1, noOut.ExitCode);
+        Assert.Contains("--out", noOut.Error);
+
+        var badList = CliRun.Of(["train-tokenizer", "--patch-nums", "1,x", "--out", tmp.File("r2")]);
+        Assert.Equal(1, badList.ExitCode);
+        Assert.Contains("comma-separated", badList.Error);
+
+        var noResume = CliRun.Of(["train-tokenizer", "--resume", tmp.File("empty")]);
+        Assert.Equal(1, noResume.ExitCode);
+        Assert.Contains("neither a checkpoint folder", noResume.Error);
+    }
+}

@@ -1,0 +1,88 @@
+using VarSharp.Data;
+using VarSharp.Tests.Support;
+using static TorchSharp.torch;
+
+namespace VarSharp.Tests.Data;
+
+public class ImageFolderDatasetTests
+{
+    private static void Png(string path, int w, int h, int channels, float value = 0)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using var img = linspace(-1, 1, w * h).reshape(1, h, w).add(value).clamp(-1, 1).expand(channels, h, w).contiguous();
+        ImageIO.SavePng(path, img);
+    }
+
+    [Fact]
+    public void EmptyFolderIsAClearError()
+    {
+        using var tmp = new TempFolder();
+        Directory.CreateDirectory(tmp.File("empty/cats"));
+        var e = Assert.Throws<VarSharpException>(() => ImageFolderDataset.Open(tmp.File("empty"), DataSplit.Train, 3, 8));
+        Assert.Contains("No PNG or JPEG images", e.Message);
+        Assert.Contains("does not exist", Assert.Throws<VarSharpException>(() => Datasets.Open(tmp.File("missing"), DataSplit.Train, 3, 8)).Message);
+    }
+
+    [Fact]
+    public void MixedSizesWithoutResizeAreAClearError()
+    {
+        using var tmp = new TempFolder();
+        Png(tmp.File("d/a/1.png"), 8, 8, 3);
+        Png(tmp.File("d/b/2.png"), 10, 8, 3);
+        var off = new ImageFolderOptions(Resize: false);
+        var e = Assert.Throws<VarSharpException>(() => ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 3, 8, off));
+        Assert.Contains("different sizes", e.Message);
+        // With resizing both become 8×8 samples.
+        var set = ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 3, 8, new ImageFolderOptions(Resize: true));
+        Assert.Equal(2, set.Count);
+        Assert.Equal(["a", "b"], set.ClassNames);
+    }
+
+    [Fact]
+    public void UnreadableFilesAreCountedOrFailInStrictMode()
+    {
+        using var tmp = new TempFolder();
+        for (int i = 0; i < 3; i++) Png(tmp.File($"d/train/c/{i}.png"), 8, 8, 1);
+        File.WriteAllText(tmp.File("d/train/c/broken.png"), "not a png");
+        Png(tmp.File("d/val/c/v.png"), 8, 8, 1);
+        var set = ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 8);
+        Assert.Equal(3, set.Count);
+        Assert.Equal(1, set.Issues.SkippedAtScan);
+        Assert.Contains("broken.png", set.Issues.ToString());
+        var e = Assert.Throws<VarSharpException>(() => ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 8, new ImageFolderOptions(Strict: true)));
+        Assert.Contains("broken.png", e.Message);
+        Assert.Equal(1, ImageFolderDataset.Open(tmp.File("d"), DataSplit.Test, 1, 8).Count);
+    }
+
+    [Fact]
+    public void ResizesShorterSideThenCropsAndConvertsGrayToRgb()
+    {
+        using var tmp = new TempFolder();
+        Png(tmp.File("d/c/wide.png"), 40, 20, 1);
+        var set = ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 3, 16);
+        var center = new float[3 * 16 * 16];
+        set.Fill(0, null, center);
+        Assert.True(center.All(v => v >= -1 && v <= 1));
+        Assert.Equal(center[..256], center[256..512]); // replicated channels
+        // A horizontal ramp: the center crop's middle column is near the ramp's middle value (≈ 0).
+        Assert.InRange(center[8 * 16 + 8], -0.2f, 0.2f);
+        // Random crops are a pure function of the key and vary with it.
+        var a = new float[center.Length];
+        var b = new float[center.Length];
+        set.Fill(0, 1, a);
+        set.Fill(0, 1, b);
+        Assert.Equal(a, b);
+        var crops = Enumerable.Range(0, 8).Select(k => { var x = new float[center.Length]; set.Fill(0, (ulong)k, x); return x[0]; }).Distinct().Count();
+        Assert.True(crops > 1);
+    }
+
+    [Fact]
+    public void LanczosResizeKeepsAConstantImageAndFollowsTorchvisionSizes()
+    {
+        var flat = Enumerable.Repeat((byte)77, 30 * 20 * 3).ToArray();
+        var r = Resampler.Resize(flat, 30, 20, 3, 13, 9);
+        Assert.All(r, v => Assert.Equal(77, v));
+        Assert.Equal((36, 72), Resampler.ShorterSideTo(50, 100, 36));
+        Assert.Equal((54, 36), Resampler.ShorterSideTo(61, 40, 36));
+    }
+}

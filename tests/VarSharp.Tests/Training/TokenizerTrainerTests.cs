@@ -1,0 +1,133 @@
+using VarSharp.Checkpoints;
+using VarSharp.Config;
+using VarSharp.Tests.Support;
+using VarSharp.Training;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace VarSharp.Tests.Training;
+
+/// <summary>Runs of a tiny tokenizer on tiny idx data: determinism, exact resume, refusal to overwrite or mix configs.</summary>
+public class TokenizerTrainerTests(ITestOutputHelper output)
+{
+    private static string Final(string run, int step) => Path.Combine(run, TokenizerTrainer.CheckpointsDir, $"step-{step:D7}");
+
+    private static TrainResult Train(string run, TokenizerTrainConfig cfg, long? stopAt = null)
+    {
+        using var t = TokenizerTrainer.Start(run, TinyConfigs.VqVae(), cfg);
+        return t.Run(stopAtStep: stopAt);
+    }
+
+    /// <summary>Every tensor of both checkpoint files, compared bit for bit; returns how many tensors were compared.</summary>
+    private static int AssertSameCheckpoint(string a, string b)
+    {
+        int n = 0;
+        foreach (Func<string, string> file in new[] { CheckpointWriter.ModelPath, CheckpointWriter.TrainStatePath })
+        {
+            var ta = SafeTensors.Load(file(a));
+            var tb = SafeTensors.Load(file(b));
+            Assert.Equal(ta.Keys.Order(), tb.Keys.Order());
+            foreach (var (key, x) in ta)
+            {
+                var y = tb[key];
+                Assert.True(x.shape.SequenceEqual(y.shape) && x.dtype == y.dtype, $"{file(a)} {key}: shape/dtype differ");
+                bool same = x.contiguous().bytes.SequenceEqual(y.contiguous().bytes);
+                Assert.True(same, $"{Path.GetFileName(file(a))} {key} differs (max |Δ| {(x.dtype == ScalarType.Float32 ? (x - y).abs().max().item<float>() : float.NaN)})");
+                n++;
+            }
+            foreach (var t in ta.Values.Concat(tb.Values)) t.Dispose();
+        }
+        return n;
+    }
+
+    [Fact]
+    public void SameSeedTwiceGivesBitIdenticalWeightsAndState()
+    {
+        using var tmp = new TempFolder();
+        var cfg = TinyData.TrainConfig(TinyData.WriteIdxFolder(tmp.File("data")));
+        var a = Train(tmp.File("a"), cfg);
+        var b = Train(tmp.File("b"), cfg);
+        Assert.True(a.Finished && b.Finished);
+        int n = AssertSameCheckpoint(a.LastCheckpoint!, b.LastCheckpoint!);
+        output.WriteLine($"{n} tensors identical; final PSNR {a.LastPsnr:0.00} dB, usage {string.Join(",", a.UsagePercent.Select(u => u.ToString("0")))}");
+
+        var c = Train(tmp.File("c"), cfg with { Seed = 8 });
+        using var wa = SafeTensors.Load(CheckpointWriter.ModelPath(a.LastCheckpoint!))["vae.decoder.conv_out.weight"];
+        using var wc = SafeTensors.Load(CheckpointWriter.ModelPath(c.LastCheckpoint!))["vae.decoder.conv_out.weight"];
+        Assert.False(wa.contiguous().bytes.SequenceEqual(wc.contiguous().bytes), "another seed should give other weights");
+    }
+
+    [Fact]
+    public void ResumeEqualsUninterruptedRun()
+    {
+        using var tmp = new TempFolder();
+        // Remedy every 2 steps (ratio 1: codes below average use are re-seeded, so it always acts), checkpoint at 3: the
+        // resume point (5) falls between two remedies, inside an epoch (6 batches).
+        var cfg = TinyData.TrainConfig(TinyData.WriteIdxFolder(tmp.File("data")), steps: 8) with { CheckpointEvery = 3, DeadCodeRatio = 1.0 };
+        var full = Train(tmp.File("full"), cfg);
+
+        var part = Train(tmp.File("part"), cfg, stopAt: 5);
+        Assert.False(part.Finished);
+        Assert.Equal(5, part.Step);
+        TrainResult resumed;
+        using (var t = TokenizerTrainer.Resume(tmp.File("part")))
+        {
+            Assert.Equal(5, t.Step);
+            resumed = t.Run();
+        }
+        Assert.True(resumed.Finished);
+        Assert.Equal(Final(tmp.File("part"), 8), resumed.LastCheckpoint);
+        int n = AssertSameCheckpoint(full.LastCheckpoint!, resumed.LastCheckpoint!);
+        output.WriteLine($"{n} tensors identical after 5 + resume + 3 steps vs 8 uninterrupted");
+
+        // The log of the resumed run has every step once.
+        var steps = TrainLog.Read(Path.Combine(tmp.File("part"), TokenizerTrainer.LogFile))
+            .Where(o => o["kind"]!.GetValue<string>() == "train").Select(TrainLog.StepOf).ToList();
+        Assert.Equal(Enumerable.Range(1, 8).Select(i => (long)i), steps);
+    }
+
+    [Fact]
+    public void ResumeFromAnotherConfigFailsAndWritesNothing()
+    {
+        using var tmp = new TempFolder();
+        var cfg = TinyData.TrainConfig(TinyData.WriteIdxFolder(tmp.File("data")), steps: 3) with { EvalImages = 0 };
+        var run = tmp.File("run");
+        Train(run, cfg, stopAt: 3);
+        var before = Snapshot(run);
+
+        var e1 = Assert.Throws<VarSharpException>(() => TokenizerTrainer.Resume(run, TinyConfigs.VqVae() with { Ch = 64 }));
+        Assert.Contains("ch", e1.Message);
+        var e2 = Assert.Throws<VarSharpException>(() => TokenizerTrainer.Resume(run, null, cfg with { Lr = 1e-2 }));
+        Assert.Contains("lr", e2.Message);
+        var e3 = Assert.Throws<VarSharpException>(() => TokenizerTrainer.Start(run, TinyConfigs.VqVae(), cfg));
+        Assert.Contains("not empty", e3.Message);
+        Assert.Equal(before, Snapshot(run));
+        output.WriteLine(e1.Message);
+        output.WriteLine(e2.Message);
+        output.WriteLine(e3.Message);
+    }
+
+    [Fact]
+    public void RunFolderHasLogPlotGridAndLoadableModel()
+    {
+        using var tmp = new TempFolder();
+        var cfg = TinyData.TrainConfig(TinyData.WriteIdxFolder(tmp.File("data")), steps: 3) with { KeepCheckpoints = 1, CheckpointEvery = 1 };
+        var run = tmp.File("run");
+        var result = Train(run, cfg);
+        Assert.True(File.Exists(Path.Combine(run, TokenizerTrainer.LogFile)));
+        Assert.True(File.Exists(Path.Combine(run, TokenizerTrainer.PlotFile)));
+        Assert.True(File.Exists(Path.Combine(run, TokenizerTrainer.SamplesDir, "recon-step-0000003.png")));
+        Assert.Equal([Final(run, 3)], Directory.GetDirectories(Path.Combine(run, TokenizerTrainer.CheckpointsDir)));
+        var kinds = TrainLog.Read(Path.Combine(run, TokenizerTrainer.LogFile)).Select(o => o["kind"]!.GetValue<string>()).ToList();
+        Assert.Contains("eval", kinds);
+        Assert.Contains("remedy", kinds);
+        using var vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(result.LastCheckpoint!));
+        ModelBundle.Verify(CheckpointWriter.ModelFolderOf(result.LastCheckpoint!));
+        Assert.Equal(TinyConfigs.VqVae(), vae.Config);
+        Assert.True(result.LastPsnr > 0);
+    }
+
+    private static string Snapshot(string dir) => string.Join("\n",
+        Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+            .Select(f => $"{Path.GetRelativePath(dir, f)} {FileDigest.Sha256(f)} {File.GetLastWriteTimeUtc(f).Ticks}"));
+}
