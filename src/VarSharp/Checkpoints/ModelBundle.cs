@@ -62,7 +62,7 @@ public static class ModelBundle
     /// with <paramref name="force"/>, and only if it is itself a bundle (so a mistyped path never wipes unrelated files).
     /// </summary>
     public static void Write(string dir, string configJson, IEnumerable<KeyValuePair<string, Tensor>> tensors, bool force = false,
-        IReadOnlyList<BundleSource>? sources = null)
+        IReadOnlyList<BundleSource>? sources = null, string producer = "varsharp import")
     {
         var full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
         CheckOutput(full, force);
@@ -74,7 +74,7 @@ public static class ModelBundle
         try
         {
             WriteDurably(Path.Combine(temp, ConfigFileName), Encoding.UTF8.GetBytes(configJson));
-            SafeTensors.Save(Path.Combine(temp, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "varsharp import" });
+            SafeTensors.Save(Path.Combine(temp, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = producer });
             var manifest = BuildManifest(temp, [ConfigFileName, WeightsFileName], sources);
             WriteDurably(Path.Combine(temp, ManifestFileName), Encoding.UTF8.GetBytes(manifest));
             SyncDirectory(temp);

@@ -9,28 +9,47 @@ namespace VarSharp.Evaluation;
 /// A small CNN trained by us on Fashion-MNIST (32×32, padded) that scores generated images: its predictions give the
 /// class consistency of conditional samples and its 256-d penultimate features feed the Fréchet distance and
 /// precision/recall. It is a domain-specific judge, not Inception: figures computed with it are not comparable to FID.
-/// Input: (B, 1 or 3, 32, 32) in [−1, 1]; RGB is averaged to one channel.
+/// Input: (B, 1 or 3, S, S) in [−1, 1] with S the image size (32 for Fashion-MNIST; any multiple of 8 for tests);
+/// RGB is averaged to one channel.
 /// </summary>
-public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
+public sealed partial class FashionClassifier : nn.Module<Tensor, Tensor>
 {
-    public const int ImageSize = 32;
+    public const int DefaultImageSize = 32;
     public const int FeatureDim = 256;
-    public const int NumClasses = 10;
+    public const int DefaultNumClasses = 10;
 
     private readonly Conv2d conv1a, conv1b, conv2a, conv2b, conv3;
     private readonly Linear fc, head;
 
-    public FashionClassifier(Device? device = null) : base(nameof(FashionClassifier))
+    /// <param name="imageSize">Side of the square input, a positive multiple of 8 (three 2× poolings).</param>
+    /// <param name="numClasses">Classes the head predicts (at least 2).</param>
+    public FashionClassifier(int imageSize = DefaultImageSize, int numClasses = DefaultNumClasses, Device? device = null)
+        : base(nameof(FashionClassifier))
     {
+        if (imageSize <= 0 || imageSize % 8 != 0)
+            throw new VarSharpException($"The classifier's image size must be a positive multiple of 8 but is {imageSize}.");
+        if (numClasses < 2) throw new VarSharpException($"The classifier needs at least 2 classes but was given {numClasses}.");
+        ImageSize = imageSize;
+        NumClasses = numClasses;
+        int cells = imageSize / 8;
         conv1a = nn.Conv2d(1, 32, 3, 1, 1, device: device);
         conv1b = nn.Conv2d(32, 32, 3, 1, 1, device: device);
         conv2a = nn.Conv2d(32, 64, 3, 1, 1, device: device);
         conv2b = nn.Conv2d(64, 64, 3, 1, 1, device: device);
         conv3 = nn.Conv2d(64, 128, 3, 1, 1, device: device);
-        fc = nn.Linear(128 * 4 * 4, FeatureDim, device: device);
-        head = nn.Linear(FeatureDim, NumClasses, device: device);
+        fc = nn.Linear(128 * cells * cells, FeatureDim, device: device);
+        head = nn.Linear(FeatureDim, numClasses, device: device);
         RegisterComponents();
     }
+
+    public int ImageSize { get; }
+    public int NumClasses { get; }
+
+    /// <summary>What the bundle says about this classifier; null for one built in memory.</summary>
+    public ClassifierInfo? Info { get; private set; }
+
+    /// <summary>SHA-256 of the bundle's weights file (from its verified manifest); null for one built in memory.</summary>
+    public string? WeightsDigest { get; private set; }
 
     /// <summary>
     /// PyTorch's default init for conv and linear layers (uniform ±1/√fan_in for weights and biases), drawn from the
@@ -63,10 +82,44 @@ public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
         return F.relu(fc.call(x.flatten(1))).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Class logits (B, 10).</summary>
+    /// <summary>Class logits (B, classes).</summary>
     public override Tensor forward(Tensor img_BCHW)
     {
         using var features = Features(img_BCHW);
         return head.call(features);
+    }
+
+    /// <summary>Class logits of penultimate features (B, 256) → (B, classes).</summary>
+    public Tensor Head(Tensor features_BD) => head.call(features_BD);
+
+    /// <summary>
+    /// Features (N, 256) and predicted classes (N) of a batch of images, <paramref name="batchSize"/> at a time,
+    /// without gradients; the model is switched to eval mode.
+    /// </summary>
+    public (Tensor Features_ND, Tensor Predictions_N) Embed(Tensor images_NCHW, int batchSize = 256)
+    {
+        eval();
+        using var noGrad = no_grad();
+        var features = new List<Tensor>();
+        var predictions = new List<Tensor>();
+        try
+        {
+            long n = images_NCHW.shape[0];
+            for (long s = 0; s < n; s += batchSize)
+            {
+                using var chunk = images_NCHW.narrow(0, s, Math.Min(batchSize, n - s));
+                var f = Features(chunk);
+                features.Add(f);
+                using var logits = head.call(f);
+                predictions.Add(logits.argmax(1));
+            }
+            if (features.Count == 0) return (zeros(0, FeatureDim), zeros(0, dtype: int64));
+            return (cat(features, 0), cat(predictions, 0));
+        }
+        finally
+        {
+            foreach (var t in features) t.Dispose();
+            foreach (var t in predictions) t.Dispose();
+        }
     }
 }

@@ -12,6 +12,17 @@ public sealed record ClassifierTrainOptions
     public double LearningRate { get; init; } = 2e-3;
     public double WeightDecay { get; init; } = 1e-4;
     public ulong Seed { get; init; } = 1;
+    public int NumClasses { get; init; } = FashionClassifier.DefaultNumClasses;
+
+    /// <summary>Throws a one-sentence <see cref="VarSharpException"/> for values training cannot use.</summary>
+    public ClassifierTrainOptions Validate()
+    {
+        if (Epochs < 1) throw new VarSharpException($"epochs must be at least 1 but is {Epochs}.");
+        if (BatchSize < 1) throw new VarSharpException($"batch size must be at least 1 but is {BatchSize}.");
+        if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) throw new VarSharpException($"learning rate must be a positive number but is {LearningRate}.");
+        if (!(WeightDecay >= 0) || double.IsInfinity(WeightDecay)) throw new VarSharpException($"weight decay must be a number ≥ 0 but is {WeightDecay}.");
+        return this;
+    }
 }
 
 /// <summary>
@@ -26,8 +37,18 @@ public static class ClassifierTrainer
     {
         if (images_N1HW.shape[0] != labels_N.shape[0] || images_N1HW.shape[0] == 0)
             throw new VarSharpException($"Expected as many labels as images (and at least one) but got {images_N1HW.shape[0]} images and {labels_N.shape[0]} labels.");
+        if (images_N1HW.dim() != 4 || images_N1HW.shape[2] != images_N1HW.shape[3])
+            throw new VarSharpException($"Expected square images (N, C, S, S) but got ({string.Join(", ", images_N1HW.shape)}).");
+        options.Validate();
+        using (var maxT = labels_N.max())
+        using (var minT = labels_N.min())
+        {
+            long maxLabel = maxT.item<long>(), minLabel = minT.item<long>();
+            if (maxLabel >= options.NumClasses || minLabel < 0)
+                throw new VarSharpException($"Labels must lie in 0 to {options.NumClasses - 1} but range from {minLabel} to {maxLabel}.");
+        }
         var generator = new Generator(options.Seed);
-        var model = new FashionClassifier(device);
+        var model = new FashionClassifier((int)images_N1HW.shape[2], options.NumClasses, device);
         model.InitWeights(generator);
         long n = images_N1HW.shape[0];
         int stepsPerEpoch = (int)((n + options.BatchSize - 1) / options.BatchSize);
