@@ -18,5 +18,6 @@ internal static class Program
         ImportCommand.Create(),
         TrainTokenizerCommand.Create(),
         TrainClassifierCommand.Create(),
+        EvalCommand.Create(),
     };
 }
