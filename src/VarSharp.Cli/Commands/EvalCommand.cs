@@ -1,11 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Spectre.Console;
 using VarSharp.Checkpoints;
-using VarSharp.Config;
 using VarSharp.Data;
 using VarSharp.Evaluation;
 using VarSharp.Sampling;
@@ -293,7 +293,7 @@ internal static class EvalCommand
     private static string Text(double? v) => v is { } d ? d.ToString("0.0000", CultureInfo.InvariantCulture) : "(none)";
 
     private static void WriteJson(string path, JsonObject json) =>
-        ImageIO.WriteAtomically(path, Encoding.UTF8.GetBytes(json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
+        ImageIO.WriteAtomically(path, Encoding.UTF8.GetBytes(json.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n"));
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 

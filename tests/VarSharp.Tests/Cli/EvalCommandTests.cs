@@ -193,3 +193,26 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
         Assert.Equal(1, both.ExitCode);
     }
 }
+
+/// <summary>The shipped classifier judging the 32×32 golden tiny model on real Fashion-MNIST images.</summary>
+public sealed class ShippedClassifierEvalTests(ITestOutputHelper output)
+{
+    [FashionMnistGoldenFact]
+    public void EvaluatesTheGoldenTinyModelWithTheShippedClassifier()
+    {
+        using var tmp = new TempFolder();
+        var data = FashionMnistSubset.Write(tmp.File("fmnist"), train: 16, test: 400);
+        var json = tmp.File("eval.json");
+        var run = CliRun.Of("eval", "--model", Path.Combine(SharedData.GoldenDir, "tiny-32"), "--classifier", VarSharp.Tests.Evaluation.ShippedClassifierTests.BundleDir,
+            "--data", data, "--cfg", "0,4", "--per-class", "2", "--no-cache", "--json", json);
+        output.WriteLine(run.Output + run.Error);
+        Assert.Equal(0, run.ExitCode);
+        var r = JsonNode.Parse(File.ReadAllText(json))!;
+        Assert.Equal(10, (int)r["classes"]!);
+        // Real held-out images: the classifier mostly agrees with their labels; a random model's samples it does not.
+        Assert.True((double)r["baseline"]!["class_consistency"]! >= 0.8, "baseline consistency");
+        Assert.True((double)r["classifier"]!["measured_test_accuracy"]! >= 0.85, "measured accuracy");
+        foreach (var cfgRun in r["runs"]!.AsArray())
+            Assert.True((double)cfgRun!["fd_fashion_classifier_features"]! > (double)r["baseline"]!["fd_fashion_classifier_features"]!);
+    }
+}
