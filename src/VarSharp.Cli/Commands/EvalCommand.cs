@@ -167,7 +167,15 @@ internal static class EvalCommand
         string? cacheDir = parse.GetValue(o.NoCache) ? null : parse.GetValue(o.CacheDir) ?? DefaultCacheDir();
         bool terminal = CliConsole.IsTerminal(writer);
         var console = CliConsole.For(writer);
-        using var reference = ReferenceFeatures.Compute(classifier, data, cacheDir);
+        using var reference = terminal
+            ? console.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("test-set features", maxValue: data.Count);
+                    return ReferenceFeatures.Compute(classifier, data, cacheDir, progress: new Reporter<int>(done => task.Value = done));
+                })
+            : ReferenceFeatures.Compute(classifier, data, cacheDir);
         var info = classifier.Info!;
         writer.WriteLine($"model {modelDir}: {pipe.ImageSize}x{pipe.ImageSize}, {pipe.NumClasses} classes, V = {pipe.VocabSize}");
         writer.WriteLine(Invariant(
