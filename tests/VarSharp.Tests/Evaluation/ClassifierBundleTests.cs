@@ -52,7 +52,7 @@ public class ClassifierBundleTests
 }
 
 /// <summary>The classifier shipped in models/fashion-classifier: loads (verified) and scores what it recorded.</summary>
-public class ShippedClassifierTests
+public class ShippedClassifierTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     public static string BundleDir => Path.Combine(SharedData.RepoRoot, "models", "fashion-classifier");
 
@@ -71,6 +71,7 @@ public class ShippedClassifierTests
         using (y)
         {
             double accuracy = ClassifierTrainer.Accuracy(clf, x, y);
+            output.WriteLine($"accuracy on every tenth test image: {accuracy:0.0000} (recorded on all: {recorded:0.0000})");
             Assert.InRange(accuracy, recorded - 0.01, recorded + 0.01);
         }
     }
