@@ -23,24 +23,4 @@ public static class DatasetTensors
         }
         return (tensor(pixels, [n, c, s, s]), tensor(labels, [n]));
     }
-
-    /// <summary>
-    /// The first <paramref name="perClass"/> samples of each class in 0 … <paramref name="classes"/> − 1, class-major
-    /// (all of class 0, then class 1, …); throws when a class has fewer.
-    /// </summary>
-    public static int[] FirstPerClass(IImageDataset data, int classes, int perClass)
-    {
-        ArgumentNullException.ThrowIfNull(data);
-        var picked = new List<int>[classes];
-        for (int c = 0; c < classes; c++) picked[c] = new List<int>(perClass);
-        for (int i = 0; i < data.Count; i++)
-        {
-            int label = data.Label(i);
-            if (label >= 0 && label < classes && picked[label].Count < perClass) picked[label].Add(i);
-        }
-        for (int c = 0; c < classes; c++)
-            if (picked[c].Count < perClass)
-                throw new VarSharpException($"{data.Description} has {picked[c].Count} image(s) of class {c} but {perClass} per class were asked for.");
-        return picked.SelectMany(p => p).ToArray();
-    }
 }
