@@ -132,6 +132,13 @@ public static class VarEndpoints
         var queue = services.GetRequiredService<GenerationQueue>();
         var options = services.GetRequiredService<ServeOptions>();
         var lifetime = services.GetRequiredService<IHostApplicationLifetime>();
+        if (fromQuery && ctx.Request.Headers.ContainsKey("Last-Event-ID"))
+        {
+            // An EventSource reconnecting after the stream ended (or broke): a generation cannot be resumed, and 204
+            // is what tells EventSource to stop reconnecting.
+            ctx.Response.StatusCode = StatusCodes.Status204NoContent;
+            return;
+        }
         GenerationParams p;
         try
         {
@@ -177,14 +184,14 @@ public static class VarEndpoints
             ctx.Response.Headers["X-Accel-Buffering"] = "no";
             try
             {
-                await WriteEventAsync(ctx, "start", new StartEvent(ParamsDto.From(p), p.Model.PatchNums, p.Model.ImageSize), linked.Token);
+                await WriteEventAsync(ctx, "start", "start", new StartEvent(ParamsDto.From(p), p.Model.PatchNums, p.Model.ImageSize), linked.Token);
                 await foreach (var frame in job.FrameReader!.ReadAllAsync(linked.Token))
                 {
                     var images = frame.Png.Select((png, i) => new ScaleImageDto(i, Convert.ToBase64String(png))).ToArray();
-                    await WriteEventAsync(ctx, "scale", new ScaleEvent(frame.ScaleIndex, frame.NumScales, frame.PatchSize, images), linked.Token);
+                    await WriteEventAsync(ctx, "scale", $"scale-{frame.ScaleIndex}", new ScaleEvent(frame.ScaleIndex, frame.NumScales, frame.PatchSize, images), linked.Token);
                 }
                 var result = await job.Completion;
-                await WriteEventAsync(ctx, "done", Response(p, result, started), linked.Token);
+                await WriteEventAsync(ctx, "done", "done", Response(p, result, started), linked.Token);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -222,10 +229,11 @@ public static class VarEndpoints
 
     private static IResult Error(int status, string message) => TypedResults.Json(new ErrorDto(message), ApiJson.Options, statusCode: status);
 
-    private static async Task WriteEventAsync<T>(HttpContext ctx, string name, T data, CancellationToken ct)
+    /// <summary>One Server-Sent Event: its type, an id (so that a reconnecting EventSource sends Last-Event-ID) and one line of JSON.</summary>
+    private static async Task WriteEventAsync<T>(HttpContext ctx, string name, string id, T data, CancellationToken ct)
     {
         var json = JsonSerializer.Serialize(data, ApiJson.Options);
-        await ctx.Response.WriteAsync($"event: {name}\ndata: {json}\n\n", Encoding.UTF8, ct);
+        await ctx.Response.WriteAsync($"event: {name}\nid: {id}\ndata: {json}\n\n", Encoding.UTF8, ct);
         await ctx.Response.Body.FlushAsync(ct);
     }
 
@@ -233,7 +241,7 @@ public static class VarEndpoints
     {
         try
         {
-            await WriteEventAsync(ctx, name, data, ctx.RequestAborted);
+            await WriteEventAsync(ctx, name, name, data, ctx.RequestAborted);
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
         {

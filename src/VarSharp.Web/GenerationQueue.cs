@@ -105,8 +105,14 @@ public sealed class GenerationQueue : IDisposable
     private int _runningImages;
     private long _accepted, _rejected, _completed, _cancelled, _timedOut, _failed, _batches, _batchesCancelled, _images;
 
-    public GenerationQueue(ServeOptions options)
+    /// <summary>
+    /// Starts the batcher thread. It takes the <paramref name="models"/> it samples with so that a container creates
+    /// them first and disposes them after the queue (whose disposal waits for the running batch).
+    /// </summary>
+    public GenerationQueue(ServeOptions options, ModelRegistry models)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(models);
         _options = options.Validate();
         _worker = new Thread(WorkerLoop) { IsBackground = true, Name = "varsharp-batcher" };
         _worker.Start();

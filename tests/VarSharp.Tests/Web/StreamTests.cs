@@ -50,6 +50,23 @@ public sealed class StreamTests(TinyModelFolderFixture model) : IClassFixture<Ti
             p.GetProperty("cfg").GetDouble(), p.GetProperty("top_k").GetInt32(), p.GetProperty("top_p").GetDouble()));
     }
 
+    [Fact]
+    public async Task EventsCarryIdsAndAReconnectingEventSourceIsToldToStop()
+    {
+        using var client = _server.CreateClient();
+        using var response = await client.GetAsync("/v1/generate/stream?class=1&seed=2");
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.StartsWith("event: start\nid: start\ndata: {", text, StringComparison.Ordinal);
+        Assert.Contains("event: scale\nid: scale-3\ndata: {", text, StringComparison.Ordinal);
+        Assert.Contains("event: done\nid: done\ndata: {", text, StringComparison.Ordinal);
+
+        using var reconnect = new HttpRequestMessage(HttpMethod.Get, "/v1/generate/stream?class=1&seed=2");
+        reconnect.Headers.Add("Last-Event-ID", "done");
+        using var again = await client.SendAsync(reconnect);
+        Assert.Equal(HttpStatusCode.NoContent, again.StatusCode);
+        Assert.Equal(1, _server.Queue.Stats().Accepted);
+    }
+
     [Theory]
     [InlineData("/v1/generate/stream?class=9", "class 9 is out of range")]
     [InlineData("/v1/generate/stream?cfg=lots", "'cfg' must be a number, found a string.")]
