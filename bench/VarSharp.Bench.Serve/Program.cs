@@ -15,18 +15,18 @@ using VarSharp.Web;
 //   3. overload: a server with a tiny queue and far more concurrent clients than it accepts: 429s, no 5xx.
 // Exit 0 only when no request failed (transport error or 5xx) and the overload phase produced 429s.
 //
-//   dotnet run --project bench/VarSharp.Bench.Serve -c Release -- [--model DIR] [--requests 200] [--concurrency 16] [--rounds 3]
+//   dotnet run --project bench/VarSharp.Bench.Serve -c Release -- [--model DIR] [--requests 200] [--concurrency 16] [--rounds 3] [--max-batch 32]
 
 var args_ = Args.Parse(args);
 var modelDir = args_.Model ?? FindModel() ?? throw new InvalidOperationException("no model: pass --model DIR (e.g. ../shared/golden/tiny-32)");
 var inv = CultureInfo.InvariantCulture;
-Console.WriteLine($"model {modelDir}; {args_.Rounds} rounds of {args_.Requests} requests at concurrency {args_.Concurrency}; {Environment.ProcessorCount} cores");
+Console.WriteLine($"model {modelDir}; {args_.Rounds} rounds of {args_.Requests} requests at concurrency {args_.Concurrency}, max batch {args_.MaxBatch}; {Environment.ProcessorCount} cores");
 
 var failures = 0;
 var deadline = Stopwatch.StartNew();
 
 // ---- phases 1 and 2 on a server with default limits ----
-await using (var app = StartServer(new ServeOptions { Urls = "http://127.0.0.1:0", Models = [new ModelSource("bench", modelDir)] }))
+await using (var app = StartServer(new ServeOptions { Urls = "http://127.0.0.1:0", Models = [new ModelSource("bench", modelDir)], MaxBatch = args_.MaxBatch }))
 {
     var url = app.Urls.Single();
     var models = app.Services.GetRequiredService<ModelRegistry>();
@@ -181,12 +181,12 @@ static string? FindModel()
 
 internal sealed record Result(int Requests, double Seconds, double[] OkLatencies, Dictionary<int, int> Statuses, int Failures);
 
-internal sealed record Args(string? Model, int Requests, int Concurrency, int Rounds)
+internal sealed record Args(string? Model, int Requests, int Concurrency, int Rounds, int MaxBatch)
 {
     public static Args Parse(string[] argv)
     {
         string? model = null;
-        int requests = 200, concurrency = 16, rounds = 3;
+        int requests = 200, concurrency = 16, rounds = 3, maxBatch = new ServeOptions().MaxBatch;
         for (int i = 0; i < argv.Length; i++)
         {
             string Next() => i + 1 < argv.Length ? argv[++i] : throw new ArgumentException($"{argv[i]} needs a value");
@@ -196,9 +196,10 @@ internal sealed record Args(string? Model, int Requests, int Concurrency, int Ro
                 case "--requests": requests = Math.Clamp(int.Parse(Next(), CultureInfo.InvariantCulture), 1, 5000); break;
                 case "--concurrency": concurrency = Math.Clamp(int.Parse(Next(), CultureInfo.InvariantCulture), 1, 256); break;
                 case "--rounds": rounds = Math.Clamp(int.Parse(Next(), CultureInfo.InvariantCulture), 1, 20); break;
-                default: throw new ArgumentException($"unknown option {argv[i]}; expected --model DIR, --requests N, --concurrency C, --rounds R");
+                case "--max-batch": maxBatch = Math.Clamp(int.Parse(Next(), CultureInfo.InvariantCulture), 1, 256); break;
+                default: throw new ArgumentException($"unknown option {argv[i]}; expected --model DIR, --requests N, --concurrency C, --rounds R, --max-batch B");
             }
         }
-        return new Args(model, requests, concurrency, rounds);
+        return new Args(model, requests, concurrency, rounds, maxBatch);
     }
 }

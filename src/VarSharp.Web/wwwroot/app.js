@@ -137,21 +137,33 @@ async function refreshHealth() {
 
 // ---------- the pyramid ----------
 
+const FINAL_SIZE = 176;
+
+// Tile sizes grow with the scale so that a row reads as a pyramid, coarse to fine, and fit the width available.
+function tileSizes(count, available) {
+  const weights = Array.from({ length: count }, (_, si) => 1 + (count > 1 ? si / (count - 1) : 1));
+  const arrows = (count - 1) * 26;
+  const fit = (available - arrows - 12 * count) / weights.reduce((a, b) => a + b, 0);
+  const unit = Math.max(22, Math.min(64, fit));
+  return weights.map((w) => Math.floor(unit * w));
+}
+
 function buildPyramid(start) {
   const pyramid = $("pyramid");
   const n = start.params.count;
   const S = start.patch_nums.length;
   const rows = [];
   pyramid.replaceChildren();
+  const width = pyramid.clientWidth || 800;
+  const sizes = tileSizes(S, width - FINAL_SIZE - 32);
   for (let i = 0; i < n; i++) {
+    const row = el("div", { className: "pyramid-row" });
     const strip = el("div", { className: "strip" });
-    strip.dataset.image = String(i);
+    row.dataset.image = String(i);
     const tiles = [];
     start.patch_nums.forEach((pn, si) => {
-      // Tiles grow with the scale so the row reads as a pyramid, coarse to fine.
-      const size = Math.round(56 + (S > 1 ? si / (S - 1) : 1) * 72);
       const frame = el("div", { className: "frame" });
-      frame.style.width = frame.style.height = `${size}px`;
+      frame.style.width = frame.style.height = `${sizes[si]}px`;
       const tile = el("div", { className: "tile" }, frame, el("span", { className: "label", textContent: `${pn}×${pn}` }));
       tile.dataset.scale = String(si);
       tiles.push(tile);
@@ -159,10 +171,11 @@ function buildPyramid(start) {
       if (si < S - 1) strip.append(el("span", { className: "arrow", textContent: "›", ariaHidden: "true" }));
     });
     const finalFrame = el("div", { className: "frame" });
+    finalFrame.style.width = finalFrame.style.height = `${FINAL_SIZE}px`;
     const finalLabel = el("span", { className: "label", textContent: "generating…" });
     const final = el("div", { className: "final" }, finalFrame, finalLabel);
-    strip.append(final);
-    pyramid.append(strip);
+    row.append(strip, final);
+    pyramid.append(row);
     rows.push({ tiles, finalFrame, finalLabel });
   }
   return rows;
@@ -207,8 +220,8 @@ function addToGallery(params, im) {
     el("div", { className: "thumb" }, el("img", { src: `data:image/png;base64,${im.png}`, alt: `${im.class_name}, seed ${im.seed}` })),
     el("div", { className: "meta" },
       el("span", { className: "name", textContent: im.class_name }),
-      el("span", { className: "params", textContent: `seed ${im.seed} · cfg ${params.cfg}` }),
-      el("span", { className: "params", textContent: `top-k ${params.top_k} · top-p ${params.top_p}` })));
+      el("span", { className: "params", textContent: `seed ${im.seed}` }),
+      el("span", { className: "params", textContent: `cfg ${params.cfg} · k ${params.top_k} · p ${params.top_p}` })));
   card.addEventListener("click", () => {
     applyParams(reuse);
     $("auto-seed").checked = false;
