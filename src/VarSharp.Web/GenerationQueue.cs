@@ -74,7 +74,15 @@ internal sealed class Batch : IDisposable
 
     public void MemberGone()
     {
-        if (Interlocked.Decrement(ref _live) == 0) _cts.Cancel();
+        if (Interlocked.Decrement(ref _live) != 0) return;
+        try
+        {
+            _cts.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The batch finished (and was disposed) while its last request was leaving: nothing left to stop.
+        }
     }
 
     public void Dispose() => _cts.Dispose();
