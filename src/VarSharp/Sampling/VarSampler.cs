@@ -78,7 +78,7 @@ public sealed class VarSampler
     /// <summary>
     /// Samples one image per entry of <paramref name="labels"/> (class ids in [0, num_classes)).
     /// <paramref name="scaleImage"/>, when given, is called after every scale with the scale index and the image decoded
-    /// from f_hat so far, (B, C, H, W) in [0, 1]; the tensor is disposed when the call returns. A cancelled
+    /// from f_hat so far, (B, C, H, W) in [0, 1]; the tensor is valid only during the call (copy what you keep). A cancelled
     /// <paramref name="cancellationToken"/> stops the run between scales with an <see cref="OperationCanceledException"/>.
     /// </summary>
     public SampleResult Sample(IReadOnlyList<int> labels, SamplerSettings settings, SampleRng rng,
