@@ -19,5 +19,6 @@ internal static class Program
         TrainTokenizerCommand.Create(),
         TrainClassifierCommand.Create(),
         EvalCommand.Create(),
+        ServeCommand.Create(),
     };
 }

@@ -58,6 +58,12 @@ public sealed record SampleOptions
     public SamplerSettings ToSettings(int vocabSize) => new() { Cfg = Cfg, TopK = ResolveTopK(vocabSize), TopP = TopP, MoreSmooth = MoreSmooth };
 }
 
+/// <summary>One image of an explicit batch (<see cref="VarPipeline.GenerateRows"/>): its class, or null to draw it from the image's own generator, and that generator's seed.</summary>
+public readonly record struct SampleRow(int? Class, long Seed);
+
+/// <summary>Every row's image decoded after scale <see cref="ScaleIndex"/> (0-based, of <see cref="NumScales"/>; <see cref="PatchSize"/>×<see cref="PatchSize"/> tokens), as PNG bytes in row order.</summary>
+public sealed record ScaleFrame(int ScaleIndex, int NumScales, int PatchSize, IReadOnlyList<byte[]> Png);
+
 /// <summary>Progress of <see cref="VarPipeline.Generate"/>: images finished, and scale steps done over all batches.</summary>
 public readonly record struct SampleProgress(int ImagesDone, int ImagesTotal, int StepsDone, int StepsTotal);
 
@@ -155,8 +161,12 @@ public sealed class VarPipeline : IDisposable
         options.ToSettings(VocabSize).Validate(Model.Config);
     }
 
-    /// <summary>Generates the images that <paramref name="options"/> asks for, in request order.</summary>
-    public IReadOnlyList<GeneratedImage> Generate(SampleOptions options, IProgress<SampleProgress>? progress = null)
+    /// <summary>
+    /// Generates the images that <paramref name="options"/> asks for, in request order. A cancelled
+    /// <paramref name="cancellationToken"/> stops between scales with an <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public IReadOnlyList<GeneratedImage> Generate(SampleOptions options, IProgress<SampleProgress>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         Validate(options);
         var settings = options.ToSettings(VocabSize);
@@ -175,11 +185,48 @@ public sealed class VarPipeline : IDisposable
             var scaleProgress = progress is null ? null : new InlineProgress<int>(si =>
                 progress.Report(new SampleProgress(done, total, b * S + si, batches * S)));
             using var sample = labels is null
-                ? Sampler.SampleRandomClasses(n, settings, rng, extras, scaleProgress)
-                : Sampler.Sample(labels.AsSpan(start, n).ToArray(), settings, rng, extras, scaleProgress);
+                ? Sampler.SampleRandomClasses(n, settings, rng, extras, scaleProgress, cancellationToken: cancellationToken)
+                : Sampler.Sample(labels.AsSpan(start, n).ToArray(), settings, rng, extras, scaleProgress, cancellationToken: cancellationToken);
             for (int i = 0; i < n; i++) result.Add(ToImage(sample, i, start + i, rng));
             progress?.Report(new SampleProgress(start + n, total, (b + 1) * S, batches * S));
         }
+        return result;
+    }
+
+    /// <summary>
+    /// Samples one batch of explicitly given rows, each with its own generator, so row i is exactly the image that
+    /// <see cref="Generate"/> gives for that class and seed, whatever the other rows are: this is what lets a server
+    /// coalesce requests into one batch. Rows either all give a class or all draw one. <paramref name="scaleFrame"/>, when
+    /// given, receives every row's image after each scale, coarse to fine. Images come back in row order
+    /// (<see cref="GeneratedImage.Index"/> is the row).
+    /// </summary>
+    public IReadOnlyList<GeneratedImage> GenerateRows(IReadOnlyList<SampleRow> rows, SamplerSettings settings,
+        Action<ScaleFrame>? scaleFrame = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        ArgumentNullException.ThrowIfNull(settings);
+        if (rows.Count == 0) throw new VarSharpException("a batch needs at least one row, found none.");
+        bool given = rows[0].Class is not null;
+        if (rows.Any(r => (r.Class is not null) != given))
+            throw new VarSharpException("the rows of one batch must either all give a class or all draw one.");
+        settings.Validate(Model.Config);
+        var rng = SampleRng.PerSample(rows.Select(r => r.Seed).ToArray());
+        var patchNums = Model.Config.PatchNums;
+        Action<int, Tensor>? onScale = scaleFrame is null ? null : (si, images_BCHW) =>
+        {
+            var png = new byte[rows.Count][];
+            for (int i = 0; i < rows.Count; i++)
+            {
+                using var img_CHW = images_BCHW[i].mul(2).sub_(1);
+                png[i] = ImageIO.EncodePng(img_CHW);
+            }
+            scaleFrame(new ScaleFrame(si, patchNums.Length, patchNums[si], png));
+        };
+        using var sample = given
+            ? Sampler.Sample(rows.Select(r => r.Class!.Value).ToArray(), settings, rng, scaleImage: onScale, cancellationToken: cancellationToken)
+            : Sampler.SampleRandomClasses(rows.Count, settings, rng, scaleImage: onScale, cancellationToken: cancellationToken);
+        var result = new GeneratedImage[rows.Count];
+        for (int i = 0; i < rows.Count; i++) result[i] = ToImage(sample, i, i, rng);
         return result;
     }
 

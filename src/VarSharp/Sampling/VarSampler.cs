@@ -75,9 +75,15 @@ public sealed class VarSampler
     public VarModel Model { get; }
     public VqVae Tokenizer { get; }
 
-    /// <summary>Samples one image per entry of <paramref name="labels"/> (class ids in [0, num_classes)).</summary>
+    /// <summary>
+    /// Samples one image per entry of <paramref name="labels"/> (class ids in [0, num_classes)).
+    /// <paramref name="scaleImage"/>, when given, is called after every scale with the scale index and the image decoded
+    /// from f_hat so far, (B, C, H, W) in [0, 1]; the tensor is valid only during the call (copy what you keep). A cancelled
+    /// <paramref name="cancellationToken"/> stops the run between scales with an <see cref="OperationCanceledException"/>.
+    /// </summary>
     public SampleResult Sample(IReadOnlyList<int> labels, SamplerSettings settings, SampleRng rng,
-        SampleExtras extras = SampleExtras.None, IProgress<int>? scaleDone = null)
+        SampleExtras extras = SampleExtras.None, IProgress<int>? scaleDone = null,
+        Action<int, Tensor>? scaleImage = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(labels);
         CheckCount(labels.Count);
@@ -85,18 +91,20 @@ public sealed class VarSampler
         foreach (var c in labels)
             if (c < 0 || c >= nc)
                 throw new VarSharpException($"class id {c} is unknown: this model has classes 0 to {nc - 1}.");
-        return Run(labels.Count, labels, settings, rng, extras, scaleDone);
+        return Run(labels.Count, labels, settings, rng, extras, scaleDone, scaleImage, cancellationToken);
     }
 
     /// <summary>
     /// Samples <paramref name="count"/> images of classes drawn uniformly from the generator(s) first, as the reference
-    /// does when it is given no labels.
+    /// does when it is given no labels. <paramref name="scaleImage"/> and <paramref name="cancellationToken"/> as in
+    /// <see cref="Sample"/>.
     /// </summary>
     public SampleResult SampleRandomClasses(int count, SamplerSettings settings, SampleRng rng,
-        SampleExtras extras = SampleExtras.None, IProgress<int>? scaleDone = null)
+        SampleExtras extras = SampleExtras.None, IProgress<int>? scaleDone = null,
+        Action<int, Tensor>? scaleImage = null, CancellationToken cancellationToken = default)
     {
         CheckCount(count);
-        return Run(count, null, settings, rng, extras, scaleDone);
+        return Run(count, null, settings, rng, extras, scaleDone, scaleImage, cancellationToken);
     }
 
     private static void CheckCount(int count)
@@ -105,7 +113,7 @@ public sealed class VarSampler
     }
 
     private SampleResult Run(int batch, IReadOnlyList<int>? givenLabels, SamplerSettings settings, SampleRng rng,
-        SampleExtras extras, IProgress<int>? scaleDone)
+        SampleExtras extras, IProgress<int>? scaleDone, Action<int, Tensor>? scaleImage, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(rng);
@@ -152,6 +160,7 @@ public sealed class VarSampler
 
             for (int si = 0; si < S; si++)
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 using var stepScope = NewDisposeScope();
                 int pn = cfg.PatchNums[si];
                 double ratio = S > 1 ? (double)si / (S - 1) : 0.0;
@@ -186,7 +195,12 @@ public sealed class VarSampler
                 }
                 var h_BChw = h_BlC.transpose(1, 2).reshape(B, Cvae, pn, pn);
                 var next = Tokenizer.Quantizer.NextAutoregressiveInput(si, fHat_BChw, h_BChw);
-                if (wantScales) scaleImages.Add(Tokenizer.FhatToImage(fHat_BChw).add_(1).mul_(0.5).MoveToOuterDisposeScope());
+                if (wantScales || scaleImage is not null)
+                {
+                    var image_BCHW = Tokenizer.FhatToImage(fHat_BChw).add_(1).mul_(0.5);
+                    scaleImage?.Invoke(si, image_BCHW);
+                    if (wantScales) scaleImages.Add(image_BCHW.MoveToOuterDisposeScope());
+                }
                 if (si != S - 1)
                 {
                     var next_BlC = next.view(B, Cvae, -1).transpose(1, 2);

@@ -1,0 +1,210 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using VarSharp.Sampling;
+
+namespace VarSharp.Web;
+
+/// <summary>A request the server refuses, with its HTTP status and one sentence for the client.</summary>
+public sealed class ApiException(int status, string message) : Exception(message)
+{
+    public int Status { get; } = status;
+}
+
+/// <summary>A validated generation request: every value resolved (defaults filled in) and usable with its model.</summary>
+public sealed record GenerationParams(ServedModel Model, int? Class, int Count, double Cfg, int TopK, double TopP, long Seed, bool MoreSmooth)
+{
+    public SamplerSettings Settings => new() { Cfg = Cfg, TopK = TopK, TopP = TopP, MoreSmooth = MoreSmooth };
+}
+
+/// <summary>
+/// Reads a generation request from a JSON body or a query string with the same field names (snake_case), checking
+/// types, ranges and the model's limits, and answering each problem with a 400 and one sentence. Unknown fields are
+/// refused so that a typo (<c>topk</c>) is not silently ignored.
+/// </summary>
+public static class GenerateRequest
+{
+    public static readonly string[] Fields = ["model", "class", "count", "cfg", "top_k", "top_p", "seed", "more_smooth"];
+
+    /// <summary>Seeds stay within JavaScript's exact integers so that a page can hand them back unchanged.</summary>
+    public const long MaxSeed = 9_007_199_254_740_991;
+
+    private const int MaxBodyBytes = 64 * 1024;
+
+    /// <summary>Reads and validates a JSON body.</summary>
+    public static async Task<GenerationParams> FromBodyAsync(HttpRequest request, ModelRegistry models, ServeOptions options, CancellationToken ct)
+    {
+        using var buffer = new MemoryStream();
+        var chunk = new byte[8192];
+        int n;
+        while ((n = await request.Body.ReadAsync(chunk, ct)) > 0)
+        {
+            if (buffer.Length + n > MaxBodyBytes) throw new ApiException(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {MaxBodyBytes / 1024} KiB.");
+            buffer.Write(chunk, 0, n);
+        }
+        if (buffer.Length == 0) throw Bad("the request body is empty; send a JSON object such as {\"class\": 3}.");
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(buffer.ToArray(), documentOptions: new JsonDocumentOptions { MaxDepth = 8 });
+        }
+        catch (JsonException e)
+        {
+            throw Bad($"the request body is not valid JSON ({FirstSentence(e.Message)}).");
+        }
+        if (node is not JsonObject obj) throw Bad("the request body must be a JSON object such as {\"class\": 3}.");
+        return Validate(obj, models, options);
+    }
+
+    /// <summary>Reads and validates a query string (numbers and true/false as text).</summary>
+    public static GenerationParams FromQuery(IQueryCollection query, ModelRegistry models, ServeOptions options)
+    {
+        var obj = new JsonObject();
+        foreach (var (key, values) in query)
+        {
+            if (values.Count != 1) throw Bad($"query parameter '{key}' is given {values.Count} times; give it once.");
+            obj[key] = QueryValue(values[0] ?? "");
+        }
+        return Validate(obj, models, options);
+    }
+
+    private static JsonNode? QueryValue(string text)
+    {
+        if (text.Length == 0 || text == "null") return null;
+        if (text is "true" or "false") return JsonValue.Create(text == "true");
+        if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+        {
+            try
+            {
+                // Parsed as JSON so that the value reads back exactly as a body's number would.
+                if (JsonNode.Parse(text) is JsonValue number) return number;
+            }
+            catch (JsonException)
+            {
+                // "+5", ".5" and the like are numbers to .NET but not to JSON: left as text, refused as not a number.
+            }
+        }
+        return JsonValue.Create(text);
+    }
+
+    /// <summary>Checks every field of <paramref name="obj"/> and resolves defaults against the named model.</summary>
+    public static GenerationParams Validate(JsonObject obj, ModelRegistry models, ServeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(obj);
+        ArgumentNullException.ThrowIfNull(models);
+        ArgumentNullException.ThrowIfNull(options);
+        foreach (var (key, _) in obj)
+            if (!Fields.Contains(key, StringComparer.Ordinal))
+                throw Bad($"unknown field '{key}'; the fields are {string.Join(", ", Fields)}.");
+
+        ServedModel model;
+        if (obj["model"] is null)
+        {
+            model = models.Default;
+        }
+        else
+        {
+            var name = String(obj, "model");
+            model = models.Find(name) ?? throw Bad($"unknown model '{Clip(name)}'; this server has {string.Join(", ", models.Models.Select(m => m.Name))}.");
+        }
+
+        int? cls = null;
+        if (obj["class"] is JsonValue cv)
+        {
+            if (cv.GetValueKind() == JsonValueKind.String)
+            {
+                var name = cv.GetValue<string>();
+                int idx = model.ClassNames.ToList().FindIndex(c => string.Equals(c, name, StringComparison.OrdinalIgnoreCase));
+                if (idx < 0) throw Bad($"class '{Clip(name)}' is not a class of model '{model.Name}'; give an id from 0 to {model.NumClasses - 1} or one of its names.");
+                cls = idx;
+            }
+            else
+            {
+                long c = Integer(obj, "class");
+                if (c < 0 || c >= model.NumClasses)
+                    throw Bad($"class {c} is out of range: model '{model.Name}' has classes 0 to {model.NumClasses - 1}.");
+                cls = (int)c;
+            }
+        }
+        else if (obj["class"] is not null)
+        {
+            throw Bad("'class' must be a class id (an integer) or a class name.");
+        }
+
+        long count = obj["count"] is null ? 1 : Integer(obj, "count");
+        if (count < 1 || count > options.MaxCount)
+            throw Bad($"count must be between 1 and {options.MaxCount} (this server's cap), found {count}.");
+
+        double cfg = obj["cfg"] is null ? 4.0 : Number(obj, "cfg");
+        if (!(cfg >= 0) || double.IsInfinity(cfg)) throw Bad($"cfg must be a finite number ≥ 0, found {Fmt(cfg)}.");
+        if (cfg > 1000) throw Bad($"cfg must be at most 1000, found {Fmt(cfg)}.");
+
+        long topK = obj["top_k"] is null ? model.DefaultTopK : Integer(obj, "top_k");
+        if (topK < 0 || topK > model.VocabSize)
+            throw Bad($"top_k must be between 0 (off) and the vocabulary size {model.VocabSize}, found {topK}.");
+
+        double topP = obj["top_p"] is null ? 0.95 : Number(obj, "top_p");
+        if (!(topP >= 0 && topP <= 1)) throw Bad($"top_p must be in [0, 1] (0 is off), found {Fmt(topP)}.");
+
+        long seed = obj["seed"] is null ? Random.Shared.NextInt64(0, 1L << 31) : Integer(obj, "seed");
+        if (seed < 0 || seed > MaxSeed - options.MaxCount)
+            throw Bad($"seed must be between 0 and {MaxSeed - options.MaxCount}, found {seed}.");
+
+        bool smooth = obj["more_smooth"] is not null && Bool(obj, "more_smooth");
+
+        var result = new GenerationParams(model, cls, (int)count, cfg, (int)topK, topP, seed, smooth);
+        try
+        {
+            result.Settings.Validate(model.Pipeline.Model.Config);
+        }
+        catch (VarSharpException e)
+        {
+            throw Bad(e.Message);
+        }
+        return result;
+    }
+
+    private static ApiException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
+
+    private static string String(JsonObject obj, string key) =>
+        obj[key] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : throw Bad($"'{key}' must be a string, found {Kind(obj[key])}.");
+
+    private static long Integer(JsonObject obj, string key)
+    {
+        if (obj[key] is JsonValue v && v.GetValueKind() == JsonValueKind.Number)
+        {
+            if (v.TryGetValue<long>(out var l)) return l;
+            var d = v.GetValue<double>();
+            if (Math.Floor(d) == d && Math.Abs(d) < 9e15) return (long)d;
+            throw Bad($"'{key}' must be an integer, found {Fmt(d)}.");
+        }
+        throw Bad($"'{key}' must be an integer, found {Kind(obj[key])}.");
+    }
+
+    private static double Number(JsonObject obj, string key) =>
+        obj[key] is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? v.GetValue<double>() : throw Bad($"'{key}' must be a number, found {Kind(obj[key])}.");
+
+    private static bool Bool(JsonObject obj, string key) =>
+        obj[key] is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False ? v.GetValue<bool>() : throw Bad($"'{key}' must be true or false, found {Kind(obj[key])}.");
+
+    private static string Kind(JsonNode? node) => node?.GetValueKind() switch
+    {
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object => "an object",
+        _ => "null",
+    };
+
+    private static string Fmt(double v) => v.ToString("g", CultureInfo.InvariantCulture);
+
+    private static string Clip(string s) => s.Length <= 40 ? s : s[..40] + "…";
+
+    private static string FirstSentence(string message)
+    {
+        int dot = message.IndexOf(". ", StringComparison.Ordinal);
+        return (dot > 0 ? message[..dot] : message).TrimEnd('.');
+    }
+}

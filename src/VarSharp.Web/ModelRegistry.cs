@@ -1,0 +1,95 @@
+using VarSharp.Checkpoints;
+using VarSharp.Sampling;
+
+namespace VarSharp.Web;
+
+/// <summary>One loaded model: its pipeline (used by the batcher thread only) and what clients may know about it.</summary>
+public sealed class ServedModel : IDisposable
+{
+    internal ServedModel(string name, VarPipeline pipeline, IReadOnlyList<string> classNames)
+    {
+        Name = name;
+        Pipeline = pipeline;
+        ClassNames = classNames;
+        var cfg = pipeline.Model.Config;
+        DefaultTopK = new SampleOptions().ResolveTopK(pipeline.VocabSize);
+        PatchNums = cfg.PatchNums;
+    }
+
+    public string Name { get; }
+    internal VarPipeline Pipeline { get; }
+    public IReadOnlyList<string> ClassNames { get; }
+    public int NumClasses => Pipeline.NumClasses;
+    public int ImageSize => Pipeline.ImageSize;
+    public int Channels => Pipeline.Tokenizer.Config.InChannels;
+    public int VocabSize => Pipeline.VocabSize;
+    public IReadOnlyList<int> PatchNums { get; }
+    public int DefaultTopK { get; }
+
+    public void Dispose() => Pipeline.Dispose();
+}
+
+/// <summary>The models a server holds, loaded (and their bundle manifests verified) when the server starts.</summary>
+public sealed class ModelRegistry : IDisposable
+{
+    private readonly Dictionary<string, ServedModel> _byName;
+
+    private ModelRegistry(IReadOnlyList<ServedModel> models)
+    {
+        Models = models;
+        _byName = models.ToDictionary(m => m.Name, StringComparer.OrdinalIgnoreCase);
+    }
+
+    /// <summary>In the order given; the first is the default.</summary>
+    public IReadOnlyList<ServedModel> Models { get; }
+
+    public ServedModel Default => Models[0];
+
+    public ServedModel? Find(string name) => _byName.GetValueOrDefault(name);
+
+    /// <summary>Loads every model of <paramref name="options"/>; a model that cannot be loaded is a one-sentence error naming it.</summary>
+    public static ModelRegistry Load(ServeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var loaded = new List<ServedModel>();
+        try
+        {
+            foreach (var source in options.Models)
+            {
+                if (!Directory.Exists(source.Directory))
+                    throw new VarSharpException($"cannot serve model '{source.Name}': folder {source.Directory} does not exist.");
+                VarPipeline pipe;
+                try
+                {
+                    pipe = VarPipeline.Load(source.Directory);
+                }
+                catch (VarSharpException e)
+                {
+                    throw new VarSharpException($"cannot serve model '{source.Name}': {e.Message}", e);
+                }
+                try
+                {
+                    var names = ModelFolder.ReadClassNames(ModelFolder.ConfigPath(source.Directory), pipe.NumClasses);
+                    loaded.Add(new ServedModel(source.Name, pipe, names));
+                }
+                catch
+                {
+                    pipe.Dispose();
+                    throw;
+                }
+            }
+            return new ModelRegistry(loaded);
+        }
+        catch
+        {
+            foreach (var m in loaded) m.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var m in Models) m.Dispose();
+    }
+}

@@ -1,0 +1,103 @@
+using System.Text.RegularExpressions;
+
+namespace VarSharp.Web;
+
+/// <summary>A model to serve: the name clients use, and the bundle folder it is loaded from (never shown to clients).</summary>
+public sealed record ModelSource(string Name, string Directory)
+{
+    /// <summary>
+    /// Parses <c>NAME=DIR</c>, or a bare <c>DIR</c> named after its last folder. Names are letters, digits, '.', '_' and
+    /// '-' so that a request never carries anything path-like.
+    /// </summary>
+    public static ModelSource Parse(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        int eq = value.IndexOf('=', StringComparison.Ordinal);
+        string name, dir;
+        if (eq >= 0)
+        {
+            name = value[..eq].Trim();
+            dir = value[(eq + 1)..].Trim();
+        }
+        else
+        {
+            dir = value.Trim();
+            name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
+        }
+        if (dir.Length == 0) throw new VarSharpException($"--model '{value}' names no folder; expected NAME=DIR or DIR.");
+        CheckName(name);
+        return new ModelSource(name, dir);
+    }
+
+    internal static void CheckName(string name)
+    {
+        if (!ServeOptions.ModelNamePattern().IsMatch(name))
+            throw new VarSharpException($"model name '{name}' is not usable: use 1 to 64 letters, digits, '.', '_' or '-'.");
+    }
+}
+
+/// <summary>What <c>varsharp serve</c> runs: models, address, and the limits of the batching queue.</summary>
+public sealed partial record ServeOptions
+{
+    public const string DefaultUrls = "http://127.0.0.1:5080";
+
+    /// <summary>The model folder served when none is named, relative to the working directory or to the app's repository.</summary>
+    public const string DefaultModelPath = "models/fashion-var";
+
+    /// <summary>Address(es) to listen on, separated by ';' (port 0 picks a free port).</summary>
+    public string Urls { get; init; } = DefaultUrls;
+
+    /// <summary>Models to load, by name. The first is the default for requests that name none.</summary>
+    public IReadOnlyList<ModelSource> Models { get; init; } = [];
+
+    /// <summary>The most images one request may ask for.</summary>
+    public int MaxCount { get; init; } = 16;
+
+    /// <summary>The most images sampled together in one batch (a larger single request runs as its own batch).</summary>
+    public int MaxBatch { get; init; } = 32;
+
+    /// <summary>How long the first request of a batch waits for compatible requests to join it.</summary>
+    public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>Requests waiting for a batch beyond this are refused with 429 (the batch being sampled does not count).</summary>
+    public int QueueCapacity { get; init; } = 64;
+
+    /// <summary>The longest a request may take, queue wait included; past it the request gets 503.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>Throws a one-sentence <see cref="VarSharpException"/> for unusable settings.</summary>
+    public ServeOptions Validate()
+    {
+        if (Models.Count == 0) throw new VarSharpException("no model to serve: name one with --model NAME=DIR.");
+        foreach (var m in Models) ModelSource.CheckName(m.Name);
+        var dup = Models.GroupBy(m => m.Name, StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
+        if (dup is not null) throw new VarSharpException($"model name '{dup.Key}' is given twice; give each --model its own NAME=.");
+        if (MaxCount < 1) throw new VarSharpException($"the per-request image cap must be at least 1, found {MaxCount}.");
+        if (MaxBatch < 1) throw new VarSharpException($"the batch size must be at least 1, found {MaxBatch}.");
+        if (QueueCapacity < 0) throw new VarSharpException($"the queue capacity must be 0 or more, found {QueueCapacity}.");
+        if (BatchWindow < TimeSpan.Zero || BatchWindow > TimeSpan.FromSeconds(10))
+            throw new VarSharpException($"the batch window must be between 0 and 10 s, found {BatchWindow.TotalMilliseconds} ms.");
+        if (RequestTimeout <= TimeSpan.Zero) throw new VarSharpException("the request timeout must be positive.");
+        if (string.IsNullOrWhiteSpace(Urls)) throw new VarSharpException("no address to listen on.");
+        return this;
+    }
+
+    /// <summary>
+    /// <see cref="DefaultModelPath"/> if it exists under the working directory or under a parent of the app's folder
+    /// (a build output inside the repository), else null.
+    /// </summary>
+    public static string? FindDefaultModel()
+    {
+        var here = Path.GetFullPath(DefaultModelPath);
+        if (Directory.Exists(here)) return here;
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, DefaultModelPath);
+            if (Directory.Exists(candidate)) return candidate;
+        }
+        return null;
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
+    internal static partial Regex ModelNamePattern();
+}

@@ -1,0 +1,85 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.OpenApi;
+
+namespace VarSharp.Web;
+
+/// <summary>
+/// Builds the generation server: models loaded (manifests verified) before it listens, a batching queue, the API and
+/// the page. <c>varsharp serve</c> is <c>VarServer.Build(options).Run()</c>.
+/// </summary>
+public sealed class VarServer
+{
+    private VarServer()
+    {
+    }
+
+    /// <summary>A ready-to-run app listening on <see cref="ServeOptions.Urls"/>. Throws a one-sentence <see cref="VarSharpException"/> if a model cannot be loaded.</summary>
+    public static WebApplication Build(ServeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.UseUrls(options.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Services.AddVarServer(options);
+        var app = builder.Build();
+        app.MapVarServer();
+        return app;
+    }
+
+    /// <summary>Builds, starts, prints what is served and where to <paramref name="output"/>, and runs until Ctrl+C / SIGTERM.</summary>
+    public static void Run(ServeOptions options, TextWriter output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        using var app = Build(options);
+        app.Start();
+        foreach (var m in app.Services.GetRequiredService<ModelRegistry>().Models)
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"model '{m.Name}': {m.ImageSize}x{m.ImageSize}, {m.NumClasses} classes, {m.PatchNums.Count} scales ({string.Join(",", m.PatchNums)})"));
+        foreach (var url in app.Urls)
+            output.WriteLine($"serving on {url}  (page /, API /v1/generate, /v1/generate/stream, /v1/models, /healthz, OpenAPI /openapi/v1.json; Ctrl+C stops)");
+        app.WaitForShutdown();
+    }
+}
+
+public static class VarServerServices
+{
+    /// <summary>Registers the models (loaded now, so a bad folder fails before the server listens), the queue, JSON and OpenAPI.</summary>
+    public static IServiceCollection AddVarServer(this IServiceCollection services, ServeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var registry = ModelRegistry.Load(options);
+        services.AddSingleton(options);
+        services.AddSingleton(_ => registry);
+        services.AddSingleton<GenerationQueue>();
+        services.AddRouting();
+        services.Configure<JsonOptions>(o => ApiJson.Configure(o.SerializerOptions));
+        services.AddOpenApi(o => o.AddDocumentTransformer((doc, _, _) =>
+        {
+            doc.Info.Title = "VarSharp generation API";
+            doc.Info.Description = "Class-conditional image generation with VAR (next-scale prediction). See docs/web.md.";
+            doc.Info.Version = "v1";
+            return Task.CompletedTask;
+        }).AddOperationTransformer(async (operation, context, ct) =>
+        {
+            if (!context.Description.ActionDescriptor.EndpointMetadata.OfType<VarEndpoints.JsonBodyDoc>().Any()) return;
+            var schema = await context.GetOrCreateSchemaAsync(typeof(GenerateRequestBody), null, ct);
+            operation.RequestBody = new OpenApiRequestBody
+            {
+                Required = true,
+                Description = "Every field is optional; see docs/web.md for defaults and limits.",
+                Content = new Dictionary<string, OpenApiMediaType> { ["application/json"] = new() { Schema = schema } },
+            };
+        }));
+        return services;
+    }
+}

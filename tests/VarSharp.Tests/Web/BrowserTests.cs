@@ -1,0 +1,91 @@
+using Microsoft.Playwright;
+using VarSharp.Tests.Support;
+using VarSharp.Web;
+using Xunit.Abstractions;
+
+namespace VarSharp.Tests.Web;
+
+/// <summary>
+/// A fact that drives Debian's Chromium. Without /usr/bin/chromium it is reported as skipped, loudly: the page was then
+/// not tested end to end (scripts/setup.sh installs it). Playwright never downloads a browser here.
+/// </summary>
+public sealed class ChromiumFactAttribute : FactAttribute
+{
+    public const string ChromiumPath = "/usr/bin/chromium";
+
+    public ChromiumFactAttribute()
+    {
+        if (!File.Exists(ChromiumPath))
+            Skip = $"BROWSER TEST NOT RUN: {ChromiumPath} is missing, so the web page was NOT tested end to end. " +
+                   "Install it with scripts/setup.sh (as root: apt-get install -y chromium).";
+    }
+}
+
+/// <summary>
+/// End to end: the real server (Kestrel on a free loopback port, built as `varsharp serve` builds it) and the page in
+/// headless Chromium through Playwright: click Generate, watch every scale tile fill, find the image in the gallery,
+/// reuse its settings, and save a screenshot. VARSHARP_E2E_MODEL=DIR serves another model folder and
+/// VARSHARP_E2E_SCREENSHOT=PATH copies the screenshot there (how docs/images/web.png is made).
+/// </summary>
+public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper output) : IClassFixture<TinyModelFolderFixture>
+{
+    private static readonly string[] ChromiumArgs =
+        ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+
+    [ChromiumFact]
+    public async Task GenerateFillsEveryScaleThenTheGalleryAndAClickReusesTheSettings()
+    {
+        var modelDir = Environment.GetEnvironmentVariable("VARSHARP_E2E_MODEL") is { Length: > 0 } m ? m : model.Dir;
+        var options = new ServeOptions { Urls = "http://127.0.0.1:0", Models = [new ModelSource("tiny", modelDir)] };
+        await using var app = VarServer.Build(options);
+        await app.StartAsync();
+        var url = app.Urls.Single();
+        Assert.StartsWith("http://127.0.0.1:", url, StringComparison.Ordinal);
+        var served = ((ModelRegistry)app.Services.GetService(typeof(ModelRegistry))!).Default;
+
+        Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumFactAttribute.ChromiumPath,
+            Headless = true,
+            Args = ChromiumArgs,
+        });
+        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 900 } });
+        var problems = new List<string>();
+        page.Console += (_, msg) => { if (msg.Type == "error") problems.Add($"console: {msg.Text}"); };
+        page.PageError += (_, error) => problems.Add($"page error: {error}");
+        page.RequestFailed += (_, request) => problems.Add($"request failed: {request.Url}");
+        page.Request += (_, request) => { if (!request.Url.StartsWith(url, StringComparison.Ordinal) && !request.Url.StartsWith("data:", StringComparison.Ordinal)) problems.Add($"external request: {request.Url}"); };
+
+        await page.GotoAsync(url);
+        await Assertions.Expect(page.GetByTestId("classes").GetByRole(AriaRole.Radio)).ToHaveCountAsync(served.NumClasses + 1);
+        var class2 = page.Locator("[data-class-id='2']");
+        await class2.ClickAsync();
+        await page.Locator("#cfg").FillAsync("3");
+        await page.Locator("#seed").FillAsync("17");
+        await page.GetByTestId("generate").ClickAsync();
+
+        var final = page.Locator("[data-final='true'] img");
+        await final.WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
+        Assert.Equal(served.PatchNums.Count, await page.Locator(".tile.filled img").CountAsync());
+        Assert.Equal(1, await page.Locator("#gallery .card").CountAsync());
+        await Assertions.Expect(page.GetByTestId("status")).ToContainTextAsync("Done in");
+        Assert.StartsWith("data:image/png;base64,", await final.GetAttributeAsync("src"), StringComparison.Ordinal);
+
+        // A second run adds to the gallery; a click on the first image brings back its class, cfg and seed.
+        await page.GetByTestId("generate").ClickAsync();
+        await Assertions.Expect(page.Locator("#gallery .card")).ToHaveCountAsync(2, new() { Timeout = 60_000 });
+        await page.Locator("#gallery .card").Last.ClickAsync();
+        Assert.Equal("17", await page.Locator("#seed").InputValueAsync());
+        Assert.Equal("3", await page.Locator("#cfg").InputValueAsync());
+        Assert.Equal("true", await class2.GetAttributeAsync("aria-checked"));
+
+        var shot = Path.Combine(AppContext.BaseDirectory, "web-e2e.png");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
+        if (Environment.GetEnvironmentVariable("VARSHARP_E2E_SCREENSHOT") is { Length: > 0 } copy) File.Copy(shot, copy, overwrite: true);
+        output.WriteLine($"screenshot: {shot}");
+        Assert.Empty(problems);
+        await app.StopAsync();
+    }
+}
