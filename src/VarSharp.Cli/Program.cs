@@ -17,5 +17,6 @@ internal static class Program
         SampleCommand.Create(),
         ImportCommand.Create(),
         TrainTokenizerCommand.Create(),
+        TrainCommand.Create(),
     };
 }
