@@ -130,7 +130,7 @@ internal static class TrainCommand
             cancel.Cancel();
         }) : null;
         VarTrainResult result;
-        var started = DateTime.UtcNow;
+        double rate = 0;   // steps/s of this session's training steps (not counting tokenization)
         try
         {
             if (terminal)
@@ -155,6 +155,7 @@ internal static class TrainCommand
                                     prepare.Value = p.Done;
                                     break;
                                 case VarStepEvent s:
+                                    rate = s.StepsPerSecond;
                                     if (task is null)
                                     {
                                         prepare?.StopTask();
@@ -182,6 +183,7 @@ internal static class TrainCommand
                 long lastPrinted = -1;
                 result = trainer.Run(e =>
                 {
+                    if (e is VarStepEvent step) rate = step.StepsPerSecond;
                     switch (e)
                     {
                         case PrepareEvent p when p.Done == 0 || p.Done == p.Total || p.Done * 10 / p.Total != (p.Done - TokenPyramids.Chunk) * 10 / p.Total:
@@ -211,10 +213,9 @@ internal static class TrainCommand
         {
             if (realConsole) Console.CancelKeyPress -= onCancel;
         }
-        double seconds = (DateTime.UtcNow - started).TotalSeconds;
         string eval = result.LastEval is { } ev2 ? Invariant($"held-out loss {ev2.LossMean:0.000}, accuracy {ev2.AccMean:0.00}% (last scale {ev2.AccTail:0.00}%); ") : "";
         writer.WriteLine(Invariant(
-            $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({(result.Step - startStep) / Math.Max(seconds, 1e-9):0.00} steps/s); {eval}model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
+            $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({rate:0.00} steps/s); {eval}model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
         if (!result.Finished) writer.WriteLine($"continue with: varsharp train --resume {trainer.RunDirectory}");
         return 0;
     }

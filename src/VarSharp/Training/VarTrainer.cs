@@ -592,10 +592,15 @@ public sealed class VarTrainer : IDisposable
                 wSteps = 0;
                 windowClock.Restart();
             }
+            // Evaluation, sampling and checkpoints are left out of the measured training rate.
+            windowClock.Stop();
+            stepClock.Stop();
             bool last = step == Config.Steps;
             if (evalTokens is not null && ((Config.EvalEvery > 0 && step % Config.EvalEvery == 0) || last)) Evaluate(observe);
             if (Config.SampleClasses > 0 && ((Config.SampleEvery > 0 && step % Config.SampleEvery == 0) || last)) SampleGrid(observe);
             if ((Config.CheckpointEvery > 0 && step % Config.CheckpointEvery == 0) || last) Checkpoint(observe);
+            windowClock.Start();
+            stepClock.Start();
         }
         if (step != lastCheckpointStep) Checkpoint(observe);
         bool finished = step >= Config.Steps;
@@ -617,6 +622,7 @@ public sealed class VarTrainer : IDisposable
         var set = evalTokens ?? throw new VarSharpException("This run has no held-out images to evaluate on (eval_images is 0).");
         bool wasTraining = model.training;
         model.eval();
+        var clock = Stopwatch.StartNew();
         try
         {
             double lm = 0, lt = 0, am = 0, at = 0;
@@ -642,6 +648,7 @@ public sealed class VarTrainer : IDisposable
                 ["acc_mean"] = TrainLog.Number(metrics.AccMean),
                 ["acc_tail"] = TrainLog.Number(metrics.AccTail),
                 ["eval_images"] = n,
+                ["seconds"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
             });
             evalLossHistory.Add((step, metrics.LossMean));
             evalAccHistory.Add((step, metrics.AccMean));
@@ -667,6 +674,7 @@ public sealed class VarTrainer : IDisposable
         if (k <= 0) throw new VarSharpException("sample_classes is 0, so there is no grid to sample.");
         bool wasTraining = model.training;
         model.eval();
+        var clock = Stopwatch.StartNew();
         try
         {
             using var pipe = new VarPipeline(vae, model);
@@ -688,6 +696,7 @@ public sealed class VarTrainer : IDisposable
                 ["classes"] = k,
                 ["cfg"] = Config.SampleCfg,
                 ["seed"] = Config.SampleSeed,
+                ["seconds"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
             });
             observe?.Invoke(new SampleGridEvent(step, path));
             return path;
