@@ -13,7 +13,7 @@ namespace VarSharp.Cli.Commands;
 internal static class TrainCommand
 {
     private static readonly VarTrainConfig Defaults = new();
-    public const int DefaultDepth = 6;
+    public const int DefaultDepth = 4;
 
     public static Command Create()
     {

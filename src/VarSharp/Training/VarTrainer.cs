@@ -271,34 +271,31 @@ public sealed class VarTrainer : IDisposable
             throw new VarSharpException($"{source} is not a transformer train state (expected metadata format '{StateFormat}').");
         header.Metadata.TryGetValue("tokenizer_sha256", out var storedDigest);
 
-        // The tokenizer: the checkpoint's own copy, or a folder that must hold the same one.
-        VqVae vae;
-        if (tokenizer is not null)
-        {
-            var folder = Path.GetFullPath(tokenizer);
-            var cfg = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
-            if (!cfg.Equals(storedTokenizer))
-            {
-                var (name, ours, theirs) = JsonDifferences(JsonSerializer.SerializeToElement(cfg, JsonConfig.Options),
-                    JsonSerializer.SerializeToElement(storedTokenizer, JsonConfig.Options)).FirstOrDefault(("config", "another", "its own"));
-                throw new VarSharpException(
-                    $"The tokenizer in {folder} has {name} {ours} but the checkpoint {ckpt} was trained on a tokenizer with {theirs}; resume with the tokenizer it was trained on (or without --tokenizer).");
-            }
-            vae = LoadTokenizer(folder);
-            var digest = TokenPyramids.Digest(vae);
-            if (storedDigest is not null && digest != storedDigest)
-            {
-                vae.Dispose();
-                throw new VarSharpException(
-                    $"The tokenizer in {folder} has the checkpoint's config but other weights (SHA-256 {digest[..16]}… instead of {storedDigest[..16]}…); the tokens would change, so the run cannot continue on it.");
-            }
-        }
-        else vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(ckpt));
-
         var state = SafeTensors.Load(source);
+        VqVae? vae = null;
         VarTrainer? t = null;
         try
         {
+            // The tokenizer: the checkpoint's own copy, or a folder that must hold the same one.
+            if (tokenizer is not null)
+            {
+                var folder = Path.GetFullPath(tokenizer);
+                var cfg = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
+                if (!cfg.Equals(storedTokenizer))
+                {
+                    var (name, ours, theirs) = JsonDifferences(JsonSerializer.SerializeToElement(cfg, JsonConfig.Options),
+                        JsonSerializer.SerializeToElement(storedTokenizer, JsonConfig.Options)).FirstOrDefault(("config", "another", "its own"));
+                    throw new VarSharpException(
+                        $"The tokenizer in {folder} has {name} {ours} but the checkpoint {ckpt} was trained on a tokenizer with {theirs}; resume with the tokenizer it was trained on (or without --tokenizer).");
+                }
+                vae = LoadTokenizer(folder);
+                var digest = TokenPyramids.Digest(vae);
+                if (storedDigest is not null && digest != storedDigest)
+                    throw new VarSharpException(
+                        $"The tokenizer in {folder} has the checkpoint's config but other weights (SHA-256 {digest[..16]}… instead of {storedDigest[..16]}…); the tokens would change, so the run cannot continue on it.");
+            }
+            else vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(ckpt));
+
             long ckptStep = CheckpointWriter.Scalar(state, "step", source);
             if (newRunDir is null)
             {
@@ -311,6 +308,7 @@ public sealed class VarTrainer : IDisposable
                 throw new VarSharpException($"The checkpoint {ckpt} is at step {ckptStep}, beyond the {train.Steps} steps this run asks for.");
 
             t = new VarTrainer(runDir, model, train, vae, ownsVae: true, data);
+            vae = null;   // the trainer owns it now
             if (storedDigest is not null && t.tokenizerDigest != storedDigest)
                 throw new VarSharpException($"The tokenizer weights in {ckpt} do not match the digest its train state records; the checkpoint was altered.");
             long trainCount = CheckpointWriter.Scalar(state, "data.train_count", source);
@@ -328,8 +326,8 @@ public sealed class VarTrainer : IDisposable
         }
         catch
         {
-            if (t is not null) t.Dispose();
-            else vae.Dispose();
+            t?.Dispose();
+            vae?.Dispose();
             throw;
         }
         finally
