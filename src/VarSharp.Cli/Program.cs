@@ -17,6 +17,7 @@ internal static class Program
         SampleCommand.Create(),
         ImportCommand.Create(),
         TrainTokenizerCommand.Create(),
+        TrainCommand.Create(),
         TrainClassifierCommand.Create(),
         EvalCommand.Create(),
         ServeCommand.Create(),

@@ -87,6 +87,9 @@ public sealed class IdxImageDataset : IImageDataset
 
     public int Label(int index) => labels[index];
 
+    /// <summary>Only horizontal flips (when asked for) vary; padding is fixed.</summary>
+    public bool Augments => hflip;
+
     public void Fill(int index, ulong? augmentKey, Span<float> destination)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);

@@ -24,6 +24,13 @@ public interface IImageDataset
     int Label(int index);
 
     /// <summary>
+    /// Whether a training sample depends on its augmentation key (random crops or flips). When false,
+    /// <see cref="Fill"/> gives the same pixels for every key, so anything derived from a sample (its tokens under a
+    /// frozen tokenizer) can be computed once and cached.
+    /// </summary>
+    bool Augments => true;
+
+    /// <summary>
     /// Writes sample <paramref name="index"/> into <paramref name="destination"/> (Channels·ImageSize² floats, CHW, in
     /// [−1, 1]). <paramref name="augmentKey"/> null gives the deterministic evaluation view (center crop, no flip);
     /// otherwise it seeds the sample's random crop and flip, so the result is a pure function of (index, key).

@@ -47,6 +47,9 @@ public sealed class ImageFolderDataset : IImageDataset
 
     public int Label(int index) => items[index].Label;
 
+    /// <summary>Resized images are cropped at random (the longer side always leaves room); flips only with HFlip.</summary>
+    public bool Augments => options.HFlip || options.Resize;
+
     /// <summary>The file behind sample <paramref name="index"/>.</summary>
     public string PathOf(int index) => items[index].Path;
 

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using VarSharp.Checkpoints;
 using static TorchSharp.torch;
@@ -64,6 +65,51 @@ public static class CheckpointWriter
             stream.Flush(flushToDisk: true);
         }
         File.Move(temp, full, overwrite: true);
+    }
+
+    /// <summary>The folder of a run's checkpoints.</summary>
+    public const string CheckpointsDir = "checkpoints";
+
+    /// <summary>The checkpoint folder of <paramref name="step"/> in a run folder: checkpoints/step-NNNNNNN.</summary>
+    public static string StepDir(string runDir, long step) => Path.Combine(runDir, CheckpointsDir, $"step-{step:D7}");
+
+    /// <summary>A run folder's complete checkpoints, oldest first.</summary>
+    public static List<(long Step, string Dir)> List(string runDir)
+    {
+        var dir = Path.Combine(runDir, CheckpointsDir);
+        if (!Directory.Exists(dir)) return [];
+        var result = new List<(long, string)>();
+        foreach (var d in Directory.EnumerateDirectories(dir))
+        {
+            var name = Path.GetFileName(d);
+            if (name.StartsWith("step-", StringComparison.Ordinal) && long.TryParse(name.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var s)
+                && IsCheckpoint(d))
+                result.Add((s, d));
+        }
+        return result.OrderBy(c => c.Item1).ToList();
+    }
+
+    /// <summary>The checkpoint folder a resume path names: a checkpoint itself, or a run folder's latest checkpoint.</summary>
+    public static string Resolve(string path)
+    {
+        path = Path.GetFullPath(path);
+        if (IsCheckpoint(path)) return path;
+        if (Directory.Exists(Path.Combine(path, CheckpointsDir)))
+        {
+            var latest = List(path).LastOrDefault();
+            if (latest.Dir is not null) return latest.Dir;
+            throw new VarSharpException($"Run folder {path} has no complete checkpoint under {CheckpointsDir}/ to resume from.");
+        }
+        throw new VarSharpException(
+            $"{path} is neither a checkpoint folder (model/ bundle + train_state.safetensors) nor a run folder with {CheckpointsDir}/.");
+    }
+
+    /// <summary>One int64 value of a train state, or a one-sentence error naming the file.</summary>
+    public static long Scalar(IReadOnlyDictionary<string, Tensor> state, string key, string source)
+    {
+        if (!state.TryGetValue(key, out var t) || t.dtype != ScalarType.Int64 || t.numel() != 1)
+            throw new VarSharpException($"{source} lacks '{key}' as one int64 value.");
+        return t.item<long>();
     }
 
     /// <summary>Whether <paramref name="dir"/> holds a complete checkpoint (bundle manifest and train state present).</summary>

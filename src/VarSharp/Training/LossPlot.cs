@@ -2,31 +2,39 @@ using ScottPlot;
 
 namespace VarSharp.Training;
 
-/// <summary>Draws a run's training loss (left axis, log scale) and evaluation PSNR (right axis) against the step.</summary>
+/// <summary>One curve of a <see cref="LossPlot"/>: points (step, value), drawn as a line or as markers.</summary>
+public sealed record PlotSeries(string Label, IReadOnlyList<(long Step, double Value)> Points, bool Line = true);
+
+/// <summary>Draws a run's curves against the step: losses on the left axis (log10), another measure on the right.</summary>
 public static class LossPlot
 {
-    public static void Write(string path, IReadOnlyList<(long Step, double Loss)> loss, IReadOnlyList<(long Step, double Psnr)> psnr, string title)
+    /// <summary>The tokenizer's plot: training loss (left, log10) and evaluation PSNR (right).</summary>
+    public static void Write(string path, IReadOnlyList<(long Step, double Loss)> loss, IReadOnlyList<(long Step, double Psnr)> psnr, string title) =>
+        Write(path, title, [new PlotSeries("train loss (log10)", loss)], "log10 loss", [new PlotSeries("eval PSNR (dB)", psnr, Line: false)], "PSNR dB");
+
+    /// <summary>Left series are drawn as log10 of their values; right series as they are, on the right axis.</summary>
+    public static void Write(string path, string title, IReadOnlyList<PlotSeries> left, string leftLabel, IReadOnlyList<PlotSeries> right, string rightLabel)
     {
         var plot = new Plot();
         plot.Title(title);
         plot.XLabel("step");
-        if (loss.Count > 0)
+        foreach (var s in left.Where(s => s.Points.Count > 0))
         {
-            var xs = loss.Select(p => (double)p.Step).ToArray();
-            var ys = loss.Select(p => Math.Log10(Math.Max(p.Loss, 1e-12))).ToArray();
-            var line = plot.Add.ScatterLine(xs, ys);
-            line.LegendText = "train loss (log10)";
-            line.LineWidth = 1.5f;
-            plot.Axes.Left.Label.Text = "log10 loss";
+            var xs = s.Points.Select(p => (double)p.Step).ToArray();
+            var ys = s.Points.Select(p => Math.Log10(Math.Max(p.Value, 1e-12))).ToArray();
+            var sc = s.Line ? plot.Add.ScatterLine(xs, ys) : plot.Add.Scatter(xs, ys);
+            sc.LegendText = s.Label;
+            sc.LineWidth = 1.5f;
+            plot.Axes.Left.Label.Text = leftLabel;
         }
-        if (psnr.Count > 0)
+        foreach (var s in right.Where(s => s.Points.Count > 0))
         {
-            var xs = psnr.Select(p => (double)p.Step).ToArray();
-            var ys = psnr.Select(p => p.Psnr).ToArray();
-            var line = plot.Add.Scatter(xs, ys);
-            line.LegendText = "eval PSNR (dB)";
-            line.Axes.YAxis = plot.Axes.Right;
-            plot.Axes.Right.Label.Text = "PSNR dB";
+            var xs = s.Points.Select(p => (double)p.Step).ToArray();
+            var ys = s.Points.Select(p => p.Value).ToArray();
+            var sc = s.Line ? plot.Add.ScatterLine(xs, ys) : plot.Add.Scatter(xs, ys);
+            sc.LegendText = s.Label;
+            sc.Axes.YAxis = plot.Axes.Right;
+            plot.Axes.Right.Label.Text = rightLabel;
         }
         plot.ShowLegend(Alignment.UpperRight);
         var full = System.IO.Path.GetFullPath(path);

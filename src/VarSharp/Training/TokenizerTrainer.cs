@@ -51,7 +51,7 @@ public sealed class TokenizerTrainer : IDisposable
     public const string RunConfigFile = "run.json";
     public const string LogFile = "log.jsonl";
     public const string PlotFile = "loss.png";
-    public const string CheckpointsDir = "checkpoints";
+    public const string CheckpointsDir = CheckpointWriter.CheckpointsDir;
     public const string SamplesDir = "samples";
     private const string StateFormat = "varsharp-tokenizer-train-state";
     private const ulong InitStream = 0x1417;
@@ -133,20 +133,7 @@ public sealed class TokenizerTrainer : IDisposable
     }
 
     /// <summary>The checkpoint folder a resume path names: a checkpoint itself, or a run folder's latest checkpoint.</summary>
-    public static string ResolveCheckpoint(string path)
-    {
-        path = Path.GetFullPath(path);
-        if (CheckpointWriter.IsCheckpoint(path)) return path;
-        var dir = Path.Combine(path, CheckpointsDir);
-        if (Directory.Exists(dir))
-        {
-            var latest = ListCheckpoints(path).LastOrDefault();
-            if (latest.Dir is not null) return latest.Dir;
-            throw new VarSharpException($"Run folder {path} has no complete checkpoint under {CheckpointsDir}/ to resume from.");
-        }
-        throw new VarSharpException(
-            $"{path} is neither a checkpoint folder (model/ bundle + train_state.safetensors) nor a run folder with {CheckpointsDir}/.");
-    }
+    public static string ResolveCheckpoint(string path) => CheckpointWriter.Resolve(path);
 
     /// <summary>Reads the two config blocks of a checkpoint (or of a run folder's latest checkpoint).</summary>
     public static (VqVaeConfig Model, TokenizerTrainConfig Train, string Checkpoint) ReadCheckpointConfig(string path)
@@ -289,12 +276,7 @@ public sealed class TokenizerTrainer : IDisposable
         }
     }
 
-    private static long Scalar(IReadOnlyDictionary<string, Tensor> state, string key, string source)
-    {
-        if (!state.TryGetValue(key, out var t) || t.dtype != ScalarType.Int64 || t.numel() != 1)
-            throw new VarSharpException($"{source} lacks '{key}' as one int64 value.");
-        return t.item<long>();
-    }
+    private static long Scalar(IReadOnlyDictionary<string, Tensor> state, string key, string source) => CheckpointWriter.Scalar(state, key, source);
 
     private static TrainingData OpenData(VqVaeConfig model, TokenizerTrainConfig train)
     {
@@ -320,20 +302,7 @@ public sealed class TokenizerTrainer : IDisposable
     public static string ConfigJson(VqVaeConfig model, TokenizerTrainConfig train) =>
         JsonSerializer.Serialize(new Dictionary<string, object> { ["vqvae"] = model, ["train_tokenizer"] = train }, JsonConfig.Options);
 
-    private static List<(long Step, string Dir)> ListCheckpoints(string runDir)
-    {
-        var dir = Path.Combine(runDir, CheckpointsDir);
-        if (!Directory.Exists(dir)) return [];
-        var result = new List<(long, string)>();
-        foreach (var d in Directory.EnumerateDirectories(dir))
-        {
-            var name = Path.GetFileName(d);
-            if (name.StartsWith("step-", StringComparison.Ordinal) && long.TryParse(name.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var s)
-                && CheckpointWriter.IsCheckpoint(d))
-                result.Add((s, d));
-        }
-        return result.OrderBy(c => c.Item1).ToList();
-    }
+    private static List<(long Step, string Dir)> ListCheckpoints(string runDir) => CheckpointWriter.List(runDir);
 
     private string CheckpointDir(long s) => Path.Combine(runDir, CheckpointsDir, $"step-{s:D7}");
 

@@ -48,11 +48,35 @@ public sealed record VarTrainSettings
     }
 }
 
+/// <summary>
+/// The reference's token metrics on one batch (VARTrainer's Lm, Lt, Accm, Acct): cross-entropy without label smoothing
+/// and argmax accuracy in percent, over all L tokens and over the last scale's tokens.
+/// </summary>
+public readonly record struct VarTokenMetrics(double LossMean, double LossTail, double AccMean, double AccTail)
+{
+    /// <summary>Metrics of logits (B, L, V) against targets (B, L); the tail is the last <paramref name="lastL"/> tokens.</summary>
+    public static VarTokenMetrics Of(Tensor logits_BLV, Tensor gt_BL, long lastL)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        long V = logits_BLV.shape[^1];
+        var logits = logits_BLV.detach();
+        var pred_BL = logits.argmax(-1);
+        var tail_BlV = logits[TensorIndex.Colon, TensorIndex.Slice(-lastL)];
+        var gtTail_Bl = gt_BL[TensorIndex.Colon, TensorIndex.Slice(-lastL)];
+        double lm = nn.functional.cross_entropy(logits.reshape(-1, V), gt_BL.reshape(-1)).item<float>();
+        double lt = nn.functional.cross_entropy(tail_BlV.reshape(-1, V), gtTail_Bl.reshape(-1)).item<float>();
+        double am = pred_BL.eq(gt_BL).to(ScalarType.Float64).mean().item<double>() * 100;
+        double at = pred_BL[TensorIndex.Colon, TensorIndex.Slice(-lastL)].eq(gtTail_Bl).to(ScalarType.Float64).mean().item<double>() * 100;
+        return new VarTokenMetrics(lm, lt, am, at);
+    }
+}
+
 /// <summary>What one <see cref="VarTrainStep.Step"/> measured. Owns its tensors.</summary>
 public sealed class VarTrainStepResult : IDisposable
 {
     internal VarTrainStepResult(double loss, double gradNorm, double clipCoef, Dictionary<string, double> gradNorms,
-        Dictionary<string, Tensor>? gradients, Tensor? logits)
+        Dictionary<string, Tensor>? gradients, Tensor? logits, VarTokenMetrics? metrics)
     {
         Loss = loss;
         GradNorm = gradNorm;
@@ -60,6 +84,7 @@ public sealed class VarTrainStepResult : IDisposable
         GradNorms = gradNorms;
         Gradients = gradients;
         Logits = logits;
+        Metrics = metrics;
     }
 
     public double Loss { get; }
@@ -70,7 +95,7 @@ public sealed class VarTrainStepResult : IDisposable
     /// <summary>The factor the gradients were multiplied by before the optimiser step (1 when not clipped).</summary>
     public double ClipCoefficient { get; }
 
-    /// <summary>Per-parameter gradient L2 norms before clipping, by parameter name.</summary>
+    /// <summary>Per-parameter gradient L2 norms before clipping, by parameter name (empty unless measured).</summary>
     public IReadOnlyDictionary<string, double> GradNorms { get; }
 
     /// <summary>With keepGradients: every parameter's gradient before clipping.</summary>
@@ -78,6 +103,9 @@ public sealed class VarTrainStepResult : IDisposable
 
     /// <summary>With keepLogits: the training forward's logits (B, L, V).</summary>
     public Tensor? Logits { get; }
+
+    /// <summary>With measureMetrics: Lm, Lt, Accm, Acct of the training forward's logits (before the update).</summary>
+    public VarTokenMetrics? Metrics { get; }
 
     public void Dispose()
     {
@@ -90,7 +118,8 @@ public sealed class VarTrainStepResult : IDisposable
 /// One optimisation step of the official trainer on a teacher-forcing batch: training forward, loss = cross-entropy per
 /// token ×1/L summed over L and averaged over B (a plain token mean), backward, total-norm clipping, AdamW. Weight decay
 /// applies to the decay group of the official <c>filter_params</c>: every parameter except 1-D ones, biases and names
-/// containing one of <see cref="NoWeightDecayKeys"/>.
+/// containing one of <see cref="NoWeightDecayKeys"/>. The optimiser is <see cref="AdamWOptimizer"/> (torch.optim.AdamW's
+/// arithmetic), whose moments and step counts a checkpoint stores; <see cref="VarTrainer"/> trains through this class.
 /// </summary>
 public sealed class VarTrainStep : IDisposable
 {
@@ -103,7 +132,6 @@ public sealed class VarTrainStep : IDisposable
 
     private readonly VarModel _model;
     private readonly Dictionary<string, Parameter> _params;
-    private readonly optim.Optimizer _optimizer;
 
     /// <param name="noWeightDecay">Names of the parameters without weight decay; null applies the official rule.</param>
     public VarTrainStep(VarModel model, VarTrainSettings settings, IEnumerable<string>? noWeightDecay = null)
@@ -129,16 +157,14 @@ public sealed class VarTrainStep : IDisposable
         }
         NoDecayNames = ParameterNames.Where(nowd.Contains).ToArray();
         DecayNames = ParameterNames.Where(n => !nowd.Contains(n)).ToArray();
-
-        var groups = new List<AdamW.ParamGroup>();
-        if (DecayNames.Count > 0)
-            groups.Add(new AdamW.ParamGroup(DecayNames.Select(n => _params[n]), lr: settings.Lr, beta1: settings.Beta1, beta2: settings.Beta2, eps: settings.Eps, weight_decay: settings.WeightDecay));
-        if (NoDecayNames.Count > 0)
-            groups.Add(new AdamW.ParamGroup(NoDecayNames.Select(n => _params[n]), lr: settings.Lr, beta1: settings.Beta1, beta2: settings.Beta2, eps: settings.Eps, weight_decay: 0));
-        _optimizer = optim.AdamW(groups, lr: settings.Lr, beta1: settings.Beta1, beta2: settings.Beta2, eps: settings.Eps);
+        Optimizer = new AdamWOptimizer(named.Select(p => (p.name, p.parameter)), (name, _) => !nowd.Contains(name),
+            settings.Beta1, settings.Beta2, settings.Eps, settings.WeightDecay);
     }
 
     public VarTrainSettings Settings { get; }
+
+    /// <summary>The AdamW state (moments and step counts per parameter), for checkpoints.</summary>
+    public AdamWOptimizer Optimizer { get; }
 
     /// <summary>Parameter names in the model's named_parameters order (the same set as the reference's, not always the same order).</summary>
     public IReadOnlyList<string> ParameterNames { get; }
@@ -163,37 +189,53 @@ public sealed class VarTrainStep : IDisposable
     /// One step on labels (B,), teacher-forcing input (B, L − first_l, Cvae) and targets (B, L). Puts the model in
     /// training mode; <paramref name="generator"/> feeds label dropout, dropout and drop-path when they are on.
     /// </summary>
+    /// <param name="lr">This step's learning rate (a schedule's value); null uses <see cref="VarTrainSettings.Lr"/>.</param>
+    /// <param name="measureGradNorms">Measure every parameter's gradient norm (<see cref="VarTrainStepResult.GradNorms"/>).</param>
+    /// <param name="measureMetrics">Compute <see cref="VarTrainStepResult.Metrics"/> from the logits.</param>
     public VarTrainStepResult Step(Tensor labels, Tensor xWoFirstL, Tensor gt_BL, Generator? generator = null,
-        bool keepGradients = false, bool keepLogits = false)
+        bool keepGradients = false, bool keepLogits = false, double? lr = null, bool measureGradNorms = true, bool measureMetrics = false)
     {
         using var scope = NewDisposeScope();
         _model.train();
-        _optimizer.zero_grad();
+        Optimizer.ZeroGrad();
         var logits_BLV = _model.Forward(labels, xWoFirstL, generator);
         var loss = Loss(logits_BLV, gt_BL, Settings.LabelSmooth);
         double lossValue = loss.item<float>();
         loss.backward();
+        VarTokenMetrics? metrics = measureMetrics ? VarTokenMetrics.Of(logits_BLV, gt_BL, _model.Config.PatchNums[^1] * _model.Config.PatchNums[^1]) : null;
 
         var norms = new Dictionary<string, double>(StringComparer.Ordinal);
         Dictionary<string, Tensor>? grads = keepGradients ? new(StringComparer.Ordinal) : null;
-        foreach (var name in ParameterNames)
+        if (measureGradNorms || keepGradients)
         {
-            var g = _params[name].grad;
-            norms[name] = g is null ? 0.0 : g.norm().item<float>();
-            if (grads is not null && g is not null) grads[name] = g.detach().clone().MoveToOuterDisposeScope();
+            foreach (var name in ParameterNames)
+            {
+                var g = _params[name].grad;
+                if (measureGradNorms) norms[name] = g is null ? 0.0 : g.norm().item<float>();
+                if (grads is not null && g is not null) grads[name] = g.detach().clone().MoveToOuterDisposeScope();
+            }
         }
 
         var withGrad = ParameterNames.Select(n => _params[n]).Where(p => p.grad is not null).ToList();
         double total = Settings.GradClip > 0
             ? nn.utils.clip_grad_norm_(withGrad, Settings.GradClip)
-            : Math.Sqrt(norms.Values.Sum(v => v * v));
+            : measureGradNorms ? Math.Sqrt(norms.Values.Sum(v => v * v)) : TotalNorm(withGrad);
         // clip_grad_norm_ multiplies by max_norm / (total + 1e-6) when that is below 1.
         double coef = Settings.GradClip > 0 ? Math.Min(1.0, Settings.GradClip / (total + 1e-6)) : 1.0;
-        _optimizer.step();
+        Optimizer.Step(lr ?? Settings.Lr);
 
         return new VarTrainStepResult(lossValue, total, coef, norms, grads,
-            keepLogits ? logits_BLV.detach().MoveToOuterDisposeScope() : null);
+            keepLogits ? logits_BLV.detach().MoveToOuterDisposeScope() : null, metrics);
     }
 
-    public void Dispose() => _optimizer.Dispose();
+    private static double TotalNorm(IEnumerable<Parameter> parameters)
+    {
+        using var scope = NewDisposeScope();
+        double sum = 0;
+        foreach (var p in parameters)
+            if (p.grad is { } g) sum += g.square().sum().item<float>();
+        return Math.Sqrt(sum);
+    }
+
+    public void Dispose() => Optimizer.Dispose();
 }

@@ -1,0 +1,200 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using VarSharp.Checkpoints;
+using VarSharp.Data;
+using VarSharp.Tokenizer;
+using static TorchSharp.torch;
+
+namespace VarSharp.Training;
+
+/// <summary>
+/// The token pyramids of a dataset's images under a frozen tokenizer: for every image its L token ids (all scales,
+/// coarse to fine, concatenated) and its class label. Computed in fixed chunks of <see cref="Chunk"/> images in eval
+/// mode without gradients (so the result does not depend on the training batch size), held as int32 (N, L), and
+/// optionally cached in a safetensors file whose name and metadata carry the tokenizer's digest and the data's identity.
+/// </summary>
+public sealed class TokenPyramids : IDisposable
+{
+    /// <summary>Images tokenized together.</summary>
+    public const int Chunk = 256;
+
+    private const string Format = "varsharp-token-pyramids";
+
+    private TokenPyramids(Tensor tokens, long[] labels)
+    {
+        Tokens = tokens;
+        Labels = labels;
+    }
+
+    /// <summary>Token ids (N, L) int32, scales concatenated.</summary>
+    public Tensor Tokens { get; }
+
+    public long[] Labels { get; }
+
+    public int Count => Labels.Length;
+
+    public long Length => Tokens.shape[1];
+
+    /// <summary>
+    /// SHA-256 (hex) of a module's state: every tensor's name, dtype, shape and bytes in name order. It identifies a
+    /// tokenizer's weights independently of the file they came from.
+    /// </summary>
+    public static string Digest(nn.Module module)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var (name, t) in module.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            hash.AppendData(Encoding.UTF8.GetBytes($"{name}|{t.dtype}|{string.Join(",", t.shape)}\n"));
+            using var c = t.detach().contiguous().cpu();
+            hash.AppendData(c.bytes);
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
+    /// <summary>
+    /// Tokenizes the first <paramref name="count"/> images of <paramref name="set"/> (their evaluation view: no
+    /// augmentation). <paramref name="progress"/> gets (done, total) after every chunk; cancellation returns null.
+    /// </summary>
+    public static TokenPyramids? Compute(VqVae vae, IImageDataset set, int count, Action<int, int>? progress = null, CancellationToken cancel = default)
+    {
+        count = Math.Min(count, set.Count);
+        int c = set.Channels, s = set.ImageSize, per = c * s * s;
+        long L = vae.Config.VPatchNums.Sum(pn => (long)pn * pn);
+        bool wasTraining = vae.training;
+        vae.eval();
+        var tokens = empty(new long[] { count, L }, dtype: ScalarType.Int32);
+        try
+        {
+            using var noGrad = no_grad();
+            var pixels = new float[Chunk * per];
+            for (int start = 0; start < count; start += Chunk)
+            {
+                if (cancel.IsCancellationRequested)
+                {
+                    tokens.Dispose();
+                    return null;
+                }
+                using var scope = NewDisposeScope();
+                int n = Math.Min(Chunk, count - start);
+                for (int i = 0; i < n; i++) set.Fill(start + i, null, pixels.AsSpan(i * per, per));
+                var x = tensor(pixels.AsSpan(0, n * per).ToArray(), [n, c, s, s]);
+                var idx = vae.ImageToIndices(x);
+                tokens.narrow(0, start, n).copy_(cat(idx, 1));
+                progress?.Invoke(start + n, count);
+            }
+        }
+        catch
+        {
+            tokens.Dispose();
+            throw;
+        }
+        finally
+        {
+            if (wasTraining) vae.train();
+        }
+        var labels = new long[count];
+        for (int i = 0; i < count; i++) labels[i] = set.Label(i);
+        return new TokenPyramids(tokens, labels);
+    }
+
+    /// <summary>The cache file name for a tokenizer digest and a dataset (its description, size and shape).</summary>
+    public static string CacheFileName(string tokenizerDigest, IImageDataset set)
+    {
+        var key = $"{set.Description}|{set.Count}|{set.Channels}|{set.ImageSize}";
+        var dataDigest = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
+        return $"tokens-{tokenizerDigest[..16]}-{dataDigest[..16]}.safetensors";
+    }
+
+    /// <summary>Writes the pyramids to <paramref name="path"/> atomically (temporary file, then rename).</summary>
+    public void Save(string path, string tokenizerDigest, IImageDataset set)
+    {
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using var labels = tensor(Labels);
+            SafeTensors.Save(temp, [new("tokens", Tokens), new("labels", labels)], Metadata(tokenizerDigest, set));
+            File.Move(temp, full, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(temp); }
+            catch (IOException) { }
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Loads a cache written by <see cref="Save"/> for the same tokenizer and data; null when the file is missing,
+    /// unreadable or made for something else (the caller recomputes).
+    /// </summary>
+    public static TokenPyramids? TryLoad(string path, string tokenizerDigest, IImageDataset set, long length)
+    {
+        if (!File.Exists(path)) return null;
+        Dictionary<string, Tensor>? loaded = null;
+        try
+        {
+            var header = SafeTensors.ReadHeader(path);
+            var expected = Metadata(tokenizerDigest, set);
+            if (header.Metadata is null || expected.Any(kv => !header.Metadata.TryGetValue(kv.Key, out var v) || v != kv.Value)) return null;
+            loaded = SafeTensors.Load(path);
+            if (!loaded.TryGetValue("tokens", out var tokens) || !loaded.TryGetValue("labels", out var labels)
+                || tokens.dtype != ScalarType.Int32 || !tokens.shape.SequenceEqual([set.Count, length])
+                || labels.dtype != ScalarType.Int64 || !labels.shape.SequenceEqual([set.Count]))
+                return null;
+            var labelArray = labels.data<long>().ToArray();
+            for (int i = 0; i < labelArray.Length; i++)
+                if (labelArray[i] != set.Label(i)) return null;
+            loaded.Remove("tokens");
+            return new TokenPyramids(tokens, labelArray);
+        }
+        catch (VarSharpException)
+        {
+            return null;
+        }
+        finally
+        {
+            if (loaded is not null) foreach (var t in loaded.Values) t.Dispose();
+        }
+    }
+
+    private static Dictionary<string, string> Metadata(string tokenizerDigest, IImageDataset set) => new()
+    {
+        ["format"] = Format,
+        ["tokenizer_sha256"] = tokenizerDigest,
+        ["data"] = set.Description,
+        ["count"] = set.Count.ToString(CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>Labels (B,) int64 and token ids (B, L) int64 of the given images.</summary>
+    public (Tensor Labels, Tensor Tokens) Gather(ReadOnlySpan<int> indices)
+    {
+        var idx = new long[indices.Length];
+        var labels = new long[indices.Length];
+        for (int i = 0; i < indices.Length; i++)
+        {
+            idx[i] = indices[i];
+            labels[i] = Labels[indices[i]];
+        }
+        using var index = tensor(idx);
+        using var rows = Tokens.index_select(0, index);
+        return (tensor(labels), rows.to(ScalarType.Int64));
+    }
+
+    /// <summary>Splits token ids (B, L) into the per-scale list (B, pn²) the tokenizer's functions take.</summary>
+    public static List<Tensor> PerScale(Tensor tokens_BL, IReadOnlyList<int> patchNums)
+    {
+        var list = new List<Tensor>(patchNums.Count);
+        long at = 0;
+        foreach (var pn in patchNums)
+        {
+            list.Add(tokens_BL.narrow(1, at, (long)pn * pn));
+            at += (long)pn * pn;
+        }
+        return list;
+    }
+
+    public void Dispose() => Tokens.Dispose();
+}

@@ -1,0 +1,771 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using VarSharp.Checkpoints;
+using VarSharp.Config;
+using VarSharp.Data;
+using VarSharp.Sampling;
+using VarSharp.Tokenizer;
+using VarSharp.Transformer;
+using static TorchSharp.torch;
+
+namespace VarSharp.Training;
+
+/// <summary>After every optimizer step of the transformer: loss and token accuracy (%) of the batch, lr, session rate.</summary>
+public sealed record VarStepEvent(long Step, long TotalSteps, double Loss, double Accuracy, double Lr, double StepsPerSecond) : TrainEvent(Step);
+
+/// <summary>After a held-out evaluation (teacher forcing, eval mode): the reference's Lm, Lt, Accm, Acct.</summary>
+public sealed record VarEvalEvent(long Step, VarTokenMetrics Metrics, int Images) : TrainEvent(Step);
+
+/// <summary>A sample grid was written.</summary>
+public sealed record SampleGridEvent(long Step, string Path) : TrainEvent(Step);
+
+/// <summary>Progress of preparatory work (tokenizing the data): <paramref name="Done"/> of <paramref name="Total"/>.</summary>
+public sealed record PrepareEvent(long Step, string What, long Done, long Total) : TrainEvent(Step);
+
+/// <summary>Where a transformer run ended, with the latest held-out and training metrics.</summary>
+public sealed record VarTrainResult(long Step, bool Finished, string? LastCheckpoint, VarTokenMetrics? LastEval, VarTokenMetrics? LastTrain);
+
+/// <summary>
+/// Trains the VAR transformer on the token pyramids of a frozen tokenizer with the reference recipe (train.py +
+/// VARTrainer): teacher forcing, loss = CE per token ×1/L summed over L and averaged over B (optionally label-smoothed),
+/// AdamW (0.9, 0.95) with weight decay on the reference's decay group, peak lr = tblr·B/256 with linear warmup and the
+/// lin0 decay, gradient clipping, label dropout (cond_drop_rate) and drop path drawn from the trainer's own generator.
+/// Every step goes through <see cref="VarTrainStep.Step"/>, the code the golden training vectors check.
+/// <para>
+/// When the data has no random augmentation (Fashion-MNIST), the tokens of the whole training set are computed once
+/// (and cached in a file keyed by the tokenizer's digest); otherwise each batch is tokenized as it comes. A run folder
+/// holds:
+/// </para>
+/// <code>
+/// run.json              the run's config (vqvae + var + train_var blocks)
+/// log.jsonl             one JSON object per logged step / eval / sample grid / checkpoint
+/// loss.png              training and held-out loss, held-out accuracy against the step
+/// samples/step-N.png    the sample grid: one column per class, two rows (seeds sample_seed + i)
+/// checkpoints/step-N/   model/ (a bundle with vae.* and var.*: `sample -m` takes it) + train_state.safetensors
+/// tokens-….safetensors  the token cache (unless token_cache names another folder)
+/// </code>
+/// A resumed run ends with the same weights and optimizer state, bit for bit, as an uninterrupted one (same threads).
+/// </summary>
+public sealed class VarTrainer : IDisposable
+{
+    public const string RunConfigFile = "run.json";
+    public const string LogFile = "log.jsonl";
+    public const string PlotFile = "loss.png";
+    public const string CheckpointsDir = CheckpointWriter.CheckpointsDir;
+    public const string SamplesDir = "samples";
+    public const string TrainBlock = "train_var";
+    private const string StateFormat = "varsharp-var-train-state";
+    private const ulong InitStream = 0x1417;
+    private const ulong TrainStream = 0x7A1E;
+
+    private readonly string runDir;
+    private readonly VqVae vae;
+    private readonly bool ownsVae;
+    private readonly VarModel model;
+    private readonly VarTrainStep trainStep;
+    private readonly LrSchedule schedule;
+    private readonly Generator generator;
+    private readonly TrainingData data;
+    private readonly string tokenizerDigest;
+    private TrainLog log = null!;
+    private BatchLoader? loader;
+    private DataPosition position;
+    private int[]? order;
+    private long orderEpoch = -1;
+    private TokenPyramids? trainTokens;
+    private TokenPyramids? evalTokens;
+    private readonly List<(long Step, double Value)> lossHistory = [];
+    private readonly List<(long Step, double Value)> evalLossHistory = [];
+    private readonly List<(long Step, double Value)> evalAccHistory = [];
+    private long step;
+    private long lastCheckpointStep = -1;
+    private string? lastCheckpoint;
+    private VarTokenMetrics? lastEval;
+    private VarTokenMetrics? lastTrain;
+
+    public VqVaeConfig TokenizerConfig => vae.Config;
+    public VarConfig ModelConfig => model.Config;
+    public VarTrainConfig Config { get; }
+    public VarModel Model => model;
+    public VqVae Tokenizer => vae;
+    public AdamWOptimizer Optimizer => trainStep.Optimizer;
+    public string RunDirectory => runDir;
+    public long Step => step;
+
+    /// <summary>SHA-256 of the tokenizer's tensors (<see cref="TokenPyramids.Digest"/>).</summary>
+    public string TokenizerDigest => tokenizerDigest;
+
+    /// <summary>Whether batches are tokenized one by one (the data augments) rather than looked up in the precomputed pyramids.</summary>
+    public bool TokenizesPerBatch => data.Train.Augments;
+
+    private VarTrainer(string runDir, VarConfig modelConfig, VarTrainConfig train, VqVae vae, bool ownsVae, TrainingData? data)
+    {
+        this.runDir = runDir;
+        this.vae = vae;
+        this.ownsVae = ownsVae;
+        Config = train.Validate();
+        modelConfig.Validate();
+        ModelFolder.CheckCompatible(modelConfig, vae.Config);
+        this.data = data ?? OpenData(vae.Config, train);
+        CheckData(this.data, vae.Config, modelConfig, train);
+        vae.eval();
+        foreach (var p in vae.parameters()) p.requires_grad = false;
+        tokenizerDigest = TokenPyramids.Digest(vae);
+        model = new VarModel(modelConfig);
+        try
+        {
+            using (var initGenerator = new Generator(MixSeed(train.Seed, InitStream)))
+                model.InitWeights(initGenerator, train.InitAdaln, train.InitAdalnGamma, train.InitHead, train.InitStd);
+            trainStep = new VarTrainStep(model, Settings(train));
+            schedule = new LrSchedule(train.Lr, train.ResolvedWarmupSteps, train.Steps, train.Decay, train.WarmupStartRatio, train.MinLrRatio);
+            generator = new Generator(MixSeed(train.Seed, TrainStream));
+        }
+        catch
+        {
+            trainStep?.Dispose();
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The optimiser settings of a training config, as <see cref="VarTrainStep"/> takes them.</summary>
+    public static VarTrainSettings Settings(VarTrainConfig train) => new()
+    {
+        Lr = train.Lr,
+        WeightDecay = train.WeightDecay,
+        Beta1 = train.Beta1,
+        Beta2 = train.Beta2,
+        Eps = train.Eps,
+        GradClip = train.GradClip,
+        LabelSmooth = train.LabelSmooth,
+    };
+
+    /// <summary>
+    /// The transformer the official presets would build for a tokenizer: width 64·depth, depth heads, mlp ratio 4,
+    /// attn_l2_norm, cond_drop_rate 0.1, drop_path 0.1·depth/24, V / Cvae / patch_nums from the tokenizer.
+    /// </summary>
+    public static VarConfig DefaultModelConfig(VqVaeConfig tokenizer, int numClasses, int depth) => new VarConfig
+    {
+        NumClasses = numClasses,
+        Depth = depth,
+        EmbedDim = 64 * depth,
+        NumHeads = depth,
+        MlpRatio = 4.0,
+        SharedAln = false,
+        AttnL2Norm = true,
+        CondDropRate = 0.1,
+        DropPathRate = 0.1 * depth / 24,
+        PatchNums = (int[])tokenizer.VPatchNums.Clone(),
+        VocabSize = tokenizer.VocabSize,
+        Cvae = tokenizer.ZChannels,
+    }.Validate();
+
+    private static ulong MixSeed(ulong seed, ulong stream) => SplitMix.Keyed(seed, stream).Next() & 0x7FFF_FFFF_FFFF_FFFFUL;
+
+    /// <summary>Loads a tokenizer from a model folder (a bundle is verified first), with a clear error when it has none.</summary>
+    public static VqVae LoadTokenizer(string dir)
+    {
+        if (string.IsNullOrEmpty(dir)) throw new VarSharpException("No tokenizer given; pass the model folder of a trained tokenizer (e.g. RUN/checkpoints/step-N/model).");
+        var full = Path.GetFullPath(dir);
+        if (!Directory.Exists(full)) throw new VarSharpException($"Tokenizer folder {full} does not exist.");
+        return ModelFolder.LoadTokenizer(full);
+    }
+
+    /// <summary>
+    /// Starts a new run in <paramref name="runDir"/> (which must not exist or be empty) on the tokenizer
+    /// <paramref name="tokenizer"/>, or, when null, the one in the model folder <see cref="VarTrainConfig.Tokenizer"/>.
+    /// A passed tokenizer stays the caller's (not disposed).
+    /// </summary>
+    public static VarTrainer Start(string runDir, VarConfig model, VarTrainConfig train, VqVae? tokenizer = null, TrainingData? data = null)
+    {
+        runDir = Path.GetFullPath(runDir);
+        if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
+            throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder, or continue that run with --resume {runDir}.");
+        if (File.Exists(runDir)) throw new VarSharpException($"{runDir} is a file; expected a folder for the run.");
+        train = train.Validate() with { WarmupSteps = train.ResolvedWarmupSteps };
+        if (tokenizer is null) train = train with { Tokenizer = Path.GetFullPath(train.Tokenizer) };
+        var vae = tokenizer ?? LoadTokenizer(train.Tokenizer);
+        VarTrainer? t = null;
+        try
+        {
+            t = new VarTrainer(runDir, model, train, vae, ownsVae: tokenizer is null, data);
+            t.Open(new DataPosition(0, 0), truncateLogAfter: null);
+            CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), t.ConfigJson());
+            t.LogStart(resumedFrom: null);
+            return t;
+        }
+        catch
+        {
+            if (t is not null) t.Dispose();
+            else if (tokenizer is null) vae.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The three config blocks of a checkpoint (or of a run folder's latest checkpoint).</summary>
+    public static (VqVaeConfig Tokenizer, VarConfig Model, VarTrainConfig Train, string Checkpoint) ReadCheckpointConfig(string path)
+    {
+        var ckpt = CheckpointWriter.Resolve(path);
+        var configPath = CheckpointWriter.ConfigPath(ckpt);
+        using var doc = JsonConfig.ParseFile(configPath);
+        var root = doc.RootElement;
+        if (!root.TryGetProperty(TrainBlock, out var tr))
+        {
+            string what = root.TryGetProperty("train_tokenizer", out _) ? "a tokenizer training checkpoint (resume it with train-tokenizer)" : "no transformer training checkpoint";
+            throw new VarSharpException($"{configPath} has no '{TrainBlock}' block: {ckpt} is {what}.");
+        }
+        if (!root.TryGetProperty("var", out _) || !root.TryGetProperty("vqvae", out _))
+            throw new VarSharpException($"{configPath} lacks the 'var' or 'vqvae' block; expected both in a transformer training checkpoint.");
+        return (ModelFolder.ReadVqVaeConfig(configPath), ModelFolder.ReadVarConfig(configPath), VarTrainConfig.FromJson(tr), ckpt);
+    }
+
+    /// <summary>
+    /// Continues a run from a checkpoint (or a run folder's latest). The requested configs must equal the stored ones
+    /// except for <see cref="VarTrainConfig.ChangeableOnResume"/>; otherwise a <see cref="VarSharpException"/> is thrown
+    /// before anything is written. The tokenizer is the checkpoint's own copy (`vae.*`); a tokenizer folder given in
+    /// <paramref name="tokenizer"/> must hold the same config and the same weights. Output continues in the run folder
+    /// holding the checkpoint, or in <paramref name="newRunDir"/> (new or empty).
+    /// </summary>
+    public static VarTrainer Resume(string path, VarConfig? model = null, VarTrainConfig? train = null, string? tokenizer = null,
+        string? newRunDir = null, TrainingData? data = null)
+    {
+        var (storedTokenizer, storedModel, storedTrain, ckpt) = ReadCheckpointConfig(path);
+        model ??= storedModel;
+        train ??= storedTrain;
+        if (!model.Equals(storedModel))
+        {
+            var (name, ours, theirs) = JsonDifferences(JsonSerializer.SerializeToElement(model, VarConfig.JsonOptions),
+                JsonSerializer.SerializeToElement(storedModel, VarConfig.JsonOptions)).FirstOrDefault(("config", "another", "its own"));
+            throw new VarSharpException(
+                $"The checkpoint {ckpt} is a transformer with {name} {theirs} but this run asks for {ours}; resume with the checkpoint's settings or start a new run.");
+        }
+        var blocking = VarTrainConfig.Differences(train, storedTrain).Where(d => !VarTrainConfig.ChangeableOnResume.Contains(d.Name)).ToList();
+        if (blocking.Count > 0)
+        {
+            var (name, ours, theirs) = blocking[0];
+            throw new VarSharpException(
+                $"The checkpoint {ckpt} was trained with {name} {theirs} but this run asks for {ours}; only {string.Join(", ", VarTrainConfig.ChangeableOnResume.Order())} may change on resume.");
+        }
+
+        string runDir;
+        if (newRunDir is not null)
+        {
+            runDir = Path.GetFullPath(newRunDir);
+            if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
+                throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder.");
+        }
+        else
+        {
+            var parent = Path.GetDirectoryName(ckpt)!;
+            if (Path.GetFileName(parent) != CheckpointsDir)
+                throw new VarSharpException($"The checkpoint {ckpt} is not inside a run folder's {CheckpointsDir}/; give a new output folder for the resumed run.");
+            runDir = Path.GetDirectoryName(parent)!;
+        }
+
+        string source = CheckpointWriter.TrainStatePath(ckpt);
+        var header = SafeTensors.ReadHeader(source);
+        if (header.Metadata is null || !header.Metadata.TryGetValue("format", out var format) || format != StateFormat)
+            throw new VarSharpException($"{source} is not a transformer train state (expected metadata format '{StateFormat}').");
+        header.Metadata.TryGetValue("tokenizer_sha256", out var storedDigest);
+
+        var state = SafeTensors.Load(source);
+        VqVae? vae = null;
+        VarTrainer? t = null;
+        try
+        {
+            // The tokenizer: the checkpoint's own copy, or a folder that must hold the same one.
+            if (tokenizer is not null)
+            {
+                var folder = Path.GetFullPath(tokenizer);
+                var cfg = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
+                if (!cfg.Equals(storedTokenizer))
+                {
+                    var (name, ours, theirs) = JsonDifferences(JsonSerializer.SerializeToElement(cfg, JsonConfig.Options),
+                        JsonSerializer.SerializeToElement(storedTokenizer, JsonConfig.Options)).FirstOrDefault(("config", "another", "its own"));
+                    throw new VarSharpException(
+                        $"The tokenizer in {folder} has {name} {ours} but the checkpoint {ckpt} was trained on a tokenizer with {theirs}; resume with the tokenizer it was trained on (or without --tokenizer).");
+                }
+                vae = LoadTokenizer(folder);
+                var digest = TokenPyramids.Digest(vae);
+                if (storedDigest is not null && digest != storedDigest)
+                    throw new VarSharpException(
+                        $"The tokenizer in {folder} has the checkpoint's config but other weights (SHA-256 {digest[..16]}… instead of {storedDigest[..16]}…); the tokens would change, so the run cannot continue on it.");
+            }
+            else vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(ckpt));
+
+            long ckptStep = CheckpointWriter.Scalar(state, "step", source);
+            if (newRunDir is null)
+            {
+                var newer = CheckpointWriter.List(runDir).Where(c => c.Step > ckptStep).Select(c => c.Dir).FirstOrDefault();
+                if (newer is not null)
+                    throw new VarSharpException(
+                        $"Run folder {runDir} has a later checkpoint ({newer}) than the one to resume ({ckpt}); resume from the latest, or give a new output folder.");
+            }
+            if (ckptStep > train.Steps)
+                throw new VarSharpException($"The checkpoint {ckpt} is at step {ckptStep}, beyond the {train.Steps} steps this run asks for.");
+
+            t = new VarTrainer(runDir, model, train, vae, ownsVae: true, data);
+            vae = null;   // the trainer owns it now
+            if (storedDigest is not null && t.tokenizerDigest != storedDigest)
+                throw new VarSharpException($"The tokenizer weights in {ckpt} do not match the digest its train state records; the checkpoint was altered.");
+            long trainCount = CheckpointWriter.Scalar(state, "data.train_count", source);
+            if (trainCount != t.data.Train.Count)
+                throw new VarSharpException(
+                    $"The checkpoint {ckpt} was trained on {trainCount} images but {t.data.Train.Description} has {t.data.Train.Count}; the data changed.");
+            t.LoadState(ckpt, state, source);
+            var position = new DataPosition(CheckpointWriter.Scalar(state, "data.epoch", source), (int)CheckpointWriter.Scalar(state, "data.batch", source));
+            t.Open(position, truncateLogAfter: newRunDir is null ? t.step : null);
+            CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), t.ConfigJson());
+            t.lastCheckpointStep = t.step;
+            t.lastCheckpoint = ckpt;
+            t.LogStart(resumedFrom: ckpt);
+            return t;
+        }
+        catch
+        {
+            t?.Dispose();
+            vae?.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (var v in state.Values) v.Dispose();
+        }
+    }
+
+    private static IEnumerable<(string Name, string Ours, string Theirs)> JsonDifferences(JsonElement ours, JsonElement theirs)
+    {
+        foreach (var p in ours.EnumerateObject())
+        {
+            var other = theirs.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
+            if (p.Value.GetRawText() != other) yield return (p.Name, Compact(p.Value.GetRawText()), Compact(other));
+        }
+    }
+
+    private static string Compact(string json) => string.Concat(json.Where(c => !char.IsWhiteSpace(c)));
+
+    private void LoadState(string ckpt, Dictionary<string, Tensor> state, string source)
+    {
+        ModelFolder.VerifyIfBundle(CheckpointWriter.ModelFolderOf(ckpt));
+        var weights = SafeTensors.Load(CheckpointWriter.ModelPath(ckpt));
+        try
+        {
+            ModuleWeights.LoadStrict(model, weights, "var.");
+        }
+        catch (VarSharpException e)
+        {
+            throw new VarSharpException($"{CheckpointWriter.ModelPath(ckpt)}: {e.Message}", e);
+        }
+        finally
+        {
+            foreach (var w in weights.Values) w.Dispose();
+        }
+        trainStep.Optimizer.LoadState(state, source);
+        step = CheckpointWriter.Scalar(state, "step", source);
+        if (!state.TryGetValue("rng.train", out var rng)) throw new VarSharpException($"{source} lacks 'rng.train'; expected the training generator's state.");
+        generator.set_state(rng);
+    }
+
+    /// <summary>Opens the training split (and the held-out split when eval_images &gt; 0) shaped for the tokenizer.</summary>
+    public static TrainingData OpenData(VqVaeConfig tokenizer, VarTrainConfig train)
+    {
+        var options = new ImageFolderOptions(train.Resize, train.Hflip, train.Strict);
+        var trainSet = Datasets.Open(train.Data, DataSplit.Train, tokenizer.InChannels, tokenizer.ImageSize, options);
+        var evalSet = train.EvalImages > 0 ? Datasets.Open(train.Data, DataSplit.Test, tokenizer.InChannels, tokenizer.ImageSize, options) : null;
+        return new TrainingData(trainSet, evalSet);
+    }
+
+    private static void CheckData(TrainingData data, VqVaeConfig tokenizer, VarConfig model, VarTrainConfig train)
+    {
+        foreach (var set in new[] { data.Train, data.Eval })
+        {
+            if (set is null) continue;
+            if (set.Channels != tokenizer.InChannels || set.ImageSize != tokenizer.ImageSize)
+                throw new VarSharpException(
+                    $"{set.Description} yields {set.Channels}×{set.ImageSize}×{set.ImageSize} samples but the tokenizer takes {tokenizer.InChannels}×{tokenizer.ImageSize}×{tokenizer.ImageSize}.");
+        }
+        if (data.Train.ClassNames.Count != model.NumClasses)
+            throw new VarSharpException(
+                $"{data.Train.Description} has {data.Train.ClassNames.Count} classes but the transformer is built for num_classes {model.NumClasses}.");
+        if (data.Train.Count < train.BatchSize)
+            throw new VarSharpException($"{data.Train.Description} has {data.Train.Count} images, fewer than one batch of {train.BatchSize}.");
+    }
+
+    /// <summary>The bundle's config.json: vqvae + var + train_var blocks.</summary>
+    public string ConfigJson()
+    {
+        var root = new JsonObject
+        {
+            ["vqvae"] = JsonSerializer.SerializeToNode(vae.Config, JsonConfig.Options),
+            ["var"] = JsonNode.Parse(model.Config.ToJson()),
+            [TrainBlock] = JsonSerializer.SerializeToNode(Config, JsonConfig.Options),
+        };
+        return root.ToJsonString(JsonConfig.Options);
+    }
+
+    /// <summary>Creates the folders, settles the data position, reloads the plot's history, opens the log.</summary>
+    private void Open(DataPosition start, long? truncateLogAfter)
+    {
+        Directory.CreateDirectory(runDir);
+        Directory.CreateDirectory(Path.Combine(runDir, CheckpointsDir));
+        Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
+        var logPath = Path.Combine(runDir, LogFile);
+        if (truncateLogAfter is { } after)
+        {
+            TrainLog.TruncateAfter(logPath, after);
+            foreach (var o in TrainLog.Read(logPath))
+            {
+                var kind = o["kind"]?.GetValue<string>();
+                if (kind == "train" && o["loss"] is JsonValue l && l.TryGetValue<double>(out var loss)) lossHistory.Add((TrainLog.StepOf(o), loss));
+                if (kind == "eval" && o["loss_mean"] is JsonValue el && el.TryGetValue<double>(out var eloss)) evalLossHistory.Add((TrainLog.StepOf(o), eloss));
+                if (kind == "eval" && o["acc_mean"] is JsonValue ea && ea.TryGetValue<double>(out var eacc)) evalAccHistory.Add((TrainLog.StepOf(o), eacc));
+            }
+        }
+        int batchesPerEpoch = data.Train.Count / Config.BatchSize;
+        if (start.Epoch < 0 || start.Batch < 0 || start.Batch >= batchesPerEpoch)
+            throw new VarSharpException($"Data position ({start}) is outside the {batchesPerEpoch} batches per epoch of {data.Train.Description}.");
+        position = start;
+        if (TokenizesPerBatch) loader = new BatchLoader(data.Train, Config.BatchSize, Config.Seed, start, Config.Prefetch);
+        log = new TrainLog(logPath);
+    }
+
+    private void LogStart(string? resumedFrom)
+    {
+        log.Write("start", step, new Dictionary<string, JsonNode?>
+        {
+            ["resumed_from"] = resumedFrom,
+            ["threads"] = torch.get_num_threads(),
+            ["data"] = data.Train.Description,
+            ["eval_data"] = data.Eval?.Description,
+            ["data_position"] = position.ToString(),
+            ["tokenizer"] = Config.Tokenizer,
+            ["tokenizer_sha256"] = tokenizerDigest,
+            ["tokens"] = TokenizesPerBatch ? "per batch (the data augments)" : "precomputed",
+            ["parameters"] = model.parameters().Sum(p => p.numel()),
+            ["lr"] = Config.Lr,
+            ["warmup_steps"] = Config.ResolvedWarmupSteps,
+        });
+    }
+
+    /// <summary>
+    /// Tokenizes what can be tokenized ahead: the training set (unless it augments; from the cache file when one
+    /// matches) and the held-out slice. Run calls it; call it earlier to control when the work happens.
+    /// Returns false when cancelled.
+    /// </summary>
+    public bool PrepareTokens(Action<TrainEvent>? observe = null, CancellationToken cancel = default)
+    {
+        if (trainTokens is null && !TokenizesPerBatch)
+        {
+            var set = data.Train;
+            var folder = Config.TokenCache is null ? runDir : Path.GetFullPath(Config.TokenCache);
+            var path = Path.Combine(folder, TokenPyramids.CacheFileName(tokenizerDigest, set));
+            var clock = Stopwatch.StartNew();
+            long L = model.Config.L;
+            var tokens = TokenPyramids.TryLoad(path, tokenizerDigest, set, L);
+            bool loaded = tokens is not null;
+            if (tokens is null)
+            {
+                string what = $"tokenizing {set.Count} training images";
+                observe?.Invoke(new PrepareEvent(step, what, 0, set.Count));
+                tokens = TokenPyramids.Compute(vae, set, set.Count, (done, total) => observe?.Invoke(new PrepareEvent(step, what, done, total)), cancel);
+                if (tokens is null) return false;
+                tokens.Save(path, tokenizerDigest, set);
+            }
+            trainTokens = tokens;
+            log.Write("tokens", step, new Dictionary<string, JsonNode?>
+            {
+                ["split"] = "train",
+                ["images"] = trainTokens.Count,
+                ["cache"] = path,
+                ["from_cache"] = loaded,
+                ["seconds"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
+            });
+            Say(observe, loaded
+                ? $"loaded the token pyramids of {trainTokens.Count} training images from {path}"
+                : Invariant($"tokenized {trainTokens.Count} training images in {clock.Elapsed.TotalSeconds:0.0} s; cached in {path}"));
+        }
+        if (evalTokens is null && data.Eval is { } evalSet && Config.EvalImages > 0)
+        {
+            int n = Math.Min(Config.EvalImages, evalSet.Count);
+            string what = $"tokenizing {n} held-out images";
+            observe?.Invoke(new PrepareEvent(step, what, 0, n));
+            evalTokens = TokenPyramids.Compute(vae, evalSet, n, (done, total) => observe?.Invoke(new PrepareEvent(step, what, done, total)), cancel);
+            if (evalTokens is null) return false;
+        }
+        return true;
+    }
+
+    /// <summary>The next batch: labels (B,) int64 and tokens (B, L) int64, and the position it came from.</summary>
+    private (Tensor Labels, Tensor Tokens, DataPosition Position) NextBatch()
+    {
+        if (loader is not null)
+        {
+            var batch = loader.Next();
+            using var noGrad = no_grad();
+            var x = torch.tensor(batch.Pixels, batch.Shape);
+            var tokens = cat(vae.ImageToIndices(x), 1);
+            position = loader.Position;
+            return (torch.tensor(batch.Labels), tokens, batch.Position);
+        }
+        var at = position;
+        if (order is null || orderEpoch != at.Epoch)
+        {
+            order = EpochOrder.Permutation(Config.Seed, at.Epoch, trainTokens!.Count);
+            orderEpoch = at.Epoch;
+        }
+        var (labels, gt) = trainTokens!.Gather(order.AsSpan(at.Batch * Config.BatchSize, Config.BatchSize));
+        int perEpoch = trainTokens.Count / Config.BatchSize;
+        position = at.Batch + 1 < perEpoch ? at with { Batch = at.Batch + 1 } : new DataPosition(at.Epoch + 1, 0);
+        return (labels, gt, at);
+    }
+
+    /// <summary>The transformer's teacher-forcing input (B, L − first_l, Cvae) for token ids (B, L).</summary>
+    private Tensor VarInput(Tensor tokens_BL)
+    {
+        using var noGrad = no_grad();
+        return vae.IndicesToVarInput(TokenPyramids.PerScale(tokens_BL, model.Config.PatchNums));
+    }
+
+    /// <summary>
+    /// Trains until the configured number of steps (or <paramref name="stopAtStep"/>, or cancellation), then evaluates,
+    /// samples and checkpoints where it stopped. Returns where it ended.
+    /// </summary>
+    public VarTrainResult Run(Action<TrainEvent>? observe = null, CancellationToken cancel = default, long? stopAtStep = null)
+    {
+        long end = Math.Min(Config.Steps, stopAtStep ?? long.MaxValue);
+        var issues = data.Train.Issues;
+        if (issues.SkippedAtScan > 0) Say(observe, $"data: {issues}");
+        var clock = Stopwatch.StartNew();
+        bool prepared = step >= end || PrepareTokens(observe, cancel);
+        long sessionStart = step;
+        var stepClock = Stopwatch.StartNew();
+        double wLoss = 0, wLm = 0, wLt = 0, wAm = 0, wAt = 0, wGrad = 0;
+        int wSteps = 0;
+        var windowClock = Stopwatch.StartNew();
+        while (prepared && step < end && !cancel.IsCancellationRequested)
+        {
+            using var scope = NewDisposeScope();
+            var (labels, gt_BL, at) = NextBatch();
+            var x = VarInput(gt_BL);
+            double lr = schedule.At(step);
+            using var r = trainStep.Step(labels, x, gt_BL, generator, lr: lr, measureGradNorms: false, measureMetrics: true);
+            step++;
+
+            if (!double.IsFinite(r.Loss))
+                throw new VarSharpException($"The loss became {r.Loss} at step {step}; lower the learning rate (--tblr) or check the data.");
+            var m = r.Metrics!.Value;
+            lastTrain = m;
+            wLoss += r.Loss;
+            wLm += m.LossMean;
+            wLt += m.LossTail;
+            wAm += m.AccMean;
+            wAt += m.AccTail;
+            wGrad += r.GradNorm;
+            wSteps++;
+            double rate = (step - sessionStart) / Math.Max(stepClock.Elapsed.TotalSeconds, 1e-9);
+            observe?.Invoke(new VarStepEvent(step, Config.Steps, r.Loss, m.AccMean, lr, rate));
+
+            if (step % Config.LogEvery == 0 || step == end)
+            {
+                double windowRate = wSteps / Math.Max(windowClock.Elapsed.TotalSeconds, 1e-9);
+                log.Write("train", step, new Dictionary<string, JsonNode?>
+                {
+                    ["epoch"] = at.Epoch,
+                    ["lr"] = lr,
+                    ["loss"] = TrainLog.Number(wLoss / wSteps),
+                    ["loss_mean"] = TrainLog.Number(wLm / wSteps),
+                    ["loss_tail"] = TrainLog.Number(wLt / wSteps),
+                    ["acc_mean"] = TrainLog.Number(wAm / wSteps),
+                    ["acc_tail"] = TrainLog.Number(wAt / wSteps),
+                    ["grad_norm"] = TrainLog.Number(wGrad / wSteps),
+                    ["steps_per_s"] = TrainLog.Number(windowRate),
+                    ["images_per_s"] = TrainLog.Number(windowRate * Config.BatchSize),
+                    ["elapsed_s"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
+                });
+                lossHistory.Add((step, wLoss / wSteps));
+                wLoss = wLm = wLt = wAm = wAt = wGrad = 0;
+                wSteps = 0;
+                windowClock.Restart();
+            }
+            // Evaluation, sampling and checkpoints are left out of the measured training rate.
+            windowClock.Stop();
+            stepClock.Stop();
+            bool last = step == Config.Steps;
+            if (evalTokens is not null && ((Config.EvalEvery > 0 && step % Config.EvalEvery == 0) || last)) Evaluate(observe);
+            if (Config.SampleClasses > 0 && ((Config.SampleEvery > 0 && step % Config.SampleEvery == 0) || last)) SampleGrid(observe);
+            if ((Config.CheckpointEvery > 0 && step % Config.CheckpointEvery == 0) || last) Checkpoint(observe);
+            windowClock.Start();
+            stepClock.Start();
+        }
+        if (step != lastCheckpointStep) Checkpoint(observe);
+        bool finished = step >= Config.Steps;
+        log.Write("end", step, new Dictionary<string, JsonNode?>
+        {
+            ["finished"] = finished,
+            ["checkpoint"] = lastCheckpoint,
+            ["data_issues"] = issues.ToString(),
+            ["elapsed_s"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
+        });
+        WritePlot();
+        return new VarTrainResult(step, finished, lastCheckpoint, lastEval, lastTrain);
+    }
+
+    /// <summary>Teacher-forcing metrics (eval mode, no label dropout) over the held-out images, weighted per image.</summary>
+    public VarEvalEvent Evaluate(Action<TrainEvent>? observe = null)
+    {
+        if (evalTokens is null && !PrepareTokens(observe)) throw new OperationCanceledException();
+        var set = evalTokens ?? throw new VarSharpException("This run has no held-out images to evaluate on (eval_images is 0).");
+        bool wasTraining = model.training;
+        model.eval();
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            double lm = 0, lt = 0, am = 0, at = 0;
+            int n = set.Count, lastL = model.Config.PatchNums[^1] * model.Config.PatchNums[^1];
+            for (int start = 0; start < n; start += Config.BatchSize)
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                int b = Math.Min(Config.BatchSize, n - start);
+                var (labels, gt_BL) = set.Gather(Enumerable.Range(start, b).ToArray());
+                var logits = model.Forward(labels, VarInput(gt_BL));
+                var m = VarTokenMetrics.Of(logits, gt_BL, lastL);
+                lm += m.LossMean * b;
+                lt += m.LossTail * b;
+                am += m.AccMean * b;
+                at += m.AccTail * b;
+            }
+            var metrics = new VarTokenMetrics(lm / n, lt / n, am / n, at / n);
+            log.Write("eval", step, new Dictionary<string, JsonNode?>
+            {
+                ["loss_mean"] = TrainLog.Number(metrics.LossMean),
+                ["loss_tail"] = TrainLog.Number(metrics.LossTail),
+                ["acc_mean"] = TrainLog.Number(metrics.AccMean),
+                ["acc_tail"] = TrainLog.Number(metrics.AccTail),
+                ["eval_images"] = n,
+                ["seconds"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
+            });
+            evalLossHistory.Add((step, metrics.LossMean));
+            evalAccHistory.Add((step, metrics.AccMean));
+            lastEval = metrics;
+            var e = new VarEvalEvent(step, metrics, n);
+            observe?.Invoke(e);
+            WritePlot();
+            return e;
+        }
+        finally
+        {
+            if (wasTraining) model.train();
+        }
+    }
+
+    /// <summary>
+    /// Samples the grid: the first sample_classes classes, two images each (seeds sample_seed + i), guidance
+    /// sample_cfg; one column per class. The trainer's generator is not touched, so sampling never changes training.
+    /// </summary>
+    public string SampleGrid(Action<TrainEvent>? observe = null)
+    {
+        int k = Math.Min(Config.SampleClasses, model.Config.NumClasses);
+        if (k <= 0) throw new VarSharpException("sample_classes is 0, so there is no grid to sample.");
+        bool wasTraining = model.training;
+        model.eval();
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            using var pipe = new VarPipeline(vae, model);
+            var images = pipe.Generate(new SampleOptions
+            {
+                Classes = Enumerable.Range(0, k).ToArray(),
+                Count = 2,
+                Cfg = Config.SampleCfg,
+                Seed = Config.SampleSeed,
+                BatchSize = 2 * k,
+            });
+            // Generate returns class-major (0,0,1,1,…); the grid shows the first image of every class, then the second.
+            var rows = images.Where((_, i) => i % 2 == 0).Concat(images.Where((_, i) => i % 2 == 1)).ToList();
+            var path = Path.Combine(runDir, SamplesDir, $"step-{step:D7}.png");
+            ImageIO.WriteAtomically(path, VarPipeline.GridPng(rows, columns: k));
+            log.Write("sample", step, new Dictionary<string, JsonNode?>
+            {
+                ["grid"] = path,
+                ["classes"] = k,
+                ["cfg"] = Config.SampleCfg,
+                ["seed"] = Config.SampleSeed,
+                ["seconds"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
+            });
+            observe?.Invoke(new SampleGridEvent(step, path));
+            return path;
+        }
+        finally
+        {
+            if (wasTraining) model.train();
+        }
+    }
+
+    /// <summary>Writes a checkpoint for the current step and prunes old ones beyond keep_checkpoints.</summary>
+    public string Checkpoint(Action<TrainEvent>? observe = null)
+    {
+        var dir = CheckpointWriter.StepDir(runDir, step);
+        using (var scope = NewDisposeScope())
+        {
+            var weights = vae.state_dict().Select(kv => KeyValuePair.Create("vae." + kv.Key, kv.Value))
+                .Concat(model.state_dict().Select(kv => KeyValuePair.Create("var." + kv.Key, kv.Value))).ToList();
+            var state = new List<KeyValuePair<string, Tensor>>
+            {
+                new("step", torch.tensor(step)),
+                new("data.epoch", torch.tensor(position.Epoch)),
+                new("data.batch", torch.tensor((long)position.Batch)),
+                new("data.train_count", torch.tensor((long)data.Train.Count)),
+                new("rng.train", generator.get_state()),
+            };
+            state.AddRange(trainStep.Optimizer.StateTensors());
+            CheckpointWriter.Write(dir, ConfigJson(), weights, state, new Dictionary<string, string>
+            {
+                ["format"] = StateFormat,
+                ["step"] = step.ToString(CultureInfo.InvariantCulture),
+                ["tokenizer_sha256"] = tokenizerDigest,
+            });
+        }
+        lastCheckpointStep = step;
+        lastCheckpoint = dir;
+        foreach (var (_, old) in CheckpointWriter.List(runDir).SkipLast(Config.KeepCheckpoints))
+            if (old != dir) Directory.Delete(old, recursive: true);
+        log.Write("checkpoint", step, new Dictionary<string, JsonNode?> { ["dir"] = dir, ["data_position"] = position.ToString() });
+        Say(observe, $"step {step}: checkpoint {dir}");
+        return dir;
+    }
+
+    private void WritePlot()
+    {
+        try
+        {
+            LossPlot.Write(Path.Combine(runDir, PlotFile),
+                $"VAR {Path.GetFileName(runDir)}: depth {model.Config.Depth}, width {model.Config.EmbedDim}, V={model.Config.VocabSize}",
+                [new PlotSeries("train loss (log10)", lossHistory), new PlotSeries("held-out loss (log10)", evalLossHistory, Line: false)], "log10 loss",
+                [new PlotSeries("held-out token accuracy (%)", evalAccHistory, Line: false)], "accuracy %");
+        }
+        catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException or InvalidOperationException)
+        {
+            log.Write("warning", step, new Dictionary<string, JsonNode?> { ["plot"] = e.Message });
+        }
+    }
+
+    private void Say(Action<TrainEvent>? observe, string text) => observe?.Invoke(new MessageEvent(step, text));
+
+    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+
+    public void Dispose()
+    {
+        loader?.Dispose();
+        log?.Dispose();
+        trainTokens?.Dispose();
+        evalTokens?.Dispose();
+        trainStep?.Dispose();
+        generator?.Dispose();
+        model.Dispose();
+        if (ownsVae) vae.Dispose();
+    }
+}

@@ -1,0 +1,197 @@
+using VarSharp.Checkpoints;
+using VarSharp.Config;
+using VarSharp.Sampling;
+using VarSharp.Tests.Support;
+using VarSharp.Training;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace VarSharp.Tests.Training;
+
+/// <summary>Runs of a tiny transformer on a tiny frozen tokenizer: determinism, exact resume, refusals, a usable bundle.</summary>
+public class VarTrainerTests(ITestOutputHelper output)
+{
+    /// <summary>A tiny transformer for <see cref="TinyConfigs.VqVae"/> and the 10 classes of <see cref="TinyData"/>, label dropout and drop path on.</summary>
+    internal static VarConfig Model(VqVaeConfig tok, int depth = 2) => VarTrainer.DefaultModelConfig(tok, numClasses: 10, depth) with
+    {
+        EmbedDim = 32,
+        NumHeads = 2,
+        DropPathRate = 0.1,
+        CondDropRate = 0.25,
+    };
+
+    internal static VarTrainConfig Train(string tokenizer, string data, int steps = 6) => new()
+    {
+        Tokenizer = tokenizer,
+        Data = data,
+        Steps = steps,
+        BatchSize = 4,
+        Tblr = 0.2,
+        WarmupSteps = 2,
+        LogEvery = 1,
+        EvalEvery = 3,
+        EvalImages = 4,
+        SampleEvery = 3,
+        SampleClasses = 2,
+        CheckpointEvery = 3,
+        KeepCheckpoints = 10,
+        Seed = 7,
+    };
+
+    /// <summary>A tokenizer folder (tiny config, weights from torch's seeded RNG) and an idx data folder.</summary>
+    internal static (string Tokenizer, string Data) Inputs(TempFolder tmp, int tokenizerSeed = 1, VqVaeConfig? tok = null) =>
+        (TinyModelFolder.WriteTokenizer(tmp.File($"tok{tokenizerSeed}-{tok?.VocabSize ?? 16}"), tok ?? TinyConfigs.VqVae(), tokenizerSeed),
+         Directory.Exists(tmp.File("data")) ? tmp.File("data") : TinyData.WriteIdxFolder(tmp.File("data")));
+
+    private static VarTrainResult Run(string run, VarTrainConfig cfg, long? stopAt = null)
+    {
+        using var t = VarTrainer.Start(run, Model(TinyConfigs.VqVae()), cfg);
+        return t.Run(stopAtStep: stopAt);
+    }
+
+    /// <summary>Every tensor of both checkpoint files, compared bit for bit; returns how many tensors were compared.</summary>
+    internal static int AssertSameCheckpoint(string a, string b)
+    {
+        int n = 0;
+        foreach (Func<string, string> file in new[] { CheckpointWriter.ModelPath, CheckpointWriter.TrainStatePath })
+        {
+            var ta = SafeTensors.Load(file(a));
+            var tb = SafeTensors.Load(file(b));
+            Assert.Equal(ta.Keys.Order(), tb.Keys.Order());
+            foreach (var (key, x) in ta)
+            {
+                var y = tb[key];
+                Assert.True(x.shape.SequenceEqual(y.shape) && x.dtype == y.dtype, $"{file(a)} {key}: shape/dtype differ");
+                bool same = x.contiguous().bytes.SequenceEqual(y.contiguous().bytes);
+                Assert.True(same, $"{Path.GetFileName(file(a))} {key} differs (max |Δ| {(x.dtype == ScalarType.Float32 ? (x - y).abs().max().item<float>() : float.NaN)})");
+                n++;
+            }
+            foreach (var t in ta.Values.Concat(tb.Values)) t.Dispose();
+        }
+        return n;
+    }
+
+    [Fact]
+    public void SameSeedTwiceGivesBitIdenticalWeightsAndState()
+    {
+        using var tmp = new TempFolder();
+        var (tok, data) = Inputs(tmp);
+        // Both runs share one token cache: the second loads what the first computed, and still ends identical.
+        var cfg = Train(tok, data) with { TokenCache = tmp.File("cache") };
+        var a = Run(tmp.File("a"), cfg);
+        var b = Run(tmp.File("b"), cfg);
+        Assert.True(a.Finished && b.Finished);
+        var fromCache = TrainLog.Read(Path.Combine(tmp.File("b"), VarTrainer.LogFile)).Single(o => o["kind"]!.GetValue<string>() == "tokens");
+        Assert.True(fromCache["from_cache"]!.GetValue<bool>());
+        int n = AssertSameCheckpoint(a.LastCheckpoint!, b.LastCheckpoint!);
+        output.WriteLine($"{n} tensors identical; train {a.LastTrain}, held-out {a.LastEval}");
+
+        var c = Run(tmp.File("c"), cfg with { Seed = 8 });
+        using var wa = SafeTensors.Load(CheckpointWriter.ModelPath(a.LastCheckpoint!))["var.head.weight"];
+        using var wc = SafeTensors.Load(CheckpointWriter.ModelPath(c.LastCheckpoint!))["var.head.weight"];
+        Assert.False(wa.contiguous().bytes.SequenceEqual(wc.contiguous().bytes), "another seed should give other weights");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ResumeEqualsUninterruptedRun(bool perBatchTokens)
+    {
+        using var tmp = new TempFolder();
+        var (tok, data) = Inputs(tmp);
+        // 6 batches per epoch: the 8 steps cross an epoch, the resume point (5) lies inside the first. With hflip the
+        // data augments, so batches are tokenized as they come (through the prefetching loader).
+        var cfg = Train(tok, data, steps: 8) with { Hflip = perBatchTokens };
+        var full = Run(tmp.File("full"), cfg);
+
+        var part = Run(tmp.File("part"), cfg, stopAt: 5);
+        Assert.False(part.Finished);
+        Assert.Equal(5, part.Step);
+        VarTrainResult resumed;
+        using (var t = VarTrainer.Resume(tmp.File("part")))
+        {
+            Assert.Equal(5, t.Step);
+            Assert.Equal(perBatchTokens, t.TokenizesPerBatch);
+            resumed = t.Run();
+        }
+        Assert.True(resumed.Finished);
+        Assert.Equal(CheckpointWriter.StepDir(tmp.File("part"), 8), resumed.LastCheckpoint);
+        int n = AssertSameCheckpoint(full.LastCheckpoint!, resumed.LastCheckpoint!);
+        output.WriteLine($"{n} tensors identical after 5 + resume + 3 steps vs 8 uninterrupted (per-batch tokens: {perBatchTokens})");
+
+        var steps = TrainLog.Read(Path.Combine(tmp.File("part"), VarTrainer.LogFile))
+            .Where(o => o["kind"]!.GetValue<string>() == "train").Select(TrainLog.StepOf).ToList();
+        Assert.Equal(Enumerable.Range(1, 8).Select(i => (long)i), steps);
+    }
+
+    [Fact]
+    public void BadInputsFailClearlyAndWriteNothing()
+    {
+        using var tmp = new TempFolder();
+        var (tok, data) = Inputs(tmp);
+        var cfg = Train(tok, data, steps: 3) with { EvalImages = 0, SampleClasses = 0 };
+        var run = tmp.File("run");
+        Run(run, cfg, stopAt: 3);
+        var before = Snapshot(run);
+
+        var errors = new List<string>();
+        void Refused(Action act, string expected)
+        {
+            var e = Assert.Throws<VarSharpException>(act);
+            Assert.Contains(expected, e.Message);
+            errors.Add(e.Message);
+        }
+        // Another transformer, another recipe, a non-empty folder.
+        Refused(() => VarTrainer.Resume(run, Model(TinyConfigs.VqVae(), depth: 3)), "depth");
+        Refused(() => VarTrainer.Resume(run, null, cfg with { Tblr = 0.5 }), "tblr");
+        Refused(() => VarTrainer.Start(run, Model(TinyConfigs.VqVae()), cfg), "not empty");
+        // A tokenizer of another config, or of the same config with other weights.
+        var (otherConfig, _) = Inputs(tmp, tok: TinyConfigs.VqVae() with { VocabSize = 32 });
+        Refused(() => VarTrainer.Resume(run, tokenizer: otherConfig), "vocab_size");
+        var (otherWeights, _) = Inputs(tmp, tokenizerSeed: 2);
+        Refused(() => VarTrainer.Resume(run, tokenizer: otherWeights), "other weights");
+        // A tokenizer training checkpoint is not a transformer checkpoint.
+        using (var tt = TokenizerTrainer.Start(tmp.File("tokrun"), TinyConfigs.VqVae(), TinyData.TrainConfig(data, steps: 1) with { EvalImages = 0, DeadCodeEvery = 0 }))
+            tt.Run();
+        Refused(() => VarTrainer.Resume(tmp.File("tokrun")), "tokenizer training checkpoint");
+        Assert.Equal(before, Snapshot(run));
+
+        // Starting: a transformer that does not fit the tokenizer, the wrong class count, empty data, no tokenizer.
+        Refused(() => VarTrainer.Start(tmp.File("r1"), Model(TinyConfigs.VqVae()) with { VocabSize = 32 }, cfg), "codebook");
+        Refused(() => VarTrainer.Start(tmp.File("r2"), Model(TinyConfigs.VqVae()) with { NumClasses = 5 }, cfg), "num_classes 5");
+        Directory.CreateDirectory(tmp.File("empty"));
+        Refused(() => VarTrainer.Start(tmp.File("r3"), Model(TinyConfigs.VqVae()), cfg with { Data = tmp.File("empty") }), "No PNG or JPEG images");
+        Refused(() => VarTrainer.Start(tmp.File("r4"), Model(TinyConfigs.VqVae()), cfg with { Tokenizer = tmp.File("nothing") }), "does not exist");
+        foreach (var r in new[] { "r1", "r2", "r3", "r4" })
+            Assert.False(Directory.Exists(tmp.File(r)) && Directory.EnumerateFileSystemEntries(tmp.File(r)).Any(), $"{r} was written");
+        foreach (var e in errors) output.WriteLine(e);
+    }
+
+    [Fact]
+    public void CheckpointIsASampleableBundleAndTheRunFolderIsComplete()
+    {
+        using var tmp = new TempFolder();
+        var (tok, data) = Inputs(tmp);
+        var run = tmp.File("run");
+        var result = Run(run, Train(tok, data, steps: 3) with { KeepCheckpoints = 1, CheckpointEvery = 1 });
+        Assert.True(result.Finished);
+        Assert.NotNull(result.LastEval);
+        Assert.Equal([CheckpointWriter.StepDir(run, 3)], Directory.GetDirectories(Path.Combine(run, VarTrainer.CheckpointsDir)));
+        Assert.True(File.Exists(Path.Combine(run, VarTrainer.PlotFile)));
+        Assert.True(File.Exists(Path.Combine(run, VarTrainer.SamplesDir, "step-0000003.png")));
+        var kinds = TrainLog.Read(Path.Combine(run, VarTrainer.LogFile)).Select(o => o["kind"]!.GetValue<string>()).ToHashSet();
+        Assert.Superset(new HashSet<string> { "start", "tokens", "train", "eval", "sample", "checkpoint", "end" }, kinds);
+
+        var folder = CheckpointWriter.ModelFolderOf(result.LastCheckpoint!);
+        ModelBundle.Verify(folder);
+        using var pipe = VarPipeline.Load(folder);
+        Assert.Equal(Model(TinyConfigs.VqVae()), pipe.Model.Config);
+        Assert.Equal(TinyConfigs.VqVae(), pipe.Tokenizer.Config);
+        var images = pipe.Generate(new SampleOptions { Classes = [0, 9], Cfg = 1.5, Seed = 3 });
+        Assert.Equal(2, images.Count);
+    }
+
+    private static string Snapshot(string dir) => string.Join("\n",
+        Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+            .Select(f => $"{Path.GetRelativePath(dir, f)} {FileDigest.Sha256(f)} {File.GetLastWriteTimeUtc(f).Ticks}"));
+}
