@@ -71,6 +71,25 @@ public static class CheckpointWriter
     public const string CheckpointsDir = "checkpoints";
 
     /// <summary>The checkpoint folder of <paramref name="step"/> in a run folder: checkpoints/step-NNNNNNN.</summary>
+    /// <summary>
+    /// The run folder a resumed run writes to: the given new folder (which must be empty or absent), or else the run
+    /// folder that holds the checkpoint.
+    /// </summary>
+    public static string ResumeRunDir(string checkpoint, string? newRunDir)
+    {
+        if (newRunDir is not null)
+        {
+            var runDir = Path.GetFullPath(newRunDir);
+            if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
+                throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder.");
+            return runDir;
+        }
+        var parent = Path.GetDirectoryName(checkpoint)!;
+        if (Path.GetFileName(parent) != CheckpointsDir)
+            throw new VarSharpException($"The checkpoint {checkpoint} is not inside a run folder's {CheckpointsDir}/; give a new output folder for the resumed run.");
+        return Path.GetDirectoryName(parent)!;
+    }
+
     public static string StepDir(string runDir, long step) => Path.Combine(runDir, CheckpointsDir, $"step-{step:D7}");
 
     /// <summary>A run folder's complete checkpoints, oldest first.</summary>

@@ -250,20 +250,7 @@ public sealed class VarTrainer : IDisposable
                 $"The checkpoint {ckpt} was trained with {name} {theirs} but this run asks for {ours}; only {string.Join(", ", VarTrainConfig.ChangeableOnResume.Order())} may change on resume.");
         }
 
-        string runDir;
-        if (newRunDir is not null)
-        {
-            runDir = Path.GetFullPath(newRunDir);
-            if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
-                throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder.");
-        }
-        else
-        {
-            var parent = Path.GetDirectoryName(ckpt)!;
-            if (Path.GetFileName(parent) != CheckpointsDir)
-                throw new VarSharpException($"The checkpoint {ckpt} is not inside a run folder's {CheckpointsDir}/; give a new output folder for the resumed run.");
-            runDir = Path.GetDirectoryName(parent)!;
-        }
+        string runDir = CheckpointWriter.ResumeRunDir(ckpt, newRunDir);
 
         string source = CheckpointWriter.TrainStatePath(ckpt);
         var header = SafeTensors.ReadHeader(source);
