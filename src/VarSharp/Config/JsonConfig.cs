@@ -26,6 +26,27 @@ public static class JsonConfig
         }
     }
 
+    /// <summary>
+    /// Top-level properties whose JSON differs between two objects, in <paramref name="ours"/>' order, with values
+    /// compacted (no whitespace) for one-sentence error messages; a property missing from theirs reads "(absent)".
+    /// </summary>
+    public static List<(string Name, string Ours, string Theirs)> Differences(JsonElement ours, JsonElement theirs)
+    {
+        var result = new List<(string, string, string)>();
+        foreach (var p in ours.EnumerateObject())
+        {
+            var other = theirs.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
+            if (p.Value.GetRawText() != other) result.Add((p.Name, Compact(p.Value.GetRawText()), Compact(other)));
+        }
+        return result;
+    }
+
+    /// <summary>Differences of two config records serialised with <paramref name="options"/> (default: <see cref="Options"/>).</summary>
+    public static List<(string Name, string Ours, string Theirs)> Differences<T>(T ours, T theirs, JsonSerializerOptions? options = null) =>
+        Differences(JsonSerializer.SerializeToElement(ours, options ?? Options), JsonSerializer.SerializeToElement(theirs, options ?? Options));
+
+    private static string Compact(string json) => string.Concat(json.Where(c => !char.IsWhiteSpace(c)));
+
     public static JsonDocument ParseFile(string path)
     {
         if (!File.Exists(path)) throw new VarSharpException($"Config file {path} does not exist.");

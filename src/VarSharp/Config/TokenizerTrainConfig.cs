@@ -89,18 +89,8 @@ public sealed record TokenizerTrainConfig
     }
 
     /// <summary>The snake_case names of the settings that differ between two configs (in declaration order).</summary>
-    public static List<(string Name, string Ours, string Theirs)> Differences(TokenizerTrainConfig a, TokenizerTrainConfig b)
-    {
-        var ea = JsonSerializer.SerializeToElement(a, JsonConfig.Options);
-        var eb = JsonSerializer.SerializeToElement(b, JsonConfig.Options);
-        var result = new List<(string, string, string)>();
-        foreach (var p in ea.EnumerateObject())
-        {
-            var other = eb.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
-            if (p.Value.GetRawText() != other) result.Add((p.Name, p.Value.GetRawText(), other));
-        }
-        return result;
-    }
+    public static List<(string Name, string Ours, string Theirs)> Differences(TokenizerTrainConfig a, TokenizerTrainConfig b) =>
+        JsonConfig.Differences(a, b);
 
     public static TokenizerTrainConfig FromJson(JsonElement element) => JsonConfig.Deserialize<TokenizerTrainConfig>(element, "train_tokenizer").Validate();
 

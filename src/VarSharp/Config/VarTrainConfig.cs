@@ -118,18 +118,8 @@ public sealed record VarTrainConfig
     }
 
     /// <summary>The snake_case names of the settings that differ between two configs (in declaration order).</summary>
-    public static List<(string Name, string Ours, string Theirs)> Differences(VarTrainConfig a, VarTrainConfig b)
-    {
-        var ea = JsonSerializer.SerializeToElement(a, JsonConfig.Options);
-        var eb = JsonSerializer.SerializeToElement(b, JsonConfig.Options);
-        var result = new List<(string, string, string)>();
-        foreach (var p in ea.EnumerateObject())
-        {
-            var other = eb.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
-            if (p.Value.GetRawText() != other) result.Add((p.Name, p.Value.GetRawText(), other));
-        }
-        return result;
-    }
+    public static List<(string Name, string Ours, string Theirs)> Differences(VarTrainConfig a, VarTrainConfig b) =>
+        JsonConfig.Differences(a, b);
 
     public static VarTrainConfig FromJson(JsonElement element) => JsonConfig.Deserialize<VarTrainConfig>(element, "train_var").Validate();
 

@@ -71,6 +71,25 @@ public static class CheckpointWriter
     public const string CheckpointsDir = "checkpoints";
 
     /// <summary>The checkpoint folder of <paramref name="step"/> in a run folder: checkpoints/step-NNNNNNN.</summary>
+    /// <summary>Verifies a checkpoint's model bundle and loads its `prefix` weights into the module strictly.</summary>
+    public static void LoadModelWeights(string checkpoint, nn.Module module, string prefix)
+    {
+        ModelFolder.VerifyIfBundle(ModelFolderOf(checkpoint));
+        var weights = SafeTensors.Load(ModelPath(checkpoint));
+        try
+        {
+            ModuleWeights.LoadStrict(module, weights, prefix);
+        }
+        catch (VarSharpException e)
+        {
+            throw new VarSharpException($"{ModelPath(checkpoint)}: {e.Message}", e);
+        }
+        finally
+        {
+            foreach (var w in weights.Values) w.Dispose();
+        }
+    }
+
     /// <summary>
     /// The run folder a resumed run writes to: the given new folder (which must be empty or absent), or else the run
     /// folder that holds the checkpoint.

@@ -162,7 +162,7 @@ public sealed class TokenizerTrainer : IDisposable
         train ??= storedTrain;
         if (!model.Equals(storedModel))
         {
-            var (name, ours, theirs) = ModelDifferences(storedModel, model).First();
+            var (name, ours, theirs) = JsonConfig.Differences(model, storedModel).First();
             throw new VarSharpException(
                 $"The checkpoint {ckpt} is a tokenizer with {name} {theirs} but this run asks for {ours}; resume with the checkpoint's settings or start a new run.");
         }
@@ -222,35 +222,9 @@ public sealed class TokenizerTrainer : IDisposable
         }
     }
 
-    private static IEnumerable<(string Name, string Ours, string Theirs)> ModelDifferences(VqVaeConfig stored, VqVaeConfig requested)
-    {
-        var a = JsonSerializer.SerializeToElement(requested, JsonConfig.Options);
-        var b = JsonSerializer.SerializeToElement(stored, JsonConfig.Options);
-        foreach (var p in a.EnumerateObject())
-        {
-            var other = b.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
-            if (p.Value.GetRawText() != other) yield return (p.Name, Compact(p.Value.GetRawText()), Compact(other));
-        }
-    }
-
-    private static string Compact(string json) => string.Concat(json.Where(c => !char.IsWhiteSpace(c)));
-
     private void LoadState(string ckpt, Dictionary<string, Tensor> state, string source)
     {
-        ModelFolder.VerifyIfBundle(CheckpointWriter.ModelFolderOf(ckpt));
-        var weights = SafeTensors.Load(CheckpointWriter.ModelPath(ckpt));
-        try
-        {
-            ModuleWeights.LoadStrict(vae, weights, "vae.");
-        }
-        catch (VarSharpException e)
-        {
-            throw new VarSharpException($"{CheckpointWriter.ModelPath(ckpt)}: {e.Message}", e);
-        }
-        finally
-        {
-            foreach (var w in weights.Values) w.Dispose();
-        }
+        CheckpointWriter.LoadModelWeights(ckpt, vae, "vae.");
         optimizer.LoadState(state, source);
         step = Scalar(state, "step", source);
         vae.Quantizer.RecordHit = Scalar(state, "quantize.record_hit", source);

@@ -237,8 +237,7 @@ public sealed class VarTrainer : IDisposable
         train ??= storedTrain;
         if (!model.Equals(storedModel))
         {
-            var (name, ours, theirs) = JsonDifferences(JsonSerializer.SerializeToElement(model, VarConfig.JsonOptions),
-                JsonSerializer.SerializeToElement(storedModel, VarConfig.JsonOptions)).FirstOrDefault(("config", "another", "its own"));
+            var (name, ours, theirs) = JsonConfig.Differences(model, storedModel, VarConfig.JsonOptions).FirstOrDefault(("config", "another", "its own"));
             throw new VarSharpException(
                 $"The checkpoint {ckpt} is a transformer with {name} {theirs} but this run asks for {ours}; resume with the checkpoint's settings or start a new run.");
         }
@@ -270,8 +269,7 @@ public sealed class VarTrainer : IDisposable
                 var cfg = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
                 if (!cfg.Equals(storedTokenizer))
                 {
-                    var (name, ours, theirs) = JsonDifferences(JsonSerializer.SerializeToElement(cfg, JsonConfig.Options),
-                        JsonSerializer.SerializeToElement(storedTokenizer, JsonConfig.Options)).FirstOrDefault(("config", "another", "its own"));
+                    var (name, ours, theirs) = JsonConfig.Differences(cfg, storedTokenizer).FirstOrDefault(("config", "another", "its own"));
                     throw new VarSharpException(
                         $"The tokenizer in {folder} has {name} {ours} but the checkpoint {ckpt} was trained on a tokenizer with {theirs}; resume with the tokenizer it was trained on (or without --tokenizer).");
                 }
@@ -323,33 +321,9 @@ public sealed class VarTrainer : IDisposable
         }
     }
 
-    private static IEnumerable<(string Name, string Ours, string Theirs)> JsonDifferences(JsonElement ours, JsonElement theirs)
-    {
-        foreach (var p in ours.EnumerateObject())
-        {
-            var other = theirs.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
-            if (p.Value.GetRawText() != other) yield return (p.Name, Compact(p.Value.GetRawText()), Compact(other));
-        }
-    }
-
-    private static string Compact(string json) => string.Concat(json.Where(c => !char.IsWhiteSpace(c)));
-
     private void LoadState(string ckpt, Dictionary<string, Tensor> state, string source)
     {
-        ModelFolder.VerifyIfBundle(CheckpointWriter.ModelFolderOf(ckpt));
-        var weights = SafeTensors.Load(CheckpointWriter.ModelPath(ckpt));
-        try
-        {
-            ModuleWeights.LoadStrict(model, weights, "var.");
-        }
-        catch (VarSharpException e)
-        {
-            throw new VarSharpException($"{CheckpointWriter.ModelPath(ckpt)}: {e.Message}", e);
-        }
-        finally
-        {
-            foreach (var w in weights.Values) w.Dispose();
-        }
+        CheckpointWriter.LoadModelWeights(ckpt, model, "var.");
         trainStep.Optimizer.LoadState(state, source);
         step = CheckpointWriter.Scalar(state, "step", source);
         if (!state.TryGetValue("rng.train", out var rng)) throw new VarSharpException($"{source} lacks 'rng.train'; expected the training generator's state.");
