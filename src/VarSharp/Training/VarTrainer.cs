@@ -355,11 +355,12 @@ public sealed class VarTrainer : IDisposable
             throw new VarSharpException($"{data.Train.Description} has {data.Train.Count} images, fewer than one batch of {train.BatchSize}.");
     }
 
-    /// <summary>The bundle's config.json: vqvae + var + train_var blocks.</summary>
+    /// <summary>The bundle's config.json: the dataset's class names (for pickers and grids), vqvae + var + train_var blocks.</summary>
     public string ConfigJson()
     {
         var root = new JsonObject
         {
+            ["classes"] = new JsonArray(data.Train.ClassNames.Select(n => (JsonNode?)JsonValue.Create(n)).ToArray()),
             ["vqvae"] = JsonSerializer.SerializeToNode(vae.Config, JsonConfig.Options),
             ["var"] = JsonNode.Parse(model.Config.ToJson()),
             [TrainBlock] = JsonSerializer.SerializeToNode(Config, JsonConfig.Options),

@@ -184,6 +184,8 @@ public class VarTrainerTests(ITestOutputHelper output)
 
         var folder = CheckpointWriter.ModelFolderOf(result.LastCheckpoint!);
         ModelBundle.Verify(folder);
+        using (var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(CheckpointWriter.ConfigPath(result.LastCheckpoint!))))
+            Assert.Equal(VarSharp.Data.FashionMnist.ClassNames, doc.RootElement.GetProperty("classes").EnumerateArray().Select(e => e.GetString()!).ToArray());
         using var pipe = VarPipeline.Load(folder);
         Assert.Equal(Model(TinyConfigs.VqVae()), pipe.Model.Config);
         Assert.Equal(TinyConfigs.VqVae(), pipe.Tokenizer.Config);
