@@ -196,7 +196,7 @@ internal static class EvalCommand
                         task.MaxValue = p.Sampling.StepsTotal;
                         task.Value = p.Sampling.StepsDone;
                         task.Description = Invariant($"cfg {p.Cfg}: {p.Sampling.ImagesDone}/{p.Sampling.ImagesTotal} images");
-                    }));
+                    }), testSplit: data);
                 });
         }
         else
@@ -204,7 +204,7 @@ internal static class EvalCommand
             report = GenerationEvaluation.Evaluate(pipe, classifier, reference, options, onRun: r =>
             {
                 if (r.Cfg is { } c) writer.WriteLine(Invariant($"cfg {c}: {r.Images} images in {r.Seconds:0.0} s"));
-            });
+            }, testSplit: data);
         }
 
         writer.WriteLine(Invariant(
@@ -217,13 +217,17 @@ internal static class EvalCommand
             .AddColumn(new TableColumn("precision").RightAligned())
             .AddColumn(new TableColumn("recall").RightAligned())
             .AddColumn(new TableColumn("images/s").RightAligned());
-        foreach (var r in report.Runs.Prepend(report.Baseline).OfType<GenerationSetReport>())
-            table.AddRow(r.Cfg is { } c ? c.ToString(CultureInfo.InvariantCulture) : "real (test)", r.Images.ToString(CultureInfo.InvariantCulture),
+        var rows = new (string Name, GenerationSetReport? Set)[] { ("real (test)", report.Baseline), ("tokenizer round trip", report.Reconstructed) }
+            .Concat(report.Runs.Select(r => (Name: r.Cfg!.Value.ToString(CultureInfo.InvariantCulture), Set: (GenerationSetReport?)r)));
+        foreach (var (name, r) in rows.Where(x => x.Set is not null).Select(x => (x.Name, x.Set!)))
+            table.AddRow(name, r.Images.ToString(CultureInfo.InvariantCulture),
                 Invariant($"{r.ClassConsistency:0.000}"), Invariant($"{r.FrechetDistance:0.00}"), Invariant($"{r.Precision:0.000}"), Invariant($"{r.Recall:0.000}"),
                 r.ImagesPerSecond is { } ips ? Invariant($"{ips:0.00}") : "-");
         console.Write(table);
         if (report.Baseline is not null)
             writer.WriteLine("real (test): held-out test images scored the same way, for scale (its consistency is the classifier's accuracy on them)");
+        if (report.Reconstructed is not null)
+            writer.WriteLine("tokenizer round trip: the same images encoded and decoded by the model's tokenizer: the ceiling for a generator on it");
 
         if (parse.GetValue(o.Json) is { } jsonPath)
         {
@@ -250,6 +254,7 @@ internal static class EvalCommand
                 ["precision_recall_k"] = options.K,
                 ["precision_recall_reference_images"] = report.PrecisionRecallReferenceImages,
                 ["baseline"] = report.Baseline is null ? null : SetJson(report.Baseline),
+                ["tokenizer_round_trip"] = report.Reconstructed is null ? null : SetJson(report.Reconstructed),
                 ["runs"] = Array(report.Runs.Select(r => (JsonNode?)SetJson(r))),
             };
             WriteJson(jsonPath, json);

@@ -46,9 +46,13 @@ public sealed record GenerationSetReport(
 /// <param name="FdReferenceImages">Real test images the Fréchet distance compares with.</param>
 /// <param name="PrecisionRecallReferenceImages">Real test images precision/recall compare with (PerClass of each class).</param>
 /// <param name="Baseline">Real held-out test images scored like a generated set (null when the test split is too small).</param>
+/// <param name="Reconstructed">
+/// The baseline's images after a round trip through the model's tokenizer (encode, quantize, decode, 8-bit), scored the
+/// same way: the best a generator on this tokenizer can hope for. Null without a baseline or without the test images.
+/// </param>
 public sealed record GenerationEvalReport(
     int Classes, int PerClass, int FdReferenceImages, int PrecisionRecallReferenceImages, int TopK, double TopP, long Seed,
-    GenerationSetReport? Baseline, IReadOnlyList<GenerationSetReport> Runs);
+    GenerationSetReport? Baseline, IReadOnlyList<GenerationSetReport> Runs, GenerationSetReport? Reconstructed = null);
 
 /// <summary>Progress of <see cref="GenerationEvaluation.Evaluate"/>: which cfg, and the sampler's progress within it.</summary>
 public readonly record struct GenerationEvalProgress(int CfgIndex, double Cfg, SampleProgress Sampling);
@@ -83,11 +87,18 @@ public static class GenerationEvaluation
         foreach (var cfg in options.Cfgs) pipe.Validate(SampleOptionsFor(pipe, options, cfg));
     }
 
+    /// <param name="testSplit">
+    /// The images behind <paramref name="reference"/>, in the same order; when given, the baseline images are also
+    /// scored after a round trip through the tokenizer (<see cref="GenerationEvalReport.Reconstructed"/>).
+    /// </param>
     public static GenerationEvalReport Evaluate(VarPipeline pipe, FashionClassifier classifier, ReferenceFeatures reference,
-        GenerationEvalOptions options, IProgress<GenerationEvalProgress>? progress = null, Action<GenerationSetReport>? onRun = null)
+        GenerationEvalOptions options, IProgress<GenerationEvalProgress>? progress = null, Action<GenerationSetReport>? onRun = null,
+        IImageDataset? testSplit = null)
     {
         Check(pipe, classifier, options);
         ArgumentNullException.ThrowIfNull(reference);
+        if (testSplit is not null && testSplit.Count != reference.Count)
+            throw new VarSharpException($"{testSplit.Description} has {testSplit.Count} images but the reference features cover {reference.Count}; pass the split they were computed from.");
         int classes = pipe.NumClasses, perClass = options.PerClass;
 
         // Reference sets, by test-split index.
@@ -110,7 +121,7 @@ public static class GenerationEvaluation
         using (fdRef)
         using (prRef)
         {
-            GenerationSetReport? baseReport = null;
+            GenerationSetReport? baseReport = null, reconReport = null;
             if (baseline)
             {
                 var (bf, bp, bl) = reference.Select(baseIdx);
@@ -119,6 +130,11 @@ public static class GenerationEvaluation
                 using (bl)
                     baseReport = Score(null, bf, bp, bl, classes, fdRef, prRef, options.K, null);
                 onRun?.Invoke(baseReport);
+                if (testSplit is not null)
+                {
+                    reconReport = ScoreReconstructions(pipe, classifier, testSplit, baseIdx, classes, fdRef, prRef, options);
+                    onRun?.Invoke(reconReport);
+                }
             }
 
             var runs = new List<GenerationSetReport>();
@@ -140,8 +156,30 @@ public static class GenerationEvaluation
                 onRun?.Invoke(report);
             }
             return new GenerationEvalReport(classes, perClass, fdIdx.Length, prIdx.Length, SampleOptionsFor(pipe, options, 0).ResolveTopK(pipe.VocabSize),
-                options.TopP, options.Seed, baseReport, runs);
+                options.TopP, options.Seed, baseReport, runs, reconReport);
         }
+    }
+
+    private static GenerationSetReport ScoreReconstructions(VarPipeline pipe, FashionClassifier classifier, IImageDataset testSplit,
+        int[] indices, int classes, Tensor fdRef, Tensor prRef, GenerationEvalOptions options)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var (images, labels) = DatasetTensors.Load(testSplit, indices);
+        var device = pipe.Model.Device;
+        var parts = new List<Tensor>();
+        for (long s = 0; s < images.shape[0]; s += options.BatchSize)
+        {
+            var batch = images.narrow(0, s, Math.Min(options.BatchSize, images.shape[0] - s)).to(device);
+            // Grey test images meet an RGB tokenizer as three equal channels, as the data loader feeds them in training.
+            int want = pipe.Tokenizer.Config.InChannels;
+            if (batch.shape[1] != want) batch = want == 3 ? batch.expand(-1, 3, -1, -1) : batch.mean([1L], keepdim: true);
+            // The same 8-bit rounding generated images go through, so the two rows differ only in where the tokens came from.
+            var recon = pipe.Tokenizer.Reconstruct(batch).cpu();
+            parts.Add(recon.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1));
+        }
+        var (features, predictions) = classifier.Embed(cat(parts, 0));
+        return Score(null, features, predictions, labels, classes, fdRef, prRef, options.K, null);
     }
 
     private static SampleOptions SampleOptionsFor(VarPipeline pipe, GenerationEvalOptions options, double cfg) => new()

@@ -110,6 +110,7 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
         Assert.Contains("FD (FashionClassifier features)", a.Output);
         Assert.Contains("class consistency", a.Output);
         Assert.Contains("real (test)", a.Output);
+        Assert.Contains("tokenizer round trip", a.Output);
         Assert.DoesNotContain("(cached features)", a.Output);
         var b = CliRun.Of(Args(f.File("b.json")));
         Assert.Equal(0, b.ExitCode);
@@ -137,6 +138,9 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
             Assert.Equal(ra["class_consistency_per_class"]!.ToJsonString(), rb!["class_consistency_per_class"]!.ToJsonString());
         }
         Assert.Equal(ja["baseline"]!.ToJsonString(), jb["baseline"]!.ToJsonString());
+        // The round trip scores the baseline's images after the tokenizer, deterministically.
+        Assert.Equal((int)ja["baseline"]!["images"]!, (int)ja["tokenizer_round_trip"]!["images"]!);
+        Assert.Equal(ja["tokenizer_round_trip"]!.ToJsonString(), jb["tokenizer_round_trip"]!.ToJsonString());
 
         // Another seed samples other images.
         var c = CliRun.Of(["eval", "--model", f.Model, "--classifier", f.Classifier, "--data", f.Data, "--cfg", "1", "--per-class", "2",
@@ -212,6 +216,8 @@ public sealed class ShippedClassifierEvalTests(ITestOutputHelper output)
         // Real held-out images: the classifier mostly agrees with their labels; a random model's samples it does not.
         Assert.True((double)r["baseline"]!["class_consistency"]! >= 0.8, "baseline consistency");
         Assert.True((double)r["classifier"]!["measured_test_accuracy"]! >= 0.85, "measured accuracy");
+        // Its tokenizer has random weights too, so the round trip destroys what the classifier sees in the real images.
+        Assert.True((double)r["tokenizer_round_trip"]!["fd_fashion_classifier_features"]! > (double)r["baseline"]!["fd_fashion_classifier_features"]!);
         foreach (var cfgRun in r["runs"]!.AsArray())
             Assert.True((double)cfgRun!["fd_fashion_classifier_features"]! > (double)r["baseline"]!["fd_fashion_classifier_features"]!);
     }
