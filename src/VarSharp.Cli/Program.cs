@@ -7,9 +7,14 @@ internal static class Program
 {
     private static int Main(string[] args) => CliRunner.Run(args, Console.Out, Console.Error);
 
-    /// <summary>Every verb, one line each.</summary>
-    internal static RootCommand BuildRoot() => new("varsharp: VAR (Visual AutoRegressive modeling) on TorchSharp")
+    /// <summary>
+    /// Every verb, one line each. A plain command named "varsharp" rather than a RootCommand, whose name would be the
+    /// entry assembly's (VarSharp.Cli) in every usage line; it gets RootCommand's help and version options by hand.
+    /// </summary>
+    internal static Command BuildRoot() => new("varsharp", "varsharp: VAR (Visual AutoRegressive modeling) on TorchSharp")
     {
+        new System.CommandLine.Help.HelpOption(),
+        new VersionOption(),
         ReconstructCommand.Create(),
         TokenizeCommand.Create(),
         InspectCommand.Create(),

@@ -37,6 +37,21 @@ public class CliRunnerTests
     }
 
     [Fact]
+    public void HelpNamesTheCommandVarsharpAndUnknownVerbsFail()
+    {
+        var help = CliRun.Of("--help");
+        Assert.Equal(0, help.ExitCode);
+        Assert.Contains("varsharp [command] [options]", help.Output);
+        Assert.Contains("train-tokenizer", help.Output);
+        var sample = CliRun.Of("sample", "--help");
+        Assert.Contains("varsharp sample [options]", sample.Output);
+        Assert.Equal(0, CliRun.Of("--version").ExitCode);
+        var bogus = CliRun.Of("bogus");
+        Assert.Equal(1, bogus.ExitCode);
+        Assert.Contains("bogus", bogus.Error);
+    }
+
+    [Fact]
     public void SuccessfulActionsKeepTheirExitCode()
     {
         var root = new RootCommand("test");
