@@ -56,11 +56,7 @@ internal static class EvalCommand
 
     private static int Run(ParseResult parse, Options o)
     {
-        if (parse.GetValue(o.Threads) is { } threads)
-        {
-            if (threads < 1) throw new VarSharpException($"--threads must be at least 1 but is {threads}.");
-            set_num_threads(threads);
-        }
+        LongRun.SetThreads(parse.GetValue(o.Threads));
         if (parse.GetValue(o.BatchSize) is < 1 and var b) throw new VarSharpException($"--batch-size must be at least 1 but is {b}.");
         var tokenizer = parse.GetValue(o.Tokenizer);
         var model = parse.GetValue(o.Model);

@@ -39,11 +39,7 @@ internal static class TrainClassifierCommand
         };
         command.SetAction(parse =>
         {
-            if (parse.GetValue(threads) is { } t)
-            {
-                if (t < 1) throw new VarSharpException($"--threads must be at least 1 but is {t}.");
-                set_num_threads(t);
-            }
+            LongRun.SetThreads(parse.GetValue(threads));
             var outDir = parse.GetRequiredValue(output);
             ModelBundle.CheckOutput(Path.GetFullPath(outDir), parse.GetValue(force));
             int size = parse.GetValue(imageSize);

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using Spectre.Console;
 using VarSharp.Checkpoints;
 using VarSharp.Config;
@@ -71,11 +70,7 @@ internal static class TrainCommand
 
     private static int Run(ParseResult parse, Options o)
     {
-        if (parse.GetValue(o.Threads) is { } threads)
-        {
-            if (threads < 1) throw new VarSharpException($"--threads must be at least 1 but is {threads}.");
-            set_num_threads(threads);
-        }
+        LongRun.SetThreads(parse.GetValue(o.Threads));
         var resume = parse.GetValue(o.Resume);
         var outDir = parse.GetValue(o.Out);
         var tokenizer = parse.GetValue(o.Tokenizer);
@@ -116,26 +111,12 @@ internal static class TrainCommand
         writer.WriteLine(Invariant(
             $"run {trainer.RunDirectory}: VAR depth {m.Depth}, width {m.EmbedDim}, {m.NumHeads} heads, {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters; {m.NumClasses} classes, V={m.VocabSize}, scales {string.Join(",", m.PatchNums)} ({m.L} tokens); batch {cfg.BatchSize}, peak lr {cfg.Lr:0.###e+0}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
 
-        using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            cancel.Cancel();
-        };
-        // Ctrl+C or SIGTERM (e.g. from timeout) finishes the current step and checkpoints; only for the real process.
-        if (realConsole) Console.CancelKeyPress += onCancel;
-        using var sigterm = realConsole ? PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
-        {
-            ctx.Cancel = true;
-            cancel.Cancel();
-        }) : null;
-        VarTrainResult result;
         double rate = 0;   // steps/s of this session's training steps (not counting tokenization)
-        try
+        var result = LongRun.Stoppable(realConsole, token =>
         {
             if (terminal)
             {
-                result = console.Progress()
+                return console.Progress()
                     .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                     .Start(ctx =>
                     {
@@ -175,13 +156,13 @@ internal static class TrainCommand
                                     console.MarkupLine(Markup.Escape(msg.Text));
                                     break;
                             }
-                        }, cancel.Token, stopAfter);
+                        }, token, stopAfter);
                     });
             }
             else
             {
                 long lastPrinted = -1;
-                result = trainer.Run(e =>
+                return trainer.Run(e =>
                 {
                     if (e is VarStepEvent step) rate = step.StepsPerSecond;
                     switch (e)
@@ -206,13 +187,9 @@ internal static class TrainCommand
                             writer.WriteLine(msg.Text);
                             break;
                     }
-                }, cancel.Token, stopAfter);
+                }, token, stopAfter);
             }
-        }
-        finally
-        {
-            if (realConsole) Console.CancelKeyPress -= onCancel;
-        }
+        });
         string eval = result.LastEval is { } ev2 ? Invariant($"held-out loss {ev2.LossMean:0.000}, accuracy {ev2.AccMean:0.00}% (last scale {ev2.AccTail:0.00}%); ") : "";
         writer.WriteLine(Invariant(
             $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({rate:0.00} steps/s); {eval}model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));

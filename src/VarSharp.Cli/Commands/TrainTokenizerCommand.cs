@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using Spectre.Console;
 using VarSharp.Config;
 using VarSharp.Training;
@@ -70,11 +69,7 @@ internal static class TrainTokenizerCommand
 
     private static int Run(ParseResult parse, Options o)
     {
-        if (parse.GetValue(o.Threads) is { } threads)
-        {
-            if (threads < 1) throw new VarSharpException($"--threads must be at least 1 but is {threads}.");
-            set_num_threads(threads);
-        }
+        LongRun.SetThreads(parse.GetValue(o.Threads));
         var resume = parse.GetValue(o.Resume);
         var outDir = parse.GetValue(o.Out);
         TokenizerTrainer trainer;
@@ -106,26 +101,12 @@ internal static class TrainTokenizerCommand
         writer.WriteLine(Invariant(
             $"run {trainer.RunDirectory}: {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters, {trainer.ModelConfig.ImageSize}x{trainer.ModelConfig.ImageSize}x{trainer.ModelConfig.InChannels}, scales {string.Join(",", trainer.ModelConfig.VPatchNums)}, V={trainer.ModelConfig.VocabSize}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
 
-        using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            cancel.Cancel();
-        };
-        // Ctrl+C or SIGTERM (e.g. from timeout) finishes the current step and checkpoints; only for the real process.
-        if (realConsole) Console.CancelKeyPress += onCancel;
-        using var sigterm = realConsole ? PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
-        {
-            ctx.Cancel = true;
-            cancel.Cancel();
-        }) : null;
-        TrainResult result;
         var started = DateTime.UtcNow;
-        try
+        var result = LongRun.Stoppable(realConsole, token =>
         {
             if (terminal)
             {
-                result = console.Progress()
+                return console.Progress()
                     .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                     .Start(ctx =>
                     {
@@ -146,22 +127,18 @@ internal static class TrainTokenizerCommand
                                     console.MarkupLine(Markup.Escape(m.Text));
                                     break;
                             }
-                        }, cancel.Token, stopAfter);
+                        }, token, stopAfter);
                     });
             }
             else
             {
-                result = trainer.Run(e =>
+                return trainer.Run(e =>
                 {
                     if (e is EvalEvent ev) writer.WriteLine(Describe(ev));
                     else if (e is MessageEvent m) writer.WriteLine(m.Text);
-                }, cancel.Token, stopAfter);
+                }, token, stopAfter);
             }
-        }
-        finally
-        {
-            if (realConsole) Console.CancelKeyPress -= onCancel;
-        }
+        });
         double seconds = (DateTime.UtcNow - started).TotalSeconds;
         string psnr = result.LastPsnr is { } p ? Invariant($"held-out PSNR {p:0.00} dB; ") : "";
         writer.WriteLine(Invariant(

@@ -81,6 +81,8 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
         Assert.Equal("3", await page.Locator("#cfg").InputValueAsync());
         Assert.Equal("true", await class2.GetAttributeAsync("aria-checked"));
 
+        // Tiles fade in over a quarter second; a screenshot taken mid-fade shows the newest tiles lighter than they are.
+        await page.WaitForFunctionAsync("() => document.getAnimations().every(a => a.playState !== 'running')");
         var shot = Path.Combine(AppContext.BaseDirectory, "web-e2e.png");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
         if (Environment.GetEnvironmentVariable("VARSHARP_E2E_SCREENSHOT") is { Length: > 0 } copy) File.Copy(shot, copy, overwrite: true);

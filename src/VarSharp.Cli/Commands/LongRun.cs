@@ -1,0 +1,45 @@
+using System.Runtime.InteropServices;
+using static TorchSharp.torch;
+
+namespace VarSharp.Cli.Commands;
+
+/// <summary>What the long-running verbs (training, evaluation) share: the thread count and a clean stop on Ctrl+C or SIGTERM.</summary>
+internal static class LongRun
+{
+    /// <summary>Applies --threads when given; the thread count is part of what makes CPU runs bit-reproducible.</summary>
+    public static void SetThreads(int? threads)
+    {
+        if (threads is not { } n) return;
+        if (n < 1) throw new VarSharpException($"--threads must be at least 1 but is {n}.");
+        set_num_threads(n);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="run"/> with a token that Ctrl+C or SIGTERM (e.g. from `timeout`) cancel, so a trainer finishes
+    /// its step and checkpoints instead of dying mid-write. Only the real process's console and signals are hooked;
+    /// in-process callers (tests) pass false.
+    /// </summary>
+    public static T Stoppable<T>(bool realConsole, Func<CancellationToken, T> run)
+    {
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        if (realConsole) Console.CancelKeyPress += onCancel;
+        using var sigterm = realConsole ? PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
+        {
+            ctx.Cancel = true;
+            cancel.Cancel();
+        }) : null;
+        try
+        {
+            return run(cancel.Token);
+        }
+        finally
+        {
+            if (realConsole) Console.CancelKeyPress -= onCancel;
+        }
+    }
+}
