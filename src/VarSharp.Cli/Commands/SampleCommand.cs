@@ -92,7 +92,9 @@ internal static class SampleCommand
                     more_smooth = options.MoreSmooth,
                 }));
             }
-            ImageIO.WriteAtomically(Path.Combine(outDir, "grid.png"), VarPipeline.GridPng(images));
+            // Several classes with several images each: one row per class; otherwise a square-ish grid.
+            int columns = options.Classes is { Length: > 1 } && options.Count > 1 ? options.Count : 0;
+            ImageIO.WriteAtomically(Path.Combine(outDir, "grid.png"), VarPipeline.GridPng(images, columns));
             ImageIO.WriteAtomically(Path.Combine(outDir, "samples.jsonl"), Encoding.UTF8.GetBytes(log.ToString()));
 
             var classList = string.Join(",", images.Select(i => i.Class).Distinct().Order());

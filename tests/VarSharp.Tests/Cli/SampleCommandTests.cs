@@ -28,6 +28,9 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
             "004-class4-scales.png", "004-class4.png", "005-class4-scales.png", "005-class4.png",
             "grid.png", "samples.jsonl",
         ], files);
+        // The grid has one row per class: 3 rows × 2 columns of 8×8 images with 2-pixel gaps.
+        using (var grid = VarSharp.Data.ImageIO.Load(Path.Combine(outDir, "grid.png"), 3))
+            Assert.Equal(new long[] { 1, 3, 3 * 10 + 2, 2 * 10 + 2 }, grid.shape);
         var log = File.ReadAllLines(Path.Combine(outDir, "samples.jsonl"));
         Assert.Equal(6, log.Length);
         Assert.Contains("\"class\":1", log[2]);
