@@ -35,8 +35,9 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
     [ChromiumFact]
     public async Task GenerateFillsEveryScaleThenTheGalleryAndAClickReusesTheSettings()
     {
-        var modelDir = Environment.GetEnvironmentVariable("VARSHARP_E2E_MODEL") is { Length: > 0 } m ? m : model.Dir;
-        var options = new ServeOptions { Urls = "http://127.0.0.1:0", Models = [new ModelSource("tiny", modelDir)] };
+        var given = Environment.GetEnvironmentVariable("VARSHARP_E2E_MODEL") is { Length: > 0 } m ? m : null;
+        var source = given is null ? new ModelSource("tiny", model.Dir) : ModelSource.Parse(given);
+        var options = new ServeOptions { Urls = "http://127.0.0.1:0", Models = [source] };
         await using var app = VarServer.Build(options);
         await app.StartAsync();
         var url = app.Urls.Single();
