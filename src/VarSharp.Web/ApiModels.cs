@@ -72,7 +72,7 @@ public sealed record ModelDto(
 {
     public static ModelDto From(ServedModel m, ServeOptions o) => new(
         m.Name, m.ImageSize, m.Channels, m.NumClasses, m.ClassNames, m.VocabSize, m.PatchNums,
-        new DefaultsDto(1, 4.0, m.DefaultTopK, 0.95), o.MaxCount);
+        new DefaultsDto(1, m.DefaultCfg, m.DefaultTopK, m.DefaultTopP), o.MaxCount);
 }
 
 public sealed record ModelsResponse(string DefaultModel, IReadOnlyList<ModelDto> Models);

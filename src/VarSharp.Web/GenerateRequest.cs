@@ -136,7 +136,7 @@ public static class GenerateRequest
         if (count < 1 || count > options.MaxCount)
             throw Bad($"count must be between 1 and {options.MaxCount} (this server's cap), found {count}.");
 
-        double cfg = obj["cfg"] is null ? 4.0 : Number(obj, "cfg");
+        double cfg = obj["cfg"] is null ? model.DefaultCfg : Number(obj, "cfg");
         if (!(cfg >= 0) || double.IsInfinity(cfg)) throw Bad($"cfg must be a finite number ≥ 0, found {Fmt(cfg)}.");
         if (cfg > 1000) throw Bad($"cfg must be at most 1000, found {Fmt(cfg)}.");
 
@@ -144,7 +144,7 @@ public static class GenerateRequest
         if (topK < 0 || topK > model.VocabSize)
             throw Bad($"top_k must be between 0 (off) and the vocabulary size {model.VocabSize}, found {topK}.");
 
-        double topP = obj["top_p"] is null ? 0.95 : Number(obj, "top_p");
+        double topP = obj["top_p"] is null ? model.DefaultTopP : Number(obj, "top_p");
         if (!(topP >= 0 && topP <= 1)) throw Bad($"top_p must be in [0, 1] (0 is off), found {Fmt(topP)}.");
 
         long seed = obj["seed"] is null ? Random.Shared.NextInt64(0, 1L << 31) : Integer(obj, "seed");

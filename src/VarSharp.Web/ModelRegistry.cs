@@ -12,7 +12,7 @@ public sealed class ServedModel : IDisposable
         Pipeline = pipeline;
         ClassNames = classNames;
         var cfg = pipeline.Model.Config;
-        DefaultTopK = new SampleOptions().ResolveTopK(pipeline.VocabSize);
+        DefaultTopK = pipeline.DefaultOptions().ResolveTopK(pipeline.VocabSize);
         PatchNums = cfg.PatchNums;
     }
 
@@ -25,6 +25,8 @@ public sealed class ServedModel : IDisposable
     public int VocabSize => Pipeline.VocabSize;
     public IReadOnlyList<int> PatchNums { get; }
     public int DefaultTopK { get; }
+    public double DefaultCfg => Pipeline.Defaults.Cfg;
+    public double DefaultTopP => Pipeline.Defaults.TopP;
 
     public void Dispose() => Pipeline.Dispose();
 }

@@ -27,13 +27,16 @@ internal static class SampleCommand
             Description = "Images per class when --class is given; the total number of images when classes are drawn",
             DefaultValueFactory = _ => 1,
         };
-        var cfg = new Option<double>("--cfg") { Description = "Guidance scale ≥ 0 (the reference demo's 4; t = cfg·si/(S−1))", DefaultValueFactory = _ => 4.0 };
+        var cfg = new Option<double?>("--cfg")
+        {
+            Description = "Guidance scale ≥ 0 (t = cfg·si/(S−1)). Default: the model's recommended value (its config's 'sampling' block), else the reference demo's 4",
+        };
         var topK = new Option<int?>("--top-k")
         {
-            Description = "Keep the k most likely tokens, 0 = off, at most the vocabulary size. Default: the reference demo's share " +
-                          "of the codebook, round(900·V/4096) (900 for V = 4096, 14 for V = 64)",
+            Description = "Keep the k most likely tokens, 0 = off, at most the vocabulary size. Default: the model's recommended value, " +
+                          "else the reference demo's share of the codebook, round(900·V/4096) (900 for V = 4096, 14 for V = 64)",
         };
-        var topP = new Option<double>("--top-p") { Description = "Nucleus mass to keep, in [0, 1], 0 = off (the reference demo's 0.95)", DefaultValueFactory = _ => 0.95 };
+        var topP = new Option<double?>("--top-p") { Description = "Nucleus mass to keep, in [0, 1], 0 = off. Default: the model's recommended value, else the reference demo's 0.95" };
         var seed = new Option<long>("--seed", "-s") { Description = "Seed; image i uses its own generator seeded seed+i", DefaultValueFactory = _ => 0 };
         var moreSmooth = new Option<bool>("--more-smooth") { Description = "Gumbel-softmax smoothing of the fed-back embeddings (the reference's more_smooth; for looks)" };
         var sharedRng = new Option<bool>("--shared-rng")
@@ -51,22 +54,25 @@ internal static class SampleCommand
         models.AddTo(command);
         command.SetAction(parse =>
         {
-            var options = new SampleOptions
+            var requestedClasses = ParseClasses(parse.GetValue(classes));
+            var outDir = parse.GetRequiredValue(output);
+            var writer = parse.InvocationConfiguration.Output;
+            using var pipe = models.Load(parse);
+            // What the command line leaves out comes from the model's recommended settings (else the reference demo's).
+            var recommended = pipe.DefaultOptions();
+            var options = recommended with
             {
-                Classes = ParseClasses(parse.GetValue(classes)),
+                Classes = requestedClasses,
                 Count = parse.GetValue(count),
-                Cfg = parse.GetValue(cfg),
-                TopK = parse.GetValue(topK),
-                TopP = parse.GetValue(topP),
+                Cfg = parse.GetValue(cfg) ?? recommended.Cfg,
+                TopK = parse.GetResult(topK) is null ? recommended.TopK : parse.GetValue(topK),
+                TopP = parse.GetValue(topP) ?? recommended.TopP,
                 Seed = parse.GetValue(seed),
                 MoreSmooth = parse.GetValue(moreSmooth),
                 PerSampleSeeds = !parse.GetValue(sharedRng),
                 BatchSize = parse.GetValue(batch),
                 Scales = parse.GetValue(scales),
             };
-            var outDir = parse.GetRequiredValue(output);
-            var writer = parse.InvocationConfiguration.Output;
-            using var pipe = models.Load(parse);
             pipe.Validate(options);
 
             var images = CliConsole.IsTerminal(writer) ? WithProgress(pipe, options, writer) : pipe.Generate(options);

@@ -128,7 +128,8 @@ public sealed class VarPipeline : IDisposable
         try
         {
             vae = ModelFolder.LoadTokenizer(configPath, weightsPath, device);
-            return new VarPipeline(vae, model, ownsModels: true);
+            var defaults = ModelFolder.ReadSamplingDefaults(configPath, model.Config.VocabSize);
+            return new VarPipeline(vae, model, ownsModels: true) { Defaults = defaults };
         }
         catch
         {
@@ -139,6 +140,12 @@ public sealed class VarPipeline : IDisposable
     }
 
     public VarSampler Sampler { get; }
+
+    /// <summary>The sampling settings the model's config recommends (its `sampling` block), else the reference demo's.</summary>
+    public SamplingDefaults Defaults { get; init; } = SamplingDefaults.Reference;
+
+    /// <summary>Options carrying <see cref="Defaults"/>; set the rest with <c>with</c>: <c>pipe.DefaultOptions() with { Classes = [3] }</c>.</summary>
+    public SampleOptions DefaultOptions() => new() { Cfg = Defaults.Cfg, TopK = Defaults.TopK, TopP = Defaults.TopP };
     public VqVae Tokenizer => Sampler.Tokenizer;
     public VarModel Model => Sampler.Model;
     public int NumClasses => Model.Config.NumClasses;

@@ -19,6 +19,8 @@ public class BundledModelTests(Xunit.Abstractions.ITestOutputHelper output)
         long bytes = Directory.EnumerateFiles(BundleDir).Sum(f => new FileInfo(f).Length);
         Assert.True(bytes <= 40L << 20, $"the bundle takes {bytes:N0} bytes, above the 40 MB aim");
         Assert.Equal(FashionMnist.ClassNames, ModelFolder.ReadClassNames(ModelFolder.ConfigPath(BundleDir), 10));
+        // The README's main command gives no --cfg and relies on the guidance the bundle recommends (docs/training.md).
+        Assert.Equal(1.5, ModelFolder.ReadSamplingDefaults(ModelFolder.ConfigPath(BundleDir), 512).Cfg);
     }
 
     /// <summary>
@@ -30,7 +32,7 @@ public class BundledModelTests(Xunit.Abstractions.ITestOutputHelper output)
     {
         using var pipe = VarPipeline.Load(BundleDir);
         using var classifier = FashionClassifier.Load(ShippedClassifierTests.BundleDir);
-        var images = pipe.Generate(new SampleOptions { Classes = Enumerable.Range(0, 10).ToArray(), Count = 5, Cfg = 1.5, Seed = 1, PerSampleSeeds = true });
+        var images = pipe.Generate(pipe.DefaultOptions() with { Classes = Enumerable.Range(0, 10).ToArray(), Count = 5, Seed = 1, PerSampleSeeds = true });
         Assert.Equal(50, images.Count);
         using var scope = NewDisposeScope();
         var batch = stack(images.Select(im => ImageIO.FromPixels(im.Pixels, im.Channels, im.Height, im.Width)).ToArray(), 0);
