@@ -59,8 +59,25 @@ public static class ImageIO
             throw new VarSharpException($"Expected an image tensor (1 or 3, H, W) but got ({string.Join(", ", img_CHW.shape)}).");
         int c = (int)img_CHW.shape[0], h = (int)img_CHW.shape[1], w = (int)img_CHW.shape[2];
         using var scope = NewDisposeScope();
-        var u8 = img_CHW.detach().cpu().to(float32).clamp(-1, 1).add(1).mul(127.5).round().to(ScalarType.Byte);
+        var u8 = Levels(img_CHW.detach().cpu().to(float32)).to(ScalarType.Byte);
         return (u8.permute(1, 2, 0).contiguous().data<byte>().ToArray(), c, h, w);
+    }
+
+    /// <summary>
+    /// Images in [−1, 1] (any shape; values outside are clamped) rounded to the 256 levels a PNG keeps, still in [−1, 1]:
+    /// what <see cref="FromPixels"/>(<see cref="ToPixels"/>(x)) gives, without leaving the tensor.
+    /// </summary>
+    public static Tensor As8Bit(Tensor images)
+    {
+        using var levels = Levels(images);
+        return levels.div(127.5).sub_(1);
+    }
+
+    /// <summary>[−1, 1] → the nearest of the levels 0 … 255 (as floats).</summary>
+    private static Tensor Levels(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        return x.clamp(-1, 1).add(1).mul(127.5).round().MoveToOuterDisposeScope();
     }
 
     /// <summary>8-bit pixels in (H, W, C) order back to a tensor (C, H, W) in [−1, 1] (exact inverse of <see cref="ToPixels"/> on 8-bit values).</summary>

@@ -176,7 +176,7 @@ public static class GenerationEvaluation
             if (batch.shape[1] != want) batch = want == 3 ? batch.expand(-1, 3, -1, -1) : batch.mean([1L], keepdim: true);
             // The same 8-bit rounding generated images go through, so the two rows differ only in where the tokens came from.
             var recon = pipe.Tokenizer.Reconstruct(batch).cpu();
-            parts.Add(recon.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1));
+            parts.Add(ImageIO.As8Bit(recon));
         }
         var (features, predictions) = classifier.Embed(cat(parts, 0));
         return Score(null, features, predictions, labels, classes, fdRef, prRef, options.K, null);
