@@ -32,8 +32,8 @@ internal static class EvalCommand
         public readonly Option<string> Classifier = new("--classifier") { Description = $"--model: classifier bundle that judges the images (default {DefaultClassifier})", DefaultValueFactory = _ => DefaultClassifier };
         public readonly Option<string> Cfg = new("--cfg") { Description = "--model: comma-separated guidance scales, each evaluated on the same seeds (1,2,4)", DefaultValueFactory = _ => "1,2,4" };
         public readonly Option<int> PerClass = new("--per-class") { Description = "--model: images generated per class and per cfg (100)", DefaultValueFactory = _ => 100 };
-        public readonly Option<int?> TopK = new("--top-k") { Description = "--model: top-k, 0 = off (default: the demo's share of the codebook, round(900·V/4096))" };
-        public readonly Option<double> TopP = new("--top-p") { Description = "--model: top-p, 0 = off (0.95)", DefaultValueFactory = _ => 0.95 };
+        public readonly Option<int?> TopK = new("--top-k") { Description = "--model: top-k, 0 = off (default: the model's recommended value, else the demo's share of the codebook, round(900·V/4096))" };
+        public readonly Option<double?> TopP = new("--top-p") { Description = "--model: top-p, 0 = off (default: the model's recommended value, else 0.95)" };
         public readonly Option<long> Seed = new("--seed", "-s") { Description = "--model: image i of every cfg uses the generator seeded seed+i (0)", DefaultValueFactory = _ => 0 };
         public readonly Option<int?> BatchSize = new("--batch-size", "-b") { Description = "Images per batch (tokenizer 64, sampling 16); does not change the results" };
         public readonly Option<string?> Json = new("--json") { Description = "Also write the results as JSON to this file" };
@@ -143,20 +143,21 @@ internal static class EvalCommand
     {
         var writer = parse.InvocationConfiguration.Output;
         var cfgs = ParseCfgs(parse.GetValue(o.Cfg)!);
-        var options = new GenerationEvalOptions
-        {
-            Cfgs = cfgs,
-            PerClass = parse.GetValue(o.PerClass),
-            TopK = parse.GetValue(o.TopK),
-            TopP = parse.GetValue(o.TopP),
-            Seed = parse.GetValue(o.Seed),
-            BatchSize = parse.GetValue(o.BatchSize) ?? 16,
-        };
         var classifierDir = parse.GetValue(o.Classifier)!;
         RequireFolder(modelDir, "Model");
         RequireFolder(classifierDir, "Classifier");
         using var classifier = FashionClassifier.Load(classifierDir);
         using var pipe = VarPipeline.Load(modelDir);
+        // The filters default to the model's recommended ones, as in `sample`; the guidance scales are always listed.
+        var options = new GenerationEvalOptions
+        {
+            Cfgs = cfgs,
+            PerClass = parse.GetValue(o.PerClass),
+            TopK = parse.GetResult(o.TopK) is null ? pipe.Defaults.TopK : parse.GetValue(o.TopK),
+            TopP = parse.GetValue(o.TopP) ?? pipe.Defaults.TopP,
+            Seed = parse.GetValue(o.Seed),
+            BatchSize = parse.GetValue(o.BatchSize) ?? 16,
+        };
         GenerationEvaluation.Check(pipe, classifier, options);
 
         var data = Datasets.Open(parse.GetValue(o.Data)!, DataSplit.Test, 1, classifier.ImageSize);

@@ -39,6 +39,23 @@ public sealed class EvalFixture : IDisposable
 public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : IClassFixture<EvalFixture>
 {
     [Fact]
+    public void ModelEvalSamplesWithTheModelsRecommendedFiltersUnlessGiven()
+    {
+        var dir = TinyModels.WriteFolder(f.File("recommending"), editConfig: root =>
+        {
+            root["sampling"] = JsonNode.Parse("""{"top_k": 3, "top_p": 0.8}""");
+            return root;
+        });
+        string[] Args(params string[] extra) =>
+            ["eval", "--model", dir, "--classifier", f.Classifier, "--data", f.Data, "--cfg", "1", "--per-class", "2", "--no-cache", .. extra];
+        var run = CliRun.Of(Args());
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("top-k 3, top-p 0.8", run.Output);
+        var given = CliRun.Of(Args("--top-k", "0", "--top-p", "0.5"));
+        Assert.Contains("top-k 0, top-p 0.5", given.Output);
+    }
+
+    [Fact]
     public void TrainClassifierReportsAccuracyAndWritesAVerifiedBundle()
     {
         Assert.Contains("test accuracy", f.TrainRun.Output);
