@@ -14,12 +14,16 @@ public sealed class QueueFullException(int capacity)
 /// <summary>What a finished request gets back: its images in request order and how the time was spent.</summary>
 public sealed record JobResult(IReadOnlyList<GeneratedImage> Images, double QueuedMs, double SampleMs, int BatchImages, int BatchRequests);
 
-/// <summary>One request in the queue. Dispose it when the request ends (it holds a cancellation registration).</summary>
+/// <summary>
+/// One request in the queue. Dispose it when the request ends: a request that ends before its images (client gone,
+/// timeout, a failed write) leaves the queue or its batch then, even if its token's callback never got to run.
+/// </summary>
 public sealed class GenerationJob : IDisposable
 {
     internal enum JobState { Waiting, Running, Done }
 
     private CancellationTokenRegistration _registration;
+    private Action<GenerationJob>? _onGone;
 
     internal GenerationJob(GenerationParams p, bool wantFrames, CancellationToken token)
     {
@@ -47,9 +51,22 @@ public sealed class GenerationJob : IDisposable
     internal JobState State { get; set; }
     internal Batch? Batch { get; set; }
 
-    internal void Register(Action<GenerationJob> onCancelled) => _registration = Token.Register(() => onCancelled(this));
+    internal void Register(Action<GenerationJob> onGone)
+    {
+        _onGone = onGone;
+        _registration = Token.Register(() => onGone(this));
+    }
 
-    public void Dispose() => _registration.Dispose();
+    /// <summary>
+    /// Why the extra call: a cancelled token runs its callbacks one after another, so the request's handler (woken by an
+    /// earlier callback on another thread) can dispose this registration before its own callback has run; without it
+    /// the request would stay counted in its batch and the batch would never stop. The callback is idempotent.
+    /// </summary>
+    public void Dispose()
+    {
+        _registration.Dispose();
+        _onGone?.Invoke(this);
+    }
 }
 
 /// <summary>Requests that may share a batch: same model, same sampler settings, all with a class or all drawing one, all streaming or none.</summary>

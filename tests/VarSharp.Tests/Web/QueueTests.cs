@@ -1,4 +1,6 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using VarSharp.Web;
 using VarSharp.Sampling;
 using VarSharp.Tests.Support;
 
@@ -133,6 +135,31 @@ public sealed class QueueTests(TinyModelFolderFixture model) : IClassFixture<Tin
         await VarServerFactory.Eventually(() => server.Queue.Stats().BatchesCancelled == 1, "the batch to stop");
         var stats = server.Queue.Stats();
         Assert.Equal((0L, 0L, 1), (stats.Images, stats.Completed, scalesRun));
+    }
+
+    [Fact]
+    public async Task AJobDisposedBeforeItsCancellationCallbackRanStillLeavesItsBatch()
+    {
+        // A cancelled token runs its callbacks one after another (newest first); a handler woken by an earlier one can
+        // dispose its job before the queue's own callback has run. The job must still leave its batch.
+        using var server = VarServerFactory.ForModel(model.Dir);
+        using var release = new ManualResetEventSlim();
+        using var running = new SemaphoreSlim(0);
+        server.Queue.BeforeBatch = _ => { running.Release(); release.Wait(Long); };
+        var served = server.Services.GetRequiredService<ModelRegistry>().Default;
+        var p = new GenerationParams(served, 1, 1, 1.0, 0, 0.0, 7, false);
+
+        using var leave = new CancellationTokenSource();
+        var job = server.Queue.Enqueue(p, wantFrames: false, leave.Token);
+        Assert.True(await running.WaitAsync(Long));
+        leave.Token.Register(job.Dispose);        // registered last, so it runs before the queue's callback
+        await leave.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => job.Completion);
+        Assert.Equal(1L, server.Queue.Stats().Cancelled);
+
+        release.Set();
+        await VarServerFactory.Eventually(() => server.Queue.Stats().BatchesCancelled == 1, "the batch to stop");
+        Assert.Equal((0L, 0L), (server.Queue.Stats().Images, server.Queue.Stats().Completed));
     }
 
     [Fact]
