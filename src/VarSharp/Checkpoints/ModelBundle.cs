@@ -43,7 +43,7 @@ public sealed record BundleManifest(int FormatVersion, IReadOnlyDictionary<strin
 /// folder, flushed to disk, then renamed into place) and verified before use: a missing, extra, resized or altered file
 /// is refused.
 /// </summary>
-public static class ModelBundle
+public static partial class ModelBundle
 {
     public const string ManifestFileName = "manifest.json";
     public const string ConfigFileName = "config.json";

@@ -1,4 +1,6 @@
+using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using VarSharp.Config;
 using VarSharp.Sampling;
 
@@ -14,7 +16,11 @@ public static partial class ModelFolder
     public static SamplingDefaults ReadSamplingDefaults(string configPath, int vocabSize)
     {
         using var doc = JsonConfig.ParseFile(configPath);
-        var root = doc.RootElement;
+        return ReadSamplingDefaults(doc.RootElement, configPath, vocabSize);
+    }
+
+    private static SamplingDefaults ReadSamplingDefaults(JsonElement root, string configPath, int vocabSize)
+    {
         var d = SamplingDefaults.Reference;
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("sampling", out var block)) return d;
         if (block.ValueKind != JsonValueKind.Object)
@@ -45,6 +51,60 @@ public static partial class ModelFolder
             }
         }
         return d;
+    }
+
+    /// <summary>
+    /// Writes <paramref name="settings"/> as the `sampling` block of the folder's config.json (null removes the block),
+    /// leaving every other field as it was. A bundle gets a new manifest in the same atomic step
+    /// (<see cref="ModelBundle.ReplaceConfig"/>); a plain folder's config.json is replaced by rename. The settings are
+    /// checked exactly as <see cref="ReadSamplingDefaults"/> checks them before anything is written.
+    /// </summary>
+    public static void WriteSamplingDefaults(string dir, SamplingDefaults? settings, int vocabSize)
+    {
+        var configPath = ConfigPath(dir);
+        if (!File.Exists(configPath)) throw new VarSharpException($"Model folder {dir} has no config.json.");
+        VerifyIfBundle(dir);
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllBytes(configPath)) as JsonObject
+                ?? throw new VarSharpException($"Config file {configPath} is not a JSON object.");
+        }
+        catch (JsonException e)
+        {
+            throw new VarSharpException($"Config file {configPath} is not valid JSON ({OneLine.Of(e.Message)}).");
+        }
+        if (settings is null) root.Remove("sampling");
+        else
+        {
+            var block = new JsonObject { ["cfg"] = settings.Cfg };
+            if (settings.TopK is { } k) block["top_k"] = k;
+            block["top_p"] = settings.TopP;
+            root["sampling"] = block;
+        }
+        var json = root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+
+        // Check the very text that will be written, with the reader every verb uses, before touching the folder.
+        using (var doc = JsonDocument.Parse(json)) ReadSamplingDefaults(doc.RootElement, configPath, vocabSize);
+        if (ModelBundle.IsBundle(dir))
+        {
+            ModelBundle.ReplaceConfig(dir, json);
+            return;
+        }
+        var temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(configPath))!, $".config.json.tmp-{Guid.NewGuid():N}");
+        try
+        {
+            using (var s = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                s.Write(Encoding.UTF8.GetBytes(json));
+                s.Flush(flushToDisk: true);
+            }
+            File.Move(temp, configPath, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
     }
 
     private static double Number(JsonProperty field, string configPath) =>

@@ -47,6 +47,23 @@ public static class TinyModels
     public static string WriteFolder(string dir, ulong seed = 7, Func<JsonObject, JsonObject>? editConfig = null)
     {
         Directory.CreateDirectory(dir);
+        Write(seed, editConfig, (config, tensors) =>
+        {
+            File.WriteAllText(Path.Combine(dir, "config.json"), config);
+            SafeTensors.Save(Path.Combine(dir, "model.safetensors"), tensors);
+        });
+        return dir;
+    }
+
+    /// <summary>The same model as <see cref="WriteFolder"/>, written as a bundle (with manifest.json) by <see cref="ModelBundle.Write"/>.</summary>
+    public static string WriteBundle(string dir, ulong seed = 7, Func<JsonObject, JsonObject>? editConfig = null, IReadOnlyList<BundleSource>? sources = null)
+    {
+        Write(seed, editConfig, (config, tensors) => ModelBundle.Write(dir, config, tensors, sources: sources));
+        return dir;
+    }
+
+    private static void Write(ulong seed, Func<JsonObject, JsonObject>? editConfig, Action<string, List<KeyValuePair<string, Tensor>>> write)
+    {
         var (vae, model) = Create(seed);
         using (vae)
         using (model)
@@ -57,13 +74,11 @@ public static class TinyModels
                 ["var"] = JsonNode.Parse(model.Config.ToJson()),
             };
             if (editConfig is not null) root = editConfig(root);
-            File.WriteAllText(Path.Combine(dir, "config.json"), root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             var tensors = vae.state_dict().Select(kv => new KeyValuePair<string, Tensor>("vae." + kv.Key, kv.Value))
                 .Concat(model.state_dict().Select(kv => new KeyValuePair<string, Tensor>("var." + kv.Key, kv.Value)))
                 .ToList();
-            SafeTensors.Save(Path.Combine(dir, "model.safetensors"), tensors);
+            write(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }), tensors);
         }
-        return dir;
     }
 }
 

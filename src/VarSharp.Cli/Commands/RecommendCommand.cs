@@ -1,0 +1,64 @@
+using System.CommandLine;
+using System.Globalization;
+using VarSharp.Checkpoints;
+using VarSharp.Sampling;
+
+namespace VarSharp.Cli.Commands;
+
+/// <summary>
+/// Records the sampling settings a model recommends (its config's `sampling` block), so that nobody edits a bundle's
+/// config.json and manifest by hand. Fields not given keep their current values; with no option it only prints them.
+/// </summary>
+internal static class RecommendCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Model folder or bundle to update (a bundle is verified first and gets a new manifest)", Required = true };
+        var cfg = new Option<double?>("--cfg") { Description = "Recommended guidance scale, ≥ 0" };
+        var topK = new Option<int?>("--top-k") { Description = "Recommended top-k, 0 = off, at most the vocabulary size" };
+        var topP = new Option<double?>("--top-p") { Description = "Recommended top-p in [0, 1], 0 = off" };
+        var reset = new Option<bool>("--reset") { Description = "Remove the block: the model falls back to the reference demo's settings" };
+        var command = new Command("recommend", "Show or set the sampling settings a model recommends to sample, eval and serve") { model, cfg, topK, topP, reset };
+        command.SetAction(parse =>
+        {
+            var dir = parse.GetRequiredValue(model);
+            if (!Directory.Exists(dir)) throw new VarSharpException($"Model folder {dir} does not exist.");
+            var configPath = ModelFolder.ConfigPath(dir);
+            if (!File.Exists(configPath)) throw new VarSharpException($"Model folder {dir} has no config.json.");
+            ModelFolder.VerifyIfBundle(dir);
+            int vocab = ModelFolder.ReadVarConfig(configPath).VocabSize;
+            var current = ModelFolder.ReadSamplingDefaults(configPath, vocab);
+            bool edits = parse.GetResult(cfg) is not null || parse.GetResult(topK) is not null || parse.GetResult(topP) is not null;
+            var output = parse.InvocationConfiguration.Output;
+
+            if (parse.GetValue(reset))
+            {
+                if (edits) throw new VarSharpException("Give --reset alone, or the settings to recommend, not both.");
+                ModelFolder.WriteSamplingDefaults(dir, null, vocab);
+                output.WriteLine($"{dir}: no recommended settings; sampling falls back to the reference demo's ({Describe(SamplingDefaults.Reference, vocab)})");
+                return 0;
+            }
+            if (!edits)
+            {
+                output.WriteLine($"{dir} recommends {Describe(current, vocab)}");
+                return 0;
+            }
+            var next = current with
+            {
+                Cfg = parse.GetValue(cfg) ?? current.Cfg,
+                TopK = parse.GetResult(topK) is null ? current.TopK : parse.GetValue(topK),
+                TopP = parse.GetValue(topP) ?? current.TopP,
+            };
+            ModelFolder.WriteSamplingDefaults(dir, next, vocab);
+            output.WriteLine($"{dir} now recommends {Describe(next, vocab)} (was {Describe(current, vocab)})");
+            return 0;
+        });
+        return command;
+    }
+
+    private static string Describe(SamplingDefaults d, int vocab)
+    {
+        int k = new SampleOptions { TopK = d.TopK }.ResolveTopK(vocab);
+        return string.Create(CultureInfo.InvariantCulture, $"cfg {d.Cfg}, top-k {k}{(d.TopK is null ? " (the reference's share of the codebook)" : "")}, top-p {d.TopP}");
+    }
+}

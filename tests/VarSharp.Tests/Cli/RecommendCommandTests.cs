@@ -1,0 +1,112 @@
+using System.Text.Json.Nodes;
+using VarSharp.Checkpoints;
+using VarSharp.Sampling;
+using VarSharp.Tests.Support;
+
+namespace VarSharp.Tests.Cli;
+
+/// <summary>`recommend` sets a model's sampling block safely: merged fields, a fresh manifest for bundles, nothing written on bad input.</summary>
+public sealed class RecommendCommandTests : IDisposable
+{
+    private readonly TempFolder _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    private static readonly BundleSource Source = new("var", "var_tiny.pth", new string('a', 64), 123);
+
+    private string Bundle(string name) => TinyModels.WriteBundle(_temp.File(name), sources: [Source]);
+
+    private static JsonObject Manifest(string dir) => JsonNode.Parse(File.ReadAllText(Path.Combine(dir, ModelBundle.ManifestFileName)))!.AsObject();
+
+    [Fact]
+    public void ABundleGetsTheSettingsAndAManifestThatVerifies()
+    {
+        var dir = Bundle("bundle");
+        var before = Manifest(dir);
+        var weights = File.ReadAllBytes(Path.Combine(dir, ModelBundle.WeightsFileName));
+
+        var run = CliRun.Of("recommend", "--model", dir, "--cfg", "1.5", "--top-k", "3");
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("now recommends cfg 1.5, top-k 3, top-p 0.95 (was cfg 4, top-k 4 (the reference's share of the codebook), top-p 0.95)", run.Output);
+
+        ModelBundle.Verify(dir);
+        using (var pipe = VarPipeline.Load(dir))
+            Assert.Equal(new SamplingDefaults(1.5, 3, 0.95), pipe.Defaults);
+        var after = Manifest(dir);
+        Assert.NotEqual(before["files"]!["config.json"]!.ToJsonString(), after["files"]!["config.json"]!.ToJsonString());
+        Assert.Equal(before["files"]!["model.safetensors"]!.ToJsonString(), after["files"]!["model.safetensors"]!.ToJsonString());
+        Assert.Equal(before["sources"]!.ToJsonString(), after["sources"]!.ToJsonString());
+        Assert.Equal(weights, File.ReadAllBytes(Path.Combine(dir, ModelBundle.WeightsFileName)));
+        Assert.Equal([ModelBundle.ConfigFileName, ModelBundle.ManifestFileName, ModelBundle.WeightsFileName],
+            Directory.EnumerateFileSystemEntries(dir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(_temp.Path, ".bundle.*"));
+
+        // A second call changes only the field it names; --reset removes the block.
+        Assert.Equal(0, CliRun.Of("recommend", "--model", dir, "--top-p", "0.8").ExitCode);
+        Assert.Equal(new SamplingDefaults(1.5, 3, 0.8), ReadDefaults(dir));
+        Assert.Contains("recommends cfg 1.5, top-k 3, top-p 0.8", CliRun.Of("recommend", "--model", dir).Output);
+        Assert.Equal(0, CliRun.Of("recommend", "--model", dir, "--reset").ExitCode);
+        Assert.Equal(SamplingDefaults.Reference, ReadDefaults(dir));
+        Assert.Null(JsonNode.Parse(File.ReadAllText(ModelFolder.ConfigPath(dir)))!["sampling"]);
+        ModelBundle.Verify(dir);
+    }
+
+    [Fact]
+    public void APlainFolderKeepsItsOtherFields()
+    {
+        var dir = TinyModels.WriteFolder(_temp.File("plain"), editConfig: root =>
+        {
+            root["classes"] = new JsonArray("a", "b", "c", "d", "e");
+            return root;
+        });
+        Assert.Equal(0, CliRun.Of("recommend", "--model", dir, "--cfg", "2").ExitCode);
+        Assert.Equal(new SamplingDefaults(2.0, null, 0.95), ReadDefaults(dir));
+        Assert.Equal(["a", "b", "c", "d", "e"], ModelFolder.ReadClassNames(ModelFolder.ConfigPath(dir), 5));
+        Assert.False(ModelBundle.IsBundle(dir));
+        Assert.Equal(["config.json", "model.safetensors"], Directory.EnumerateFileSystemEntries(dir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("sampling.top_p must be in [0, 1]", "--top-p", "2")]
+    [InlineData("sampling.cfg must be a finite number ≥ 0", "--cfg", "-1")]
+    [InlineData("sampling.top_k must be an integer from 0 (off) to the vocabulary size 16", "--top-k", "17")]
+    [InlineData("Give --reset alone", "--reset", "--cfg", "2")]
+    public void BadSettingsChangeNothing(string message, params string[] options)
+    {
+        var dir = Bundle("bad");
+        var config = File.ReadAllBytes(ModelFolder.ConfigPath(dir));
+        var manifest = File.ReadAllBytes(Path.Combine(dir, ModelBundle.ManifestFileName));
+        var run = CliRun.Of(["recommend", "--model", dir, .. options]);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains(message, run.Error);
+        Assert.Equal(config, File.ReadAllBytes(ModelFolder.ConfigPath(dir)));
+        Assert.Equal(manifest, File.ReadAllBytes(Path.Combine(dir, ModelBundle.ManifestFileName)));
+    }
+
+    [Fact]
+    public void AnAlteredBundleIsNotReblessed()
+    {
+        var dir = Bundle("altered");
+        var weights = Path.Combine(dir, ModelBundle.WeightsFileName);
+        var bytes = File.ReadAllBytes(weights);
+        bytes[^1] ^= 1;
+        File.WriteAllBytes(weights, bytes);
+        var manifest = File.ReadAllBytes(Path.Combine(dir, ModelBundle.ManifestFileName));
+
+        var run = CliRun.Of("recommend", "--model", dir, "--cfg", "1");
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("manifest says", run.Error);
+        Assert.Equal(manifest, File.ReadAllBytes(Path.Combine(dir, ModelBundle.ManifestFileName)));
+        Assert.Throws<ModelBundleException>(() => ModelFolder.WriteSamplingDefaults(dir, new SamplingDefaults(1.0), 16));
+    }
+
+    [Fact]
+    public void AMissingFolderIsOneSentence()
+    {
+        var run = CliRun.Of("recommend", "--model", _temp.File("nowhere"), "--cfg", "1");
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("does not exist", run.Error);
+    }
+
+    private static SamplingDefaults ReadDefaults(string dir) => ModelFolder.ReadSamplingDefaults(ModelFolder.ConfigPath(dir), 16);
+}
