@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using Spectre.Console;
 using VarSharp.Checkpoints;
 using VarSharp.Config;
 using VarSharp.Training;
@@ -102,94 +101,23 @@ internal static class TrainCommand
     private static int Train(ParseResult parse, VarTrainer trainer, long? stopAfter)
     {
         var writer = parse.InvocationConfiguration.Output;
-        var console = CliConsole.For(writer);
-        bool realConsole = ReferenceEquals(writer, Console.Out);
-        bool terminal = realConsole && !Console.IsOutputRedirected;
         var cfg = trainer.Config;
         var m = trainer.ModelConfig;
         long startStep = trainer.Step;
         writer.WriteLine(Invariant(
             $"run {trainer.RunDirectory}: VAR depth {m.Depth}, width {m.EmbedDim}, {m.NumHeads} heads, {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters; {m.NumClasses} classes, V={m.VocabSize}, scales {string.Join(",", m.PatchNums)} ({m.L} tokens); batch {cfg.BatchSize}, peak lr {cfg.Lr:0.###e+0}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
 
-        double rate = 0;   // steps/s of this session's training steps (not counting tokenization)
-        var result = LongRun.Stoppable(realConsole, token =>
-        {
-            if (terminal)
+        // The rate is that of this session's training steps, not counting tokenization.
+        var (result, rate) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,
+            (observe, token) => trainer.Run(observe, token, stopAfter),
+            e => e is VarStepEvent s ? new StepLine(s.Step, s.TotalSteps, s.StepsPerSecond, Invariant($"loss {s.Loss:0.0000} acc {s.Accuracy:0.00}% lr {s.Lr:0.00e+0}")) : null,
+            e => e switch
             {
-                return console.Progress()
-                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                    .Start(ctx =>
-                    {
-                        ProgressTask? prepare = null;
-                        ProgressTask? task = null;
-                        return trainer.Run(e =>
-                        {
-                            switch (e)
-                            {
-                                case PrepareEvent p:
-                                    prepare ??= ctx.AddTask(p.What, maxValue: Math.Max(1, p.Total));
-                                    if (prepare.Description != p.What)
-                                    {
-                                        prepare.StopTask();
-                                        prepare = ctx.AddTask(p.What, maxValue: Math.Max(1, p.Total));
-                                    }
-                                    prepare.Value = p.Done;
-                                    break;
-                                case VarStepEvent s:
-                                    rate = s.StepsPerSecond;
-                                    if (task is null)
-                                    {
-                                        prepare?.StopTask();
-                                        task = ctx.AddTask("training", maxValue: cfg.Steps);
-                                        task.Value = startStep;
-                                    }
-                                    task.Value = s.Step;
-                                    task.Description = Invariant($"step {s.Step}/{s.TotalSteps} loss {s.Loss:0.000} acc {s.Accuracy:0.0}% lr {s.Lr:0.0e+0} {s.StepsPerSecond:0.00} it/s");
-                                    break;
-                                case VarEvalEvent ev:
-                                    console.MarkupLine(Markup.Escape(Describe(ev)));
-                                    break;
-                                case SampleGridEvent g:
-                                    console.MarkupLine(Markup.Escape($"step {g.Step}: samples {g.Path}"));
-                                    break;
-                                case MessageEvent msg:
-                                    console.MarkupLine(Markup.Escape(msg.Text));
-                                    break;
-                            }
-                        }, token, stopAfter);
-                    });
-            }
-            else
-            {
-                long lastPrinted = -1;
-                return trainer.Run(e =>
-                {
-                    if (e is VarStepEvent step) rate = step.StepsPerSecond;
-                    switch (e)
-                    {
-                        case PrepareEvent p when p.Done == 0 || p.Done == p.Total || p.Done * 10 / p.Total != (p.Done - TokenPyramids.Chunk) * 10 / p.Total:
-                            // The start, every tenth and the end.
-                            writer.WriteLine(Invariant($"{p.What}: {p.Done}/{p.Total}"));
-                            break;
-                        case VarStepEvent s when s.Step % cfg.LogEvery == 0 && s.Step != lastPrinted:
-                            lastPrinted = s.Step;
-                            double eta = (s.TotalSteps - s.Step) / Math.Max(s.StepsPerSecond, 1e-9);
-                            writer.WriteLine(Invariant(
-                                $"step {s.Step}/{s.TotalSteps} loss {s.Loss:0.0000} acc {s.Accuracy:0.00}% lr {s.Lr:0.00e+0} {s.StepsPerSecond:0.00} it/s ETA {TimeSpan.FromSeconds(Math.Min(eta, 8.6e6)):d\\.hh\\:mm\\:ss}"));
-                            break;
-                        case VarEvalEvent ev:
-                            writer.WriteLine(Describe(ev));
-                            break;
-                        case SampleGridEvent g:
-                            writer.WriteLine($"step {g.Step}: samples {g.Path}");
-                            break;
-                        case MessageEvent msg:
-                            writer.WriteLine(msg.Text);
-                            break;
-                    }
-                }, token, stopAfter);
-            }
-        });
+                VarEvalEvent ev => Describe(ev),
+                SampleGridEvent g => $"step {g.Step}: samples {g.Path}",
+                MessageEvent msg => msg.Text,
+                _ => null,
+            });
         string eval = result.LastEval is { } ev2 ? Invariant($"held-out loss {ev2.LossMean:0.000}, accuracy {ev2.AccMean:0.00}% (last scale {ev2.AccTail:0.00}%); ") : "";
         writer.WriteLine(Invariant(
             $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({rate:0.00} steps/s); {eval}model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
@@ -200,7 +128,7 @@ internal static class TrainCommand
     private static string Describe(VarEvalEvent e) => Invariant(
         $"step {e.Step}: held-out ({e.Images} images) loss {e.Metrics.LossMean:0.0000} (last scale {e.Metrics.LossTail:0.0000}), accuracy {e.Metrics.AccMean:0.00}% (last scale {e.Metrics.AccTail:0.00}%)");
 
-    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+    private static string Invariant(FormattableString s) => TrainingConsole.Invariant(s);
 
     private static VarConfig ApplyModel(ParseResult p, Options o, VarConfig m)
     {

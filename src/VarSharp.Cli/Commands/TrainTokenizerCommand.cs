@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using Spectre.Console;
 using VarSharp.Config;
 using VarSharp.Training;
 using static TorchSharp.torch;
@@ -93,56 +92,24 @@ internal static class TrainTokenizerCommand
     private static int Train(ParseResult parse, TokenizerTrainer trainer, long? stopAfter)
     {
         var writer = parse.InvocationConfiguration.Output;
-        var console = CliConsole.For(writer);
-        bool realConsole = ReferenceEquals(writer, Console.Out);
-        bool terminal = realConsole && !Console.IsOutputRedirected;
         var cfg = trainer.Config;
+        var m = trainer.ModelConfig;
         long startStep = trainer.Step;
         writer.WriteLine(Invariant(
-            $"run {trainer.RunDirectory}: {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters, {trainer.ModelConfig.ImageSize}x{trainer.ModelConfig.ImageSize}x{trainer.ModelConfig.InChannels}, scales {string.Join(",", trainer.ModelConfig.VPatchNums)}, V={trainer.ModelConfig.VocabSize}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
+            $"run {trainer.RunDirectory}: {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters, {m.ImageSize}x{m.ImageSize}x{m.InChannels}, scales {string.Join(",", m.VPatchNums)}, V={m.VocabSize}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
 
-        var started = DateTime.UtcNow;
-        var result = LongRun.Stoppable(realConsole, token =>
-        {
-            if (terminal)
+        var (result, rate) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,
+            (observe, token) => trainer.Run(observe, token, stopAfter),
+            e => e is StepEvent s ? new StepLine(s.Step, s.TotalSteps, s.StepsPerSecond, Invariant($"loss {s.Loss:0.0000} lr {s.Lr:0.0e+0}")) : null,
+            e => e switch
             {
-                return console.Progress()
-                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                    .Start(ctx =>
-                    {
-                        var task = ctx.AddTask("training", maxValue: cfg.Steps);
-                        task.Value = startStep;
-                        return trainer.Run(e =>
-                        {
-                            switch (e)
-                            {
-                                case StepEvent s:
-                                    task.Value = s.Step;
-                                    task.Description = Invariant($"step {s.Step}/{s.TotalSteps} loss {s.Loss:0.0000} lr {s.Lr:0.0e+0} {s.StepsPerSecond:0.00} it/s");
-                                    break;
-                                case EvalEvent ev:
-                                    console.MarkupLine(Markup.Escape(Describe(ev)));
-                                    break;
-                                case MessageEvent m:
-                                    console.MarkupLine(Markup.Escape(m.Text));
-                                    break;
-                            }
-                        }, token, stopAfter);
-                    });
-            }
-            else
-            {
-                return trainer.Run(e =>
-                {
-                    if (e is EvalEvent ev) writer.WriteLine(Describe(ev));
-                    else if (e is MessageEvent m) writer.WriteLine(m.Text);
-                }, token, stopAfter);
-            }
-        });
-        double seconds = (DateTime.UtcNow - started).TotalSeconds;
+                EvalEvent ev => Describe(ev),
+                MessageEvent msg => msg.Text,
+                _ => null,
+            });
         string psnr = result.LastPsnr is { } p ? Invariant($"held-out PSNR {p:0.00} dB; ") : "";
         writer.WriteLine(Invariant(
-            $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({(result.Step - startStep) / Math.Max(seconds, 1e-9):0.00} steps/s); {psnr}usage per scale {Usage(result.UsagePercent)}; model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
+            $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({rate:0.00} steps/s); {psnr}usage per scale {Usage(result.UsagePercent)}; model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
         if (!result.Finished) writer.WriteLine($"continue with: varsharp train-tokenizer --resume {trainer.RunDirectory}");
         return 0;
     }
@@ -152,7 +119,7 @@ internal static class TrainTokenizerCommand
 
     private static string Usage(double[] percent) => string.Join(" ", percent.Select(u => u.ToString("0", CultureInfo.InvariantCulture) + "%"));
 
-    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+    private static string Invariant(FormattableString s) => TrainingConsole.Invariant(s);
 
     private static VqVaeConfig ApplyModel(ParseResult p, Options o, VqVaeConfig m)
     {

@@ -70,7 +70,6 @@ public static class CheckpointWriter
     /// <summary>The folder of a run's checkpoints.</summary>
     public const string CheckpointsDir = "checkpoints";
 
-    /// <summary>The checkpoint folder of <paramref name="step"/> in a run folder: checkpoints/step-NNNNNNN.</summary>
     /// <summary>Verifies a checkpoint's model bundle and loads its `prefix` weights into the module strictly.</summary>
     public static void LoadModelWeights(string checkpoint, nn.Module module, string prefix)
     {
@@ -109,6 +108,7 @@ public static class CheckpointWriter
         return Path.GetDirectoryName(parent)!;
     }
 
+    /// <summary>The checkpoint folder of <paramref name="step"/> in a run folder: checkpoints/step-NNNNNNN.</summary>
     public static string StepDir(string runDir, long step) => Path.Combine(runDir, CheckpointsDir, $"step-{step:D7}");
 
     /// <summary>A run folder's complete checkpoints, oldest first.</summary>

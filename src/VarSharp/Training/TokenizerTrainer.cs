@@ -48,11 +48,11 @@ public sealed record TrainResult(long Step, bool Finished, string? LastCheckpoin
 /// </summary>
 public sealed class TokenizerTrainer : IDisposable
 {
-    public const string RunConfigFile = "run.json";
-    public const string LogFile = "log.jsonl";
-    public const string PlotFile = "loss.png";
+    public const string RunConfigFile = RunFolder.ConfigFile;
+    public const string LogFile = RunFolder.LogFile;
+    public const string PlotFile = RunFolder.PlotFile;
     public const string CheckpointsDir = CheckpointWriter.CheckpointsDir;
-    public const string SamplesDir = "samples";
+    public const string SamplesDir = RunFolder.SamplesDir;
     private const string StateFormat = "varsharp-tokenizer-train-state";
     private const ulong InitStream = 0x1417;
     private const ulong RemedyStream = 0xDEAD;
@@ -91,12 +91,12 @@ public sealed class TokenizerTrainer : IDisposable
         vae = new VqVae(model);
         try
         {
-            using (var initGenerator = new Generator(MixSeed(train.Seed, InitStream)))
+            using (var initGenerator = new Generator(RunFolder.StreamSeed(train.Seed, InitStream)))
                 TokenizerInit.Initialize(vae, initGenerator);
             optimizer = new AdamWOptimizer(vae.named_parameters().Select(p => (p.name, p.parameter)), Decays,
                 train.Beta1, train.Beta2, train.Eps, train.WeightDecay);
             schedule = new LrSchedule(train.Lr, train.WarmupSteps, train.Steps, train.Decay, train.WarmupStartRatio, train.MinLrRatio);
-            remedyGenerator = new Generator(MixSeed(train.Seed, RemedyStream));
+            remedyGenerator = new Generator(RunFolder.StreamSeed(train.Seed, RemedyStream));
         }
         catch
         {
@@ -108,15 +108,10 @@ public sealed class TokenizerTrainer : IDisposable
     /// <summary>Weight decay on convolution weights only: not biases, norms or the codebook.</summary>
     private static bool Decays(string name, TorchSharp.Modules.Parameter p) => p.dim() >= 2 && name != TokenizerInit.CodebookName;
 
-    private static ulong MixSeed(ulong seed, ulong stream) => SplitMix.Keyed(seed, stream).Next() & 0x7FFF_FFFF_FFFF_FFFFUL;
-
     /// <summary>Starts a new run in <paramref name="runDir"/>, which must not exist or be empty.</summary>
     public static TokenizerTrainer Start(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data = null)
     {
-        runDir = Path.GetFullPath(runDir);
-        if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
-            throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder, or continue that run with --resume {runDir}.");
-        if (File.Exists(runDir)) throw new VarSharpException($"{runDir} is a file; expected a folder for the run.");
+        runDir = RunFolder.ForNewRun(runDir);
         var t = new TokenizerTrainer(runDir, model, train, data);
         try
         {
@@ -160,49 +155,21 @@ public sealed class TokenizerTrainer : IDisposable
         var (storedModel, storedTrain, ckpt) = ReadCheckpointConfig(path);
         model ??= storedModel;
         train ??= storedTrain;
-        if (!model.Equals(storedModel))
-        {
-            var (name, ours, theirs) = JsonConfig.Differences(model, storedModel).First();
-            throw new VarSharpException(
-                $"The checkpoint {ckpt} is a tokenizer with {name} {theirs} but this run asks for {ours}; resume with the checkpoint's settings or start a new run.");
-        }
-        var blocking = TokenizerTrainConfig.Differences(train, storedTrain).Where(d => !TokenizerTrainConfig.ChangeableOnResume.Contains(d.Name)).ToList();
-        if (blocking.Count > 0)
-        {
-            var (name, ours, theirs) = blocking[0];
-            throw new VarSharpException(
-                $"The checkpoint {ckpt} was trained with {name} {theirs} but this run asks for {ours}; only {string.Join(", ", TokenizerTrainConfig.ChangeableOnResume.Order())} may change on resume.");
-        }
+        RunFolder.CheckResumeConfigs(ckpt, "tokenizer", model, storedModel, train, storedTrain, TokenizerTrainConfig.ChangeableOnResume);
 
         string runDir = CheckpointWriter.ResumeRunDir(ckpt, newRunDir);
-
-        var state = SafeTensors.Load(CheckpointWriter.TrainStatePath(ckpt));
+        string source = CheckpointWriter.TrainStatePath(ckpt);
+        RunFolder.CheckStateFormat(source, StateFormat, "tokenizer");
+        var state = SafeTensors.Load(source);
         try
         {
-            string source = CheckpointWriter.TrainStatePath(ckpt);
-            var header = SafeTensors.ReadHeader(source);
-            if (header.Metadata is null || !header.Metadata.TryGetValue("format", out var format) || format != StateFormat)
-                throw new VarSharpException($"{source} is not a tokenizer train state (expected metadata format '{StateFormat}').");
-            long ckptStep = Scalar(state, "step", source);
-            if (newRunDir is null)
-            {
-                var newer = ListCheckpoints(runDir).Where(c => c.Step > ckptStep).Select(c => c.Dir).FirstOrDefault();
-                if (newer is not null)
-                    throw new VarSharpException(
-                        $"Run folder {runDir} has a later checkpoint ({newer}) than the one to resume ({ckpt}); resume from the latest, or give a new output folder.");
-            }
-            if (ckptStep > train.Steps)
-                throw new VarSharpException($"The checkpoint {ckpt} is at step {ckptStep}, beyond the {train.Steps} steps this run asks for.");
-
+            RunFolder.CheckResumePoint(runDir, ckpt, CheckpointWriter.Scalar(state, "step", source), train.Steps, inPlace: newRunDir is null);
             var t = new TokenizerTrainer(runDir, model, train, data);
             try
             {
-                long trainCount = Scalar(state, "data.train_count", source);
-                if (trainCount != t.data.Train.Count)
-                    throw new VarSharpException(
-                        $"The checkpoint {ckpt} was trained on {trainCount} images but {t.data.Train.Description} has {t.data.Train.Count}; the data changed.");
+                var (ckptStep, position) = RunFolder.ReadProgress(state, source, ckpt, t.data.Train);
                 t.LoadState(ckpt, state, source);
-                var position = new DataPosition(Scalar(state, "data.epoch", source), (int)Scalar(state, "data.batch", source));
+                t.step = ckptStep;
                 t.Open(position, truncateLogAfter: newRunDir is null ? t.step : null);
                 CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), ConfigJson(model, train));
                 t.lastCheckpointStep = t.step;
@@ -226,8 +193,7 @@ public sealed class TokenizerTrainer : IDisposable
     {
         CheckpointWriter.LoadModelWeights(ckpt, vae, "vae.");
         optimizer.LoadState(state, source);
-        step = Scalar(state, "step", source);
-        vae.Quantizer.RecordHit = Scalar(state, "quantize.record_hit", source);
+        vae.Quantizer.RecordHit = CheckpointWriter.Scalar(state, "quantize.record_hit", source);
         if (!state.TryGetValue("rng.remedy", out var rng)) throw new VarSharpException($"{source} lacks 'rng.remedy'; expected the remedy generator's state.");
         remedyGenerator.set_state(rng);
         if (ModelConfig.Dropout > 0)
@@ -236,8 +202,6 @@ public sealed class TokenizerTrainer : IDisposable
             torch.set_rng_state(global);
         }
     }
-
-    private static long Scalar(IReadOnlyDictionary<string, Tensor> state, string key, string source) => CheckpointWriter.Scalar(state, key, source);
 
     private static TrainingData OpenData(VqVaeConfig model, TokenizerTrainConfig train)
     {
@@ -263,26 +227,16 @@ public sealed class TokenizerTrainer : IDisposable
     public static string ConfigJson(VqVaeConfig model, TokenizerTrainConfig train) =>
         JsonSerializer.Serialize(new Dictionary<string, object> { ["vqvae"] = model, ["train_tokenizer"] = train }, JsonConfig.Options);
 
-    private static List<(long Step, string Dir)> ListCheckpoints(string runDir) => CheckpointWriter.List(runDir);
-
-    private string CheckpointDir(long s) => Path.Combine(runDir, CheckpointsDir, $"step-{s:D7}");
-
     /// <summary>Creates the folders and the data loader, reloads the history for the plot, opens the log.</summary>
     private void Open(DataPosition start, long? truncateLogAfter)
     {
-        Directory.CreateDirectory(runDir);
-        Directory.CreateDirectory(Path.Combine(runDir, CheckpointsDir));
-        Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
-        var logPath = Path.Combine(runDir, LogFile);
+        var logPath = RunFolder.Create(runDir);
         if (truncateLogAfter is { } after)
         {
             TrainLog.TruncateAfter(logPath, after);
-            foreach (var o in TrainLog.Read(logPath))
-            {
-                var kind = o["kind"]?.GetValue<string>();
-                if (kind == "train" && o["loss"] is JsonValue l && l.TryGetValue<double>(out var loss)) lossHistory.Add((TrainLog.StepOf(o), loss));
-                if (kind == "eval" && o["psnr"] is JsonValue p && p.TryGetValue<double>(out var psnr)) psnrHistory.Add((TrainLog.StepOf(o), psnr));
-            }
+            var lines = TrainLog.Read(logPath);
+            lossHistory.AddRange(RunFolder.Series(lines, "train", "loss"));
+            psnrHistory.AddRange(RunFolder.Series(lines, "eval", "psnr"));
         }
         loader = new BatchLoader(data.Train, Config.BatchSize, Config.Seed, start, Config.Prefetch);
         log = new TrainLog(logPath);
@@ -508,19 +462,13 @@ public sealed class TokenizerTrainer : IDisposable
     /// <summary>Writes a checkpoint for the current step and prunes old ones beyond keep_checkpoints.</summary>
     public string Checkpoint(Action<TrainEvent>? observe = null)
     {
-        var dir = CheckpointDir(step);
+        var dir = CheckpointWriter.StepDir(runDir, step);
         using (var scope = NewDisposeScope())
         {
             var model = vae.state_dict().Select(kv => KeyValuePair.Create("vae." + kv.Key, kv.Value)).ToList();
-            var state = new List<KeyValuePair<string, Tensor>>
-            {
-                new("step", torch.tensor(step)),
-                new("data.epoch", torch.tensor(loader.Position.Epoch)),
-                new("data.batch", torch.tensor((long)loader.Position.Batch)),
-                new("data.train_count", torch.tensor((long)data.Train.Count)),
-                new("quantize.record_hit", torch.tensor(vae.Quantizer.RecordHit)),
-                new("rng.remedy", remedyGenerator.get_state()),
-            };
+            var state = RunFolder.ProgressState(step, loader.Position, data.Train.Count);
+            state.Add(new("quantize.record_hit", torch.tensor(vae.Quantizer.RecordHit)));
+            state.Add(new("rng.remedy", remedyGenerator.get_state()));
             if (ModelConfig.Dropout > 0) state.Add(new("rng.torch", torch.get_rng_state()));
             state.AddRange(optimizer.StateTensors());
             CheckpointWriter.Write(dir, ConfigJson(ModelConfig, Config), model, state,
@@ -528,25 +476,15 @@ public sealed class TokenizerTrainer : IDisposable
         }
         lastCheckpointStep = step;
         lastCheckpoint = dir;
-        foreach (var (_, old) in ListCheckpoints(runDir).SkipLast(Config.KeepCheckpoints))
-            if (old != dir) Directory.Delete(old, recursive: true);
+        RunFolder.Prune(runDir, Config.KeepCheckpoints, dir);
         log.Write("checkpoint", step, new Dictionary<string, JsonNode?> { ["dir"] = dir, ["data_position"] = loader.Position.ToString() });
         Say(observe, $"step {step}: checkpoint {dir}");
         return dir;
     }
 
-    private void WritePlot()
-    {
-        try
-        {
-            LossPlot.Write(Path.Combine(runDir, PlotFile), lossHistory, psnrHistory,
-                $"tokenizer {Path.GetFileName(runDir)}: V={ModelConfig.VocabSize}, scales {string.Join(",", ModelConfig.VPatchNums)}");
-        }
-        catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException or InvalidOperationException)
-        {
-            log.Write("warning", step, new Dictionary<string, JsonNode?> { ["plot"] = e.Message });
-        }
-    }
+    private void WritePlot() => RunFolder.TryPlot(log, step, () =>
+        LossPlot.Write(Path.Combine(runDir, PlotFile), lossHistory, psnrHistory,
+            $"tokenizer {Path.GetFileName(runDir)}: V={ModelConfig.VocabSize}, scales {string.Join(",", ModelConfig.VPatchNums)}"));
 
     private void Say(Action<TrainEvent>? observe, string text) => observe?.Invoke(new MessageEvent(step, text));
 

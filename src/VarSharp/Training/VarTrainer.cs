@@ -51,11 +51,11 @@ public sealed record VarTrainResult(long Step, bool Finished, string? LastCheckp
 /// </summary>
 public sealed class VarTrainer : IDisposable
 {
-    public const string RunConfigFile = "run.json";
-    public const string LogFile = "log.jsonl";
-    public const string PlotFile = "loss.png";
+    public const string RunConfigFile = RunFolder.ConfigFile;
+    public const string LogFile = RunFolder.LogFile;
+    public const string PlotFile = RunFolder.PlotFile;
     public const string CheckpointsDir = CheckpointWriter.CheckpointsDir;
-    public const string SamplesDir = "samples";
+    public const string SamplesDir = RunFolder.SamplesDir;
     public const string TrainBlock = "train_var";
     private const string StateFormat = "varsharp-var-train-state";
     private const ulong InitStream = 0x1417;
@@ -117,11 +117,11 @@ public sealed class VarTrainer : IDisposable
         model = new VarModel(modelConfig);
         try
         {
-            using (var initGenerator = new Generator(MixSeed(train.Seed, InitStream)))
+            using (var initGenerator = new Generator(RunFolder.StreamSeed(train.Seed, InitStream)))
                 model.InitWeights(initGenerator, train.InitAdaln, train.InitAdalnGamma, train.InitHead, train.InitStd);
             trainStep = new VarTrainStep(model, Settings(train));
             schedule = new LrSchedule(train.Lr, train.ResolvedWarmupSteps, train.Steps, train.Decay, train.WarmupStartRatio, train.MinLrRatio);
-            generator = new Generator(MixSeed(train.Seed, TrainStream));
+            generator = new Generator(RunFolder.StreamSeed(train.Seed, TrainStream));
         }
         catch
         {
@@ -163,8 +163,6 @@ public sealed class VarTrainer : IDisposable
         Cvae = tokenizer.ZChannels,
     }.Validate();
 
-    private static ulong MixSeed(ulong seed, ulong stream) => SplitMix.Keyed(seed, stream).Next() & 0x7FFF_FFFF_FFFF_FFFFUL;
-
     /// <summary>Loads a tokenizer from a model folder (a bundle is verified first), with a clear error when it has none.</summary>
     public static VqVae LoadTokenizer(string dir)
     {
@@ -181,10 +179,7 @@ public sealed class VarTrainer : IDisposable
     /// </summary>
     public static VarTrainer Start(string runDir, VarConfig model, VarTrainConfig train, VqVae? tokenizer = null, TrainingData? data = null)
     {
-        runDir = Path.GetFullPath(runDir);
-        if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
-            throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder, or continue that run with --resume {runDir}.");
-        if (File.Exists(runDir)) throw new VarSharpException($"{runDir} is a file; expected a folder for the run.");
+        runDir = RunFolder.ForNewRun(runDir);
         train = train.Validate() with { WarmupSteps = train.ResolvedWarmupSteps };
         if (tokenizer is null) train = train with { Tokenizer = Path.GetFullPath(train.Tokenizer) };
         var vae = tokenizer ?? LoadTokenizer(train.Tokenizer);
@@ -235,27 +230,13 @@ public sealed class VarTrainer : IDisposable
         var (storedTokenizer, storedModel, storedTrain, ckpt) = ReadCheckpointConfig(path);
         model ??= storedModel;
         train ??= storedTrain;
-        if (!model.Equals(storedModel))
-        {
-            var (name, ours, theirs) = JsonConfig.Differences(model, storedModel, VarConfig.JsonOptions).FirstOrDefault(("config", "another", "its own"));
-            throw new VarSharpException(
-                $"The checkpoint {ckpt} is a transformer with {name} {theirs} but this run asks for {ours}; resume with the checkpoint's settings or start a new run.");
-        }
-        var blocking = VarTrainConfig.Differences(train, storedTrain).Where(d => !VarTrainConfig.ChangeableOnResume.Contains(d.Name)).ToList();
-        if (blocking.Count > 0)
-        {
-            var (name, ours, theirs) = blocking[0];
-            throw new VarSharpException(
-                $"The checkpoint {ckpt} was trained with {name} {theirs} but this run asks for {ours}; only {string.Join(", ", VarTrainConfig.ChangeableOnResume.Order())} may change on resume.");
-        }
+        RunFolder.CheckResumeConfigs(ckpt, "transformer", model, storedModel, train, storedTrain, VarTrainConfig.ChangeableOnResume, VarConfig.JsonOptions);
 
         string runDir = CheckpointWriter.ResumeRunDir(ckpt, newRunDir);
-
         string source = CheckpointWriter.TrainStatePath(ckpt);
-        var header = SafeTensors.ReadHeader(source);
-        if (header.Metadata is null || !header.Metadata.TryGetValue("format", out var format) || format != StateFormat)
-            throw new VarSharpException($"{source} is not a transformer train state (expected metadata format '{StateFormat}').");
-        header.Metadata.TryGetValue("tokenizer_sha256", out var storedDigest);
+        RunFolder.CheckStateFormat(source, StateFormat, "transformer");
+        string? storedDigest = null;
+        SafeTensors.ReadHeader(source).Metadata?.TryGetValue("tokenizer_sha256", out storedDigest);
 
         var state = SafeTensors.Load(source);
         VqVae? vae = null;
@@ -281,27 +262,15 @@ public sealed class VarTrainer : IDisposable
             }
             else vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(ckpt));
 
-            long ckptStep = CheckpointWriter.Scalar(state, "step", source);
-            if (newRunDir is null)
-            {
-                var newer = CheckpointWriter.List(runDir).Where(c => c.Step > ckptStep).Select(c => c.Dir).FirstOrDefault();
-                if (newer is not null)
-                    throw new VarSharpException(
-                        $"Run folder {runDir} has a later checkpoint ({newer}) than the one to resume ({ckpt}); resume from the latest, or give a new output folder.");
-            }
-            if (ckptStep > train.Steps)
-                throw new VarSharpException($"The checkpoint {ckpt} is at step {ckptStep}, beyond the {train.Steps} steps this run asks for.");
+            RunFolder.CheckResumePoint(runDir, ckpt, CheckpointWriter.Scalar(state, "step", source), train.Steps, inPlace: newRunDir is null);
 
             t = new VarTrainer(runDir, model, train, vae, ownsVae: true, data);
             vae = null;   // the trainer owns it now
             if (storedDigest is not null && t.tokenizerDigest != storedDigest)
                 throw new VarSharpException($"The tokenizer weights in {ckpt} do not match the digest its train state records; the checkpoint was altered.");
-            long trainCount = CheckpointWriter.Scalar(state, "data.train_count", source);
-            if (trainCount != t.data.Train.Count)
-                throw new VarSharpException(
-                    $"The checkpoint {ckpt} was trained on {trainCount} images but {t.data.Train.Description} has {t.data.Train.Count}; the data changed.");
+            var (ckptStep, position) = RunFolder.ReadProgress(state, source, ckpt, t.data.Train);
             t.LoadState(ckpt, state, source);
-            var position = new DataPosition(CheckpointWriter.Scalar(state, "data.epoch", source), (int)CheckpointWriter.Scalar(state, "data.batch", source));
+            t.step = ckptStep;
             t.Open(position, truncateLogAfter: newRunDir is null ? t.step : null);
             CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), t.ConfigJson());
             t.lastCheckpointStep = t.step;
@@ -325,7 +294,6 @@ public sealed class VarTrainer : IDisposable
     {
         CheckpointWriter.LoadModelWeights(ckpt, model, "var.");
         trainStep.Optimizer.LoadState(state, source);
-        step = CheckpointWriter.Scalar(state, "step", source);
         if (!state.TryGetValue("rng.train", out var rng)) throw new VarSharpException($"{source} lacks 'rng.train'; expected the training generator's state.");
         generator.set_state(rng);
     }
@@ -371,20 +339,14 @@ public sealed class VarTrainer : IDisposable
     /// <summary>Creates the folders, settles the data position, reloads the plot's history, opens the log.</summary>
     private void Open(DataPosition start, long? truncateLogAfter)
     {
-        Directory.CreateDirectory(runDir);
-        Directory.CreateDirectory(Path.Combine(runDir, CheckpointsDir));
-        Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
-        var logPath = Path.Combine(runDir, LogFile);
+        var logPath = RunFolder.Create(runDir);
         if (truncateLogAfter is { } after)
         {
             TrainLog.TruncateAfter(logPath, after);
-            foreach (var o in TrainLog.Read(logPath))
-            {
-                var kind = o["kind"]?.GetValue<string>();
-                if (kind == "train" && o["loss"] is JsonValue l && l.TryGetValue<double>(out var loss)) lossHistory.Add((TrainLog.StepOf(o), loss));
-                if (kind == "eval" && o["loss_mean"] is JsonValue el && el.TryGetValue<double>(out var eloss)) evalLossHistory.Add((TrainLog.StepOf(o), eloss));
-                if (kind == "eval" && o["acc_mean"] is JsonValue ea && ea.TryGetValue<double>(out var eacc)) evalAccHistory.Add((TrainLog.StepOf(o), eacc));
-            }
+            var lines = TrainLog.Read(logPath);
+            lossHistory.AddRange(RunFolder.Series(lines, "train", "loss"));
+            evalLossHistory.AddRange(RunFolder.Series(lines, "eval", "loss_mean"));
+            evalAccHistory.AddRange(RunFolder.Series(lines, "eval", "acc_mean"));
         }
         int batchesPerEpoch = data.Train.Count / Config.BatchSize;
         if (start.Epoch < 0 || start.Batch < 0 || start.Batch >= batchesPerEpoch)
@@ -675,14 +637,8 @@ public sealed class VarTrainer : IDisposable
         {
             var weights = vae.state_dict().Select(kv => KeyValuePair.Create("vae." + kv.Key, kv.Value))
                 .Concat(model.state_dict().Select(kv => KeyValuePair.Create("var." + kv.Key, kv.Value))).ToList();
-            var state = new List<KeyValuePair<string, Tensor>>
-            {
-                new("step", torch.tensor(step)),
-                new("data.epoch", torch.tensor(position.Epoch)),
-                new("data.batch", torch.tensor((long)position.Batch)),
-                new("data.train_count", torch.tensor((long)data.Train.Count)),
-                new("rng.train", generator.get_state()),
-            };
+            var state = RunFolder.ProgressState(step, position, data.Train.Count);
+            state.Add(new("rng.train", generator.get_state()));
             state.AddRange(trainStep.Optimizer.StateTensors());
             CheckpointWriter.Write(dir, ConfigJson(), weights, state, new Dictionary<string, string>
             {
@@ -693,27 +649,17 @@ public sealed class VarTrainer : IDisposable
         }
         lastCheckpointStep = step;
         lastCheckpoint = dir;
-        foreach (var (_, old) in CheckpointWriter.List(runDir).SkipLast(Config.KeepCheckpoints))
-            if (old != dir) Directory.Delete(old, recursive: true);
+        RunFolder.Prune(runDir, Config.KeepCheckpoints, dir);
         log.Write("checkpoint", step, new Dictionary<string, JsonNode?> { ["dir"] = dir, ["data_position"] = position.ToString() });
         Say(observe, $"step {step}: checkpoint {dir}");
         return dir;
     }
 
-    private void WritePlot()
-    {
-        try
-        {
-            LossPlot.Write(Path.Combine(runDir, PlotFile),
-                $"VAR {Path.GetFileName(runDir)}: depth {model.Config.Depth}, width {model.Config.EmbedDim}, V={model.Config.VocabSize}",
-                [new PlotSeries("train loss (log10)", lossHistory), new PlotSeries("held-out loss (log10)", evalLossHistory, Line: false)], "log10 loss",
-                [new PlotSeries("held-out token accuracy (%)", evalAccHistory, Line: false)], "accuracy %");
-        }
-        catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException or InvalidOperationException)
-        {
-            log.Write("warning", step, new Dictionary<string, JsonNode?> { ["plot"] = e.Message });
-        }
-    }
+    private void WritePlot() => RunFolder.TryPlot(log, step, () =>
+        LossPlot.Write(Path.Combine(runDir, PlotFile),
+            $"VAR {Path.GetFileName(runDir)}: depth {model.Config.Depth}, width {model.Config.EmbedDim}, V={model.Config.VocabSize}",
+            [new PlotSeries("train loss (log10)", lossHistory), new PlotSeries("held-out loss (log10)", evalLossHistory, Line: false)], "log10 loss",
+            [new PlotSeries("held-out token accuracy (%)", evalAccHistory, Line: false)], "accuracy %"));
 
     private void Say(Action<TrainEvent>? observe, string text) => observe?.Invoke(new MessageEvent(step, text));
 

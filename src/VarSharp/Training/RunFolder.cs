@@ -1,0 +1,142 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using VarSharp.Checkpoints;
+using VarSharp.Config;
+using VarSharp.Data;
+using static TorchSharp.torch;
+
+namespace VarSharp.Training;
+
+/// <summary>
+/// The rules every trainer's run folder follows, kept in one place so the tokenizer and the transformer runs cannot
+/// drift apart: a new run never writes into a used folder; a resume is refused (before anything is written) when the
+/// configs differ in a setting that may not change, when a later checkpoint would be shadowed, or when the data
+/// changed; the train state stores the step and the data position the same way in every run; old checkpoints are
+/// pruned, never the one just written; a failing plot is a warning, not the end of a long run.
+/// </summary>
+public static class RunFolder
+{
+    public const string ConfigFile = "run.json";
+    public const string LogFile = "log.jsonl";
+    public const string PlotFile = "loss.png";
+    public const string SamplesDir = "samples";
+
+    /// <summary>The full path of a folder a new run may use: it must not exist, or be empty.</summary>
+    public static string ForNewRun(string runDir)
+    {
+        runDir = Path.GetFullPath(runDir);
+        if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
+            throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder, or continue that run with --resume {runDir}.");
+        if (File.Exists(runDir)) throw new VarSharpException($"{runDir} is a file; expected a folder for the run.");
+        return runDir;
+    }
+
+    /// <summary>Creates the run folder with its checkpoints/ and samples/ folders; returns the log's path.</summary>
+    public static string Create(string runDir)
+    {
+        Directory.CreateDirectory(runDir);
+        Directory.CreateDirectory(Path.Combine(runDir, CheckpointWriter.CheckpointsDir));
+        Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
+        return Path.Combine(runDir, LogFile);
+    }
+
+    /// <summary>A seed of its own for one random stream of a run (weights, remedy, label dropout …), from the run's seed.</summary>
+    public static ulong StreamSeed(ulong seed, ulong stream) => SplitMix.Keyed(seed, stream).Next() & 0x7FFF_FFFF_FFFF_FFFFUL;
+
+    /// <summary>
+    /// Refuses a resume whose requested model differs from the checkpoint's, or whose training settings differ in one
+    /// outside <paramref name="changeable"/>. <paramref name="what"/> names the model ("tokenizer", "transformer");
+    /// <paramref name="modelJson"/> is the model config's serializer options.
+    /// </summary>
+    public static void CheckResumeConfigs<TModel, TTrain>(string checkpoint, string what, TModel model, TModel storedModel,
+        TTrain train, TTrain storedTrain, IReadOnlySet<string> changeable, JsonSerializerOptions? modelJson = null)
+        where TModel : notnull where TTrain : notnull
+    {
+        if (!model.Equals(storedModel))
+        {
+            var (name, ours, theirs) = JsonConfig.Differences(model, storedModel, modelJson).FirstOrDefault(("config", "another", "its own"));
+            throw new VarSharpException(
+                $"The checkpoint {checkpoint} is a {what} with {name} {theirs} but this run asks for {ours}; resume with the checkpoint's settings or start a new run.");
+        }
+        foreach (var (name, ours, theirs) in JsonConfig.Differences(train, storedTrain).Where(d => !changeable.Contains(d.Name)))
+            throw new VarSharpException(
+                $"The checkpoint {checkpoint} was trained with {name} {theirs} but this run asks for {ours}; only {string.Join(", ", changeable.Order())} may change on resume.");
+    }
+
+    /// <summary>Refuses a train state whose metadata does not name <paramref name="format"/>.</summary>
+    public static void CheckStateFormat(string source, string format, string what)
+    {
+        var header = SafeTensors.ReadHeader(source);
+        if (header.Metadata is null || !header.Metadata.TryGetValue("format", out var found) || found != format)
+            throw new VarSharpException($"{source} is not a {what} train state (expected metadata format '{format}').");
+    }
+
+    /// <summary>
+    /// Refuses to resume <paramref name="checkpoint"/> (at <paramref name="checkpointStep"/>) when the run continues
+    /// in place and a later checkpoint exists (its steps would be overwritten in the log and the pruning order), or when
+    /// the checkpoint is already past the run's <paramref name="steps"/>.
+    /// </summary>
+    public static void CheckResumePoint(string runDir, string checkpoint, long checkpointStep, long steps, bool inPlace)
+    {
+        if (inPlace)
+        {
+            var newer = CheckpointWriter.List(runDir).Where(c => c.Step > checkpointStep).Select(c => c.Dir).FirstOrDefault();
+            if (newer is not null)
+                throw new VarSharpException(
+                    $"Run folder {runDir} has a later checkpoint ({newer}) than the one to resume ({checkpoint}); resume from the latest, or give a new output folder.");
+        }
+        if (checkpointStep > steps)
+            throw new VarSharpException($"The checkpoint {checkpoint} is at step {checkpointStep}, beyond the {steps} steps this run asks for.");
+    }
+
+    /// <summary>The train-state entries every run stores: the step, the next batch's position and the training-set size.</summary>
+    public static List<KeyValuePair<string, Tensor>> ProgressState(long step, DataPosition position, int trainCount) =>
+    [
+        new("step", tensor(step)),
+        new("data.epoch", tensor(position.Epoch)),
+        new("data.batch", tensor((long)position.Batch)),
+        new("data.train_count", tensor((long)trainCount)),
+    ];
+
+    /// <summary>Reads <see cref="ProgressState"/> back, refusing a checkpoint trained on a training set of another size.</summary>
+    public static (long Step, DataPosition Position) ReadProgress(IReadOnlyDictionary<string, Tensor> state, string source,
+        string checkpoint, IImageDataset train)
+    {
+        long trainCount = CheckpointWriter.Scalar(state, "data.train_count", source);
+        if (trainCount != train.Count)
+            throw new VarSharpException(
+                $"The checkpoint {checkpoint} was trained on {trainCount} images but {train.Description} has {train.Count}; the data changed.");
+        var position = new DataPosition(CheckpointWriter.Scalar(state, "data.epoch", source), (int)CheckpointWriter.Scalar(state, "data.batch", source));
+        return (CheckpointWriter.Scalar(state, "step", source), position);
+    }
+
+    /// <summary>Deletes the run's checkpoints older than the newest <paramref name="keep"/>, never <paramref name="current"/>.</summary>
+    public static void Prune(string runDir, int keep, string current)
+    {
+        foreach (var (_, old) in CheckpointWriter.List(runDir).SkipLast(keep))
+            if (old != current) Directory.Delete(old, recursive: true);
+    }
+
+    /// <summary>The (step, value) pairs of one numeric field of the log lines of one kind, for the loss plot after a resume.</summary>
+    public static List<(long Step, double Value)> Series(IEnumerable<JsonObject> lines, string kind, string field)
+    {
+        var series = new List<(long, double)>();
+        foreach (var o in lines)
+            if (o["kind"]?.GetValue<string>() == kind && o[field] is JsonValue v && v.TryGetValue<double>(out var x))
+                series.Add((TrainLog.StepOf(o), x));
+        return series;
+    }
+
+    /// <summary>Runs <paramref name="writePlot"/>; a plotting failure (fonts, native libraries) becomes a warning line in the log.</summary>
+    public static void TryPlot(TrainLog log, long step, Action writePlot)
+    {
+        try
+        {
+            writePlot();
+        }
+        catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException or InvalidOperationException)
+        {
+            log.Write("warning", step, new Dictionary<string, JsonNode?> { ["plot"] = e.Message });
+        }
+    }
+}
