@@ -10,7 +10,6 @@ namespace VarSharp.Cli.Commands;
 /// <summary>`train`: trains the VAR transformer on a frozen tokenizer's token pyramids, or resumes a run.</summary>
 internal static class TrainCommand
 {
-    private static readonly VarTrainConfig Defaults = new();
     public const int DefaultDepth = 4;
 
     public static Command Create()
@@ -25,12 +24,8 @@ internal static class TrainCommand
 
     private sealed class Options
     {
+        public readonly TrainRunOptions Run = new();
         public readonly Option<string?> Tokenizer = new("--tokenizer", "-t") { Description = "Model folder of the trained tokenizer (e.g. RUN/checkpoints/step-N/model); on --resume optional, must match" };
-        public readonly Option<string?> Data = new("--data") { Description = $"Fashion-MNIST idx folder or image folder (default {Defaults.Data})" };
-        public readonly Option<string?> Out = new("--out", "-o") { Description = "New run folder (must not exist or be empty)" };
-        public readonly Option<string?> Resume = new("--resume") { Description = "Continue a run folder (its latest checkpoint) or a checkpoint folder" };
-        public readonly Option<long?> StopAfter = new("--stop-after") { Description = "Stop (and checkpoint) once this step is reached, to resume later" };
-        public readonly Option<int?> Threads = new("--threads") { Description = "torch threads (same seed + same threads → identical weights)" };
         public readonly Option<int?> Depth = new("--depth") { Description = $"Transformer blocks; width 64·depth and depth heads unless given ({DefaultDepth})" };
         public readonly Option<int?> EmbedDim = new("--embed-dim") { Description = "Width C (default 64·depth)" };
         public readonly Option<int?> NumHeads = new("--num-heads") { Description = "Attention heads (default depth)" };
@@ -39,45 +34,37 @@ internal static class TrainCommand
         public readonly Option<bool?> SharedAln = new("--shared-aln") { Description = "One AdaLN projection shared by all blocks (false)" };
         public readonly Option<double?> CondDropRate = new("--cond-drop-rate") { Description = "Label dropout for classifier-free guidance (0.1)" };
         public readonly Option<double?> DropPath = new("--drop-path") { Description = "Stochastic depth rate of the last block (0.1·depth/24)" };
-        public readonly Option<int?> Steps = new("--steps") { Description = $"Optimizer steps ({Defaults.Steps})" };
-        public readonly Option<int?> BatchSize = new("--batch-size", "-b") { Description = $"Images per step ({Defaults.BatchSize})" };
-        public readonly Option<double?> Tblr = new("--tblr") { Description = $"Base lr per 256 images; peak lr = tblr·batch/256 ({Defaults.Tblr})" };
-        public readonly Option<int?> WarmupSteps = new("--warmup-steps") { Description = "Linear warmup steps (2% of --steps)" };
-        public readonly Option<string?> Decay = new("--decay") { Description = $"lin0, lin or cos decay after warmup ({Defaults.Decay})" };
-        public readonly Option<double?> MinLrRatio = new("--min-lr-ratio") { Description = $"Final lr / peak lr ({Defaults.MinLrRatio})" };
-        public readonly Option<double?> WeightDecay = new("--weight-decay") { Description = $"AdamW weight decay on the decay group ({Defaults.WeightDecay})" };
-        public readonly Option<double?> GradClip = new("--grad-clip") { Description = $"Global gradient-norm clip, 0 = off ({Defaults.GradClip})" };
-        public readonly Option<double?> LabelSmooth = new("--label-smooth") { Description = "Label smoothing of the training loss (0)" };
-        public readonly Option<ulong?> Seed = new("--seed") { Description = "Seed for weights, data order, label dropout and drop path (0)" };
-        public readonly Option<int?> LogEvery = new("--log-every") { Description = $"Log line every N steps ({Defaults.LogEvery})" };
-        public readonly Option<int?> EvalEvery = new("--eval-every") { Description = $"Held-out loss/accuracy every N steps ({Defaults.EvalEvery})" };
-        public readonly Option<int?> EvalImages = new("--eval-images") { Description = $"Held-out images evaluated, 0 = none ({Defaults.EvalImages})" };
-        public readonly Option<int?> SampleEvery = new("--sample-every") { Description = $"Sample grid every N steps ({Defaults.SampleEvery})" };
-        public readonly Option<int?> SampleClasses = new("--sample-classes") { Description = $"Classes in the grid, two images each, 0 = no grids ({Defaults.SampleClasses})" };
-        public readonly Option<double?> SampleCfg = new("--sample-cfg") { Description = $"Guidance scale of the grids ({Defaults.SampleCfg})" };
-        public readonly Option<long?> SampleSeed = new("--sample-seed") { Description = "Seed of the grids, the same at every step (0)" };
-        public readonly Option<int?> CheckpointEvery = new("--checkpoint-every") { Description = $"Checkpoint every N steps ({Defaults.CheckpointEvery})" };
-        public readonly Option<int?> KeepCheckpoints = new("--keep-checkpoints") { Description = $"Checkpoints kept ({Defaults.KeepCheckpoints})" };
-        public readonly Option<int?> Prefetch = new("--prefetch") { Description = $"Batches prepared ahead when tokenizing per batch ({Defaults.Prefetch})" };
-        public readonly Option<string?> TokenCache = new("--token-cache") { Description = "Folder for the token cache (default: the run folder); shareable between runs" };
-        public readonly Option<bool> NoResize = new("--no-resize") { Description = "Image folders: require size×size images instead of resizing + cropping" };
-        public readonly Option<bool> Hflip = new("--hflip") { Description = "Random horizontal flips of training images (tokenizes per batch)" };
-        public readonly Option<bool> Strict = new("--strict") { Description = "Stop at the first unreadable image instead of skipping and counting it" };
 
-        public IEnumerable<Option> All => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();
+        public readonly ConfigOptions<VarTrainConfig> Train = new ConfigOptions<VarTrainConfig>(new(), VarTrainConfig.FromJson)
+            .AddCommon(seedUse: "Seed for weights, data order, label dropout and drop path", warmupNote: "2% of --steps",
+                prefetchUse: "Batches prepared ahead when tokenizing per batch", hflipUse: "Random horizontal flips of training images (tokenizes per batch)",
+                evalUse: "Held-out loss/accuracy every N steps")
+            .Double("--tblr", "tblr", "Base lr per 256 images; peak lr = tblr·batch/256")
+            .Text("--decay", "decay", "lin0, lin or cos decay after warmup")
+            .Double("--label-smooth", "label_smooth", "Label smoothing of the training loss")
+            .Int("--sample-every", "sample_every", "Sample grid every N steps")
+            .Int("--sample-classes", "sample_classes", "Classes in the grid, two images each, 0 = no grids")
+            .Double("--sample-cfg", "sample_cfg", "Guidance scale of the grids")
+            .Long("--sample-seed", "sample_seed", "Seed of the grids, the same at every step")
+            .FilePath("--token-cache", "token_cache", "Folder for the token cache; shareable between runs", defaultNote: "the run folder");
+
+        public IEnumerable<Option> All => Run.All
+            .Concat(new Option[] { Tokenizer, Depth, EmbedDim, NumHeads, MlpRatio, AttnL2Norm, SharedAln, CondDropRate, DropPath })
+            .Concat(Train.All);
     }
 
     private static int Run(ParseResult parse, Options o)
     {
-        LongRun.SetThreads(parse.GetValue(o.Threads));
-        var resume = parse.GetValue(o.Resume);
-        var outDir = parse.GetValue(o.Out);
+        LongRun.SetThreads(parse.GetValue(o.Run.Threads));
+        var resume = parse.GetValue(o.Run.Resume);
+        var outDir = parse.GetValue(o.Run.Out);
         var tokenizer = parse.GetValue(o.Tokenizer);
         VarTrainer trainer;
         if (resume is not null)
         {
             var (_, storedModel, storedTrain, _) = VarTrainer.ReadCheckpointConfig(resume);
-            var train = ApplyTrain(parse, o, storedTrain);
+            var train = o.Train.Apply(parse, storedTrain);
+            if (tokenizer is not null) train = train with { Tokenizer = Path.GetFullPath(tokenizer) };
             trainer = VarTrainer.Resume(resume, ApplyModel(parse, o, storedModel), train, tokenizer, outDir);
         }
         else
@@ -87,7 +74,7 @@ internal static class TrainCommand
             var folder = Path.GetFullPath(tokenizer);
             if (!Directory.Exists(folder)) throw new VarSharpException($"Tokenizer folder {folder} does not exist.");
             var tokenizerConfig = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
-            var train = ApplyTrain(parse, o, new VarTrainConfig { Tokenizer = folder });
+            var train = o.Train.Apply(parse, new VarTrainConfig { Tokenizer = folder });
             var data = VarTrainer.OpenData(tokenizerConfig, train);
             int depth = parse.GetValue(o.Depth) ?? DefaultDepth;
             if (depth < 1) throw new VarSharpException($"--depth must be at least 1 but is {depth}.");
@@ -95,7 +82,7 @@ internal static class TrainCommand
             trainer = VarTrainer.Start(outDir, model, train, data: data);
         }
         using (trainer)
-            return Train(parse, trainer, parse.GetValue(o.StopAfter));
+            return Train(parse, trainer, parse.GetValue(o.Run.StopAfter));
     }
 
     private static int Train(ParseResult parse, VarTrainer trainer, long? stopAfter)
@@ -145,36 +132,5 @@ internal static class TrainCommand
         if (p.GetValue(o.CondDropRate) is { } cd) m = m with { CondDropRate = cd };
         if (p.GetValue(o.DropPath) is { } dp) m = m with { DropPathRate = dp };
         return m.Validate();
-    }
-
-    private static VarTrainConfig ApplyTrain(ParseResult p, Options o, VarTrainConfig t)
-    {
-        if (p.GetValue(o.Tokenizer) is { } tok) t = t with { Tokenizer = Path.GetFullPath(tok) };
-        if (p.GetValue(o.Data) is { } data) t = t with { Data = Path.GetFullPath(data) };
-        if (p.GetValue(o.Steps) is { } steps) t = t with { Steps = steps };
-        if (p.GetValue(o.BatchSize) is { } bs) t = t with { BatchSize = bs };
-        if (p.GetValue(o.Tblr) is { } tblr) t = t with { Tblr = tblr };
-        if (p.GetValue(o.WarmupSteps) is { } wu) t = t with { WarmupSteps = wu };
-        if (p.GetValue(o.Decay) is { } decay) t = t with { Decay = decay };
-        if (p.GetValue(o.MinLrRatio) is { } mlr) t = t with { MinLrRatio = mlr };
-        if (p.GetValue(o.WeightDecay) is { } wd) t = t with { WeightDecay = wd };
-        if (p.GetValue(o.GradClip) is { } clip) t = t with { GradClip = clip };
-        if (p.GetValue(o.LabelSmooth) is { } ls) t = t with { LabelSmooth = ls };
-        if (p.GetValue(o.Seed) is { } seed) t = t with { Seed = seed };
-        if (p.GetValue(o.LogEvery) is { } le) t = t with { LogEvery = le };
-        if (p.GetValue(o.EvalEvery) is { } ee) t = t with { EvalEvery = ee };
-        if (p.GetValue(o.EvalImages) is { } ei) t = t with { EvalImages = ei };
-        if (p.GetValue(o.SampleEvery) is { } se) t = t with { SampleEvery = se };
-        if (p.GetValue(o.SampleClasses) is { } sc) t = t with { SampleClasses = sc };
-        if (p.GetValue(o.SampleCfg) is { } cfg) t = t with { SampleCfg = cfg };
-        if (p.GetValue(o.SampleSeed) is { } ss) t = t with { SampleSeed = ss };
-        if (p.GetValue(o.CheckpointEvery) is { } ce) t = t with { CheckpointEvery = ce };
-        if (p.GetValue(o.KeepCheckpoints) is { } kc) t = t with { KeepCheckpoints = kc };
-        if (p.GetValue(o.Prefetch) is { } pf) t = t with { Prefetch = pf };
-        if (p.GetValue(o.TokenCache) is { } tc) t = t with { TokenCache = Path.GetFullPath(tc) };
-        if (p.GetResult(o.NoResize) is not null) t = t with { Resize = !p.GetValue(o.NoResize) };
-        if (p.GetResult(o.Hflip) is not null) t = t with { Hflip = p.GetValue(o.Hflip) };
-        if (p.GetResult(o.Strict) is not null) t = t with { Strict = p.GetValue(o.Strict) };
-        return t.Validate();
     }
 }
