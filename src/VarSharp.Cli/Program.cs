@@ -26,6 +26,7 @@ internal static class Program
         TrainClassifierCommand.Create(),
         EvalCommand.Create(),
         RecommendCommand.Create(),
+        BenchCommand.Create(),
         ServeCommand.Create(),
     };
 }

@@ -51,7 +51,7 @@ internal sealed class ConfigOptions<T> where T : notnull
 
     /// <summary>Comma-separated integers (1,2,2).</summary>
     public ConfigOptions<T> IntList(string name, string field, string description) =>
-        Add<string?>(name, field, description, null, null, v => v is null ? null : new JsonArray(ParseInts(v, name).Select(i => (JsonNode?)JsonValue.Create(i)).ToArray()));
+        Add<string?>(name, field, description, null, null, v => v is null ? null : new JsonArray(OptionText.Ints(v, name).Select(i => (JsonNode?)JsonValue.Create(i)).ToArray()));
 
     /// <summary>A switch that sets a boolean field to <paramref name="whenGiven"/> (--hflip: true; --no-resize: false).</summary>
     public ConfigOptions<T> Flag(string name, string field, string description, bool whenGiven = true)
@@ -87,17 +87,6 @@ internal sealed class ConfigOptions<T> where T : notnull
         JsonValue v when v.TryGetValue<double>(out var d) => d.ToString(CultureInfo.InvariantCulture),
         _ => value.ToJsonString(),
     };
-
-    public static int[] ParseInts(string text, string option)
-    {
-        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        var result = new int[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out result[i]))
-                throw new VarSharpException($"{option} takes comma-separated integers like 1,2,3 but got '{text}'.");
-        if (result.Length == 0) throw new VarSharpException($"{option} takes comma-separated integers like 1,2,3 but got '{text}'.");
-        return result;
-    }
 }
 
 /// <summary>The training settings both training verbs take, declared once.</summary>
@@ -134,4 +123,20 @@ internal sealed class TrainRunOptions
     public readonly Option<int?> Threads = new("--threads") { Description = "torch threads (same seed + same threads → identical weights)" };
 
     public IEnumerable<Option> All => [Out, Resume, StopAfter, Threads];
+}
+
+/// <summary>Parsing of option values that System.CommandLine leaves as text.</summary>
+internal static class OptionText
+{
+    /// <summary>Comma-separated integers (1,2,2), or a one-sentence error naming the option.</summary>
+    public static int[] Ints(string text, string option)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var result = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out result[i]))
+                throw new VarSharpException($"{option} takes comma-separated integers like 1,2,3 but got '{text}'.");
+        if (result.Length == 0) throw new VarSharpException($"{option} takes comma-separated integers like 1,2,3 but got '{text}'.");
+        return result;
+    }
 }

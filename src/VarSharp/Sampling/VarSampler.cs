@@ -76,6 +76,14 @@ public sealed class VarSampler
     public VqVae Tokenizer { get; }
 
     /// <summary>
+    /// True (default): one <see cref="VarModel.StepLogits"/> per scale over a KV cache. False: no cache — every scale
+    /// runs a full teacher-forcing forward over all L positions (inputs known so far, zeros after them; the
+    /// block-causal mask keeps the scale's logits exact), as a sampler without a cache would. Only for benchmarks and
+    /// checks (<see cref="SamplingBenchmark"/>): it costs S full passes instead of one pass in pieces.
+    /// </summary>
+    public bool UseKvCache { get; init; } = true;
+
+    /// <summary>
     /// Samples one image per entry of <paramref name="labels"/> (class ids in [0, num_classes)).
     /// <paramref name="scaleImage"/>, when given, is called after every scale with the scale index and the image decoded
     /// from f_hat so far, (B, C, H, W) in [0, 1]; the tensor is valid only during the call (copy what you keep). A cancelled
@@ -105,6 +113,29 @@ public sealed class VarSampler
     {
         CheckCount(count);
         return Run(count, null, settings, rng, extras, scaleDone, scaleImage, cancellationToken);
+    }
+
+    /// <summary>Scale <paramref name="si"/>'s logits from one full forward over the inputs fed so far (no cache).</summary>
+    private Tensor RecomputeLogits(int si, Tensor label_2B, List<Tensor> fed)
+    {
+        var cfg = Model.Config;
+        var (bg, ed) = cfg.BeginEnds[si];
+        var x = zeros(new long[] { label_2B.shape[0], cfg.L - cfg.FirstL, cfg.Cvae }, dtype: ScalarType.Float32, device: Model.Device);
+        if (fed.Count > 0)
+        {
+            var known = cat(fed.ToArray(), 1);
+            x.narrow(1, 0, known.shape[1]).copy_(known);
+        }
+        bool wasTraining = Model.training;
+        Model.eval();   // sampling draws nothing inside the model (no label dropout, no drop path), as StepLogits
+        try
+        {
+            return Model.Forward(label_2B, x).narrow(1, bg, ed - bg);
+        }
+        finally
+        {
+            if (wasTraining) Model.train();
+        }
     }
 
     private static void CheckCount(int count)
@@ -149,7 +180,8 @@ public sealed class VarSampler
             }
             var label_2B = cat([label_B, full_like(label_B, cfg.NumClasses)], 0);
 
-            using var cache = Model.NewKvCache(2 * B);
+            using var cache = UseKvCache ? Model.NewKvCache(2 * B) : null;
+            var fedInputs = new List<Tensor>(S);
             var fHat_BChw = zeros(new long[] { B, Cvae, latent, latent }, dtype: ScalarType.Float32, device: device);
             var codebook_VC = Tokenizer.Quantizer.Codebook.weight!;
             var tokens = new List<Tensor>(S);
@@ -164,8 +196,17 @@ public sealed class VarSampler
                 using var stepScope = NewDisposeScope();
                 int pn = cfg.PatchNums[si];
                 double ratio = S > 1 ? (double)si / (S - 1) : 0.0;
-                var raw_2BlV = Model.StepLogits(si, label_2B, nextInput_2BlC, cache);
-                nextInput_2BlC?.Dispose();
+                Tensor raw_2BlV;
+                if (cache is not null)
+                {
+                    raw_2BlV = Model.StepLogits(si, label_2B, nextInput_2BlC, cache);
+                    nextInput_2BlC?.Dispose();
+                }
+                else
+                {
+                    if (nextInput_2BlC is not null) fedInputs.Add(nextInput_2BlC);   // freed with the run's scope
+                    raw_2BlV = RecomputeLogits(si, label_2B, fedInputs);
+                }
                 nextInput_2BlC = null;
 
                 double t = settings.Cfg * ratio;

@@ -36,6 +36,28 @@ public sealed class VarSamplerTests : IDisposable
     private static long[] Ints(Tensor t) => t.data<long>().ToArray();
 
     [Fact]
+    public void SamplingWithoutTheCacheDrawsTheSameTokensFromTheSameLogits()
+    {
+        using var scope = NewDisposeScope();
+        var recompute = new VarSampler(_model, _vae) { UseKvCache = false };
+        _model.train();   // the recompute path must not draw label dropout or drop path, whatever the model's mode
+        try
+        {
+            using var a = _sampler.Sample([2, 4, 1, 1], Settings(topK: 6), SampleRng.PerSampleFrom(3, 4), SampleExtras.Logits);
+            using var b = recompute.Sample([2, 4, 1, 1], Settings(topK: 6), SampleRng.PerSampleFrom(3, 4), SampleExtras.Logits);
+            double err = TensorAssert.Close(a.LogitsRaw!, b.LogitsRaw!, 1e-5, "KV-cache logits vs recomputed logits");
+            _output.WriteLine($"max |logit difference| {err:g3}");
+            Assert.Equal(Ints(a.TokensBL()), Ints(b.TokensBL()));
+            Assert.Equal(0.0, TensorAssert.MaxAbsDiff(a.Images, b.Images));
+            Assert.True(_model.training, "the sampler must give the model back in the mode it found it");
+        }
+        finally
+        {
+            _model.eval();
+        }
+    }
+
+    [Fact]
     public void KvCachedSamplingEqualsTeacherForcingOnItsOwnTokens()
     {
         using var scope = NewDisposeScope();

@@ -1,0 +1,74 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using VarSharp.Data;
+using VarSharp.Sampling;
+
+namespace VarSharp.Cli.Commands;
+
+/// <summary>`bench`: sampling and tokenizer speed of one model, and memory over the run, with the ratios measured in one process.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var pipeline = new PipelineOptions();
+        var batches = new Option<string>("--batch-sizes") { Description = "Batch sizes compared; the first is the baseline of the speed-ups", DefaultValueFactory = _ => "1,8,32" };
+        var images = new Option<int>("--images") { Description = "Images sampled per measurement", DefaultValueFactory = _ => 32 };
+        var repeats = new Option<int>("--repeats") { Description = "Measurements per figure (the median is shown)", DefaultValueFactory = _ => 3 };
+        var compare = new Option<int>("--compare-batch") { Description = "Batch of the KV-cache-against-recompute comparison", DefaultValueFactory = _ => 8 };
+        var cfg = new Option<double?>("--cfg") { Description = "Guidance scale (default: the model's recommended value, else 4)" };
+        var threads = new Option<int?>("--threads") { Description = "torch threads" };
+        var json = new Option<string?>("--json") { Description = "Also write the figures to this JSON file" };
+        var command = new Command("bench",
+            "Measure sampling speed per batch size, the KV cache against recomputing, tokenizer encode/decode speed and memory; prints ratios measured in one run");
+        pipeline.AddTo(command);
+        foreach (var o in new Option[] { batches, images, repeats, compare, cfg, threads, json }) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            LongRun.SetThreads(parse.GetValue(threads));
+            var sizes = OptionText.Ints(parse.GetValue(batches)!, "--batch-sizes");
+            using var pipe = pipeline.Load(parse);
+            var recommended = pipe.DefaultOptions();
+            var options = new BenchmarkOptions
+            {
+                BatchSizes = sizes,
+                Images = parse.GetValue(images),
+                Repeats = parse.GetValue(repeats),
+                CompareBatch = parse.GetValue(compare),
+                Settings = (recommended with { Cfg = parse.GetValue(cfg) ?? recommended.Cfg }).ToSettings(pipe.VocabSize),
+            }.Validate();
+            var writer = parse.InvocationConfiguration.Output;
+            var m = pipe.Model.Config;
+            writer.WriteLine(Invariant(
+                $"model: {pipe.ImageSize}x{pipe.ImageSize}, depth {m.Depth}, width {m.EmbedDim}, {m.L} tokens over {m.NumScales} scales, V={m.VocabSize}; cfg {options.Settings.Cfg}, top-k {options.Settings.TopK}, top-p {options.Settings.TopP}; {Environment.ProcessorCount} cores"));
+            var r = SamplingBenchmark.Run(pipe, options, line => writer.WriteLine($"... {line}"));
+            writer.WriteLine(Report(r, options));
+            if (parse.GetValue(json) is { } path)
+                ImageIO.WriteAtomically(path, Encoding.UTF8.GetBytes(JsonSerializer.Serialize(r, JsonOut)));
+            return 0;
+        });
+        return command;
+    }
+
+    private static readonly JsonSerializerOptions JsonOut = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    /// <summary>The figures as the verb prints them.</summary>
+    public static string Report(SamplingBenchmarkResult r, BenchmarkOptions o)
+    {
+        var s = new StringBuilder();
+        s.AppendLine(Invariant($"sampling with the KV cache, {o.Images} images per measurement, median of {o.Repeats}, {r.Threads} threads:"));
+        s.AppendLine("  batch | images/s | speed-up over batch " + r.Batches[0].BatchSize);
+        foreach (var b in r.Batches)
+            s.AppendLine(Invariant($"  {b.BatchSize,5} | {b.ImagesPerSecond,8:0.0} | {b.SpeedUp:0.00}x"));
+        s.AppendLine(Invariant(
+            $"KV cache against recomputing all positions at every scale (batch {r.CompareBatch}): {r.CachedSeconds * 1000:0} ms against {r.RecomputeSeconds * 1000:0} ms per batch, {r.CacheSpeedUp:0.00}x faster; max |logit difference| {r.MaxLogitDifference:0.0e+0}, same tokens: {(r.SameTokens ? "yes" : "no")}"));
+        s.AppendLine(Invariant(
+            $"tokenizer (batch {r.TokenizerBatch}): encode {r.EncodeImagesPerSecond:0.0} images/s, decode {r.DecodeImagesPerSecond:0.0} images/s"));
+        s.Append(Invariant(
+            $"memory over {r.SamplingsForMemory} samplings after warm-up: resident {r.RssAfterWarmUp / 1048576.0:0} -> {r.RssAfter / 1048576.0:0} MiB ({(r.RssAfter - r.RssAfterWarmUp) / 1048576.0:+0;-0;0} MiB), live tensors {r.LiveTensorsAfterWarmUp} -> {r.LiveTensorsAfter}"));
+        return s.ToString();
+    }
+
+    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,50 @@
+using System.Text.Json.Nodes;
+using VarSharp.Tests.Support;
+
+namespace VarSharp.Tests.Cli;
+
+/// <summary>`bench` measures a model in one run and reports figures that are consistent with each other (no timing thresholds).</summary>
+public sealed class BenchCommandTests : IDisposable
+{
+    private readonly TempFolder _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public void ReportsEveryFigureAndTheTwoSamplingPathsAgree()
+    {
+        var model = TinyModels.WriteFolder(_temp.File("model"));
+        var json = _temp.File("bench.json");
+        var run = CliRun.Of("bench", "--model", model, "--batch-sizes", "1,3", "--images", "3", "--repeats", "1", "--compare-batch", "2", "--json", json);
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.Contains("speed-up over batch 1", run.Output);
+        Assert.Contains("same tokens: yes", run.Output);
+
+        var r = JsonNode.Parse(File.ReadAllText(json))!.AsObject();
+        var batches = r["batches"]!.AsArray();
+        Assert.Equal([1, 3], batches.Select(b => b!["batch_size"]!.GetValue<int>()));
+        Assert.Equal(1.0, batches[0]!["speed_up"]!.GetValue<double>());
+        foreach (var b in batches) Assert.True(b!["images_per_second"]!.GetValue<double>() > 0);
+        // The speed-up is the ratio of the two timings printed beside it.
+        double cached = r["cached_seconds"]!.GetValue<double>(), recompute = r["recompute_seconds"]!.GetValue<double>();
+        Assert.Equal(recompute / cached, r["cache_speed_up"]!.GetValue<double>(), 9);
+        Assert.True(r["max_logit_difference"]!.GetValue<double>() < 1e-4);
+        Assert.True(r["same_tokens"]!.GetValue<bool>());
+        Assert.True(r["encode_images_per_second"]!.GetValue<double>() > 0 && r["decode_images_per_second"]!.GetValue<double>() > 0);
+        // Every sampling disposes what it made: the live tensor count is back where the warm-up left it.
+        Assert.Equal(r["live_tensors_after_warm_up"]!.GetValue<long>(), r["live_tensors_after"]!.GetValue<long>());
+    }
+
+    [Theory]
+    [InlineData("--batch-sizes", "0,2", "batch sizes must be positive")]
+    [InlineData("--batch-sizes", "one", "--batch-sizes takes comma-separated integers")]
+    [InlineData("--repeats", "0", "the number of repeats must be positive")]
+    [InlineData("--cfg", "-1", "cfg (guidance scale) must be a finite number")]
+    public void BadSettingsAreRefusedInOneSentence(string option, string value, string message)
+    {
+        var model = TinyModels.WriteFolder(_temp.File("model"));
+        var run = CliRun.Of("bench", "--model", model, option, value);
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains(message, run.Error);
+    }
+}
