@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Unicode;
 using Microsoft.AspNetCore.Http;
 using VarSharp.Sampling;
 
@@ -44,17 +45,29 @@ public static class GenerateRequest
             buffer.Write(chunk, 0, n);
         }
         if (buffer.Length == 0) throw Bad("the request body is empty; send a JSON object such as {\"class\": 3}.");
-        JsonNode? node;
+        return Validate(ParseObject(buffer.ToArray()), models, options);
+    }
+
+    /// <summary>
+    /// The body as a JSON object. Checked here rather than left to JsonNode, which reads lazily and would fail later,
+    /// outside any validation, on a field given twice or on text that is not UTF-8.
+    /// </summary>
+    private static JsonObject ParseObject(byte[] body)
+    {
+        if (!Utf8.IsValid(body)) throw Bad("the request body is not valid UTF-8 text.");
         try
         {
-            node = JsonNode.Parse(buffer.ToArray(), documentOptions: new JsonDocumentOptions { MaxDepth = 8 });
+            using var doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 8 });
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad("the request body must be a JSON object such as {\"class\": 3}.");
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var p in doc.RootElement.EnumerateObject())
+                if (!seen.Add(p.Name)) throw Bad($"the field '{Clip(p.Name)}' is given twice; give each field once.");
+            return JsonObject.Create(doc.RootElement.Clone())!;
         }
         catch (JsonException e)
         {
             throw Bad($"the request body is not valid JSON ({FirstSentence(e.Message)}).");
         }
-        if (node is not JsonObject obj) throw Bad("the request body must be a JSON object such as {\"class\": 3}.");
-        return Validate(obj, models, options);
     }
 
     /// <summary>Reads and validates a query string (numbers and true/false as text).</summary>

@@ -132,6 +132,7 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
         { """{"topk": 3}""", "unknown field 'topk'; the fields are model, class, count, cfg, top_k, top_p, seed, more_smooth." },
         { """{"path": "/tmp/x"}""", "unknown field 'path'" },
         { """{"class": 3""", "the request body is not valid JSON" },
+        { """{"count": 2, "count": 3}""", "the field 'count' is given twice; give each field once." },
         { """[1, 2]""", "the request body must be a JSON object" },
         { "", "the request body is empty" },
     };
@@ -148,6 +149,26 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
         Assert.StartsWith(expected, error, StringComparison.Ordinal);
         Assert.EndsWith(".", error, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', error);
+        Assert.Equal(0, _server.Queue.Stats().Accepted);
+    }
+
+    [Theory]
+    [InlineData("/v1/generate")]
+    [InlineData("/v1/generate/stream")]
+    public async Task BodiesThatAreNotUtf8OrRepeatAFieldAre400(string path)
+    {
+        using var client = _server.CreateClient();
+        byte[] notUtf8 = [.. "{\"class\": \""u8, 0xFF, .. "\"}"u8];
+        using (var response = await client.PostAsync(path, new ByteArrayContent(notUtf8)))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal("the request body is not valid UTF-8 text.", (await response.ReadJson()).GetProperty("error").GetString());
+        }
+        using (var response = await client.PostAsync(path, new StringContent("""{"seed": 1, "seed": 2}""")))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal("the field 'seed' is given twice; give each field once.", (await response.ReadJson()).GetProperty("error").GetString());
+        }
         Assert.Equal(0, _server.Queue.Stats().Accepted);
     }
 
