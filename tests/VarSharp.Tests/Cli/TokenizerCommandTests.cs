@@ -100,6 +100,25 @@ public class TokenizerCommandTests : IDisposable
         Assert.Contains("PASS", run.Output);
     }
 
+    /// <summary>A case whose config no longer describes the transformer leaves its transformer tensors uncomputed: that is a failure, not a pass.</summary>
+    [GoldenTheory]
+    [MemberData(nameof(GoldenCaseData.Names), MemberType = typeof(GoldenCaseData))]
+    public void GoldenVerbFailsWhenTensorsOfTheCaseAreNotRecomputed(string caseName)
+    {
+        var copy = temp.File(caseName);
+        Directory.CreateDirectory(copy);
+        foreach (var f in Directory.EnumerateFiles(Path.Combine(SharedData.GoldenDir, caseName)))
+            File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(copy, "config.json")))!.AsObject();
+        Assert.True(config.Remove("var"), "the golden config has a 'var' block");
+        File.WriteAllText(Path.Combine(copy, "config.json"), config.ToJsonString());
+
+        var run = CliRun.Of("golden", copy);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("not recomputed (NotImplemented)", run.Output);
+        Assert.DoesNotContain("PASS", run.Output);
+    }
+
     [Fact]
     public void GoldenVerbFailsOnAFolderWithoutVectors()
     {
