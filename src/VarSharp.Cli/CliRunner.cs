@@ -20,7 +20,23 @@ public static class CliRunner
         var configuration = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
         try
         {
-            return root.Parse(args).Invoke(configuration);
+            if (args.Length == 0)
+            {
+                root.Parse(["--help"]).Invoke(configuration);
+                return UserError;
+            }
+            var parse = root.Parse(args);
+            if (parse.Errors.Count > 0 && !AsksForHelp(args))
+            {
+                // One sentence and where to look, instead of System.CommandLine's full help page under the message.
+                var command = parse.CommandResult.Command;
+                string path = string.Join(" ", command.Parents.OfType<Command>().Reverse().Skip(1).Select(c => c.Name).Append(command == root ? "" : command.Name)).Trim();
+                var first = parse.Errors.OrderBy(e => e.Message.StartsWith("Required command", StringComparison.Ordinal) ? 1 : 0).First();
+                error.WriteLine($"error: {first.Message.TrimEnd('.')}.");
+                error.WriteLine($"See: varsharp {(path.Length > 0 ? path + " " : "")}--help");
+                return UserError;
+            }
+            return parse.Invoke(configuration);
         }
         catch (Exception wrapped)
         {
@@ -34,6 +50,8 @@ public static class CliRunner
             return InternalError;
         }
     }
+
+    private static bool AsksForHelp(string[] args) => args.Any(a => a is "--help" or "-h" or "-?" or "--version");
 
     private static bool IsUserError(Exception e) =>
         e is VarSharpException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;

@@ -74,6 +74,7 @@ internal static class SampleCommand
                 Scales = parse.GetValue(scales),
             };
             pipe.Validate(options);
+            if (File.Exists(outDir)) throw new VarSharpException($"{Path.GetFullPath(outDir)} is a file; give a folder for the images (-o DIR).");
 
             var images = CliConsole.IsTerminal(writer) ? WithProgress(pipe, options, writer) : pipe.Generate(options);
 

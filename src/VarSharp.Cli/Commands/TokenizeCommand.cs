@@ -30,9 +30,7 @@ internal static class TokenizeCommand
             if (outPath is not null)
             {
                 var json = JsonSerializer.Serialize(new { vocab_size = vae.Config.VocabSize, patch_nums = patchNums, scales = pyramid });
-                var tmp = outPath + ".tmp";
-                File.WriteAllText(tmp, json);
-                File.Move(tmp, outPath, overwrite: true);
+                ImageIO.WriteAtomically(outPath, Encoding.UTF8.GetBytes(json));
                 writer.WriteLine($"wrote {outPath} ({pyramid.Sum(p => p.Length)} tokens over {pyramid.Count} scales)");
                 return 0;
             }

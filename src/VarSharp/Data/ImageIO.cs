@@ -22,7 +22,7 @@ public static class ImageIO
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException)
         {
-            throw new VarSharpException($"{path} is not a readable PNG or JPEG image ({e.Message.TrimEnd('.')}).", e);
+            throw new VarSharpException($"{path} is not a readable PNG or JPEG image ({Reason(e)}).", e);
         }
         if (image.Width <= 0 || image.Height <= 0 || image.Data is null)
             throw new VarSharpException($"{path} is not a readable PNG or JPEG image (no pixels).");
@@ -91,15 +91,37 @@ public static class ImageIO
     /// <summary>Writes bytes to a temporary file beside <paramref name="path"/> and renames it into place.</summary>
     public static void WriteAtomically(string path, byte[] bytes)
     {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        var full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new VarSharpException($"{full} is a folder; give the name of the file to write.");
+        var dir = Path.GetDirectoryName(full)!;
+        if (File.Exists(dir)) throw new VarSharpException($"Cannot write {full}: {dir} is a file, not a folder.");
+        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        try
         {
-            stream.Write(bytes);
-            stream.Flush(flushToDisk: true);
+            Directory.CreateDirectory(dir);
+            using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                stream.Write(bytes);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
         }
-        File.Move(tmp, path, overwrite: true);
+        catch (IOException e)
+        {
+            try { File.Delete(tmp); }
+            catch (IOException) { }
+            throw new VarSharpException($"Cannot write {full}: {Reason(e)}.", e);
+        }
+    }
+
+    /// <summary>
+    /// An exception's message fit for the middle of a one-sentence error: control characters (a decoder's message can
+    /// hold NUL bytes) removed, the final full stop dropped, and a plain reason when nothing readable is left.
+    /// </summary>
+    public static string Reason(Exception e)
+    {
+        var text = new string(e.Message.Where(ch => !char.IsControl(ch)).ToArray()).Trim().TrimEnd('.').Trim();
+        return text.Length == 0 ? "the data is truncated or corrupt" : text;
     }
 
     /// <summary>Tiles a batch (B, C, H, W) into one image (C, H', W') with `columns` per row and a padding of value −1 (black).</summary>

@@ -51,6 +51,22 @@ public class CliRunnerTests
         Assert.Contains("bogus", bogus.Error);
     }
 
+    [Theory]
+    [InlineData(new[] { "sample", "--count", "abc" }, "error: Cannot parse argument 'abc' for option '--count'", "See: varsharp sample --help")]
+    [InlineData(new[] { "sample", "--bogus" }, "error: Unrecognized command or argument '--bogus'.", "See: varsharp sample --help")]
+    [InlineData(new[] { "inspect" }, "error: Required argument missing for command: 'inspect'.", "See: varsharp inspect --help")]
+    [InlineData(new[] { "frobnicate" }, "error: Unrecognized command or argument 'frobnicate'.", "See: varsharp --help")]
+    public void ParseErrorsAreOneSentenceAndAPointerToTheHelp(string[] args, string sentence, string pointer)
+    {
+        var run = CliRun.Of(args);
+        Assert.Equal(1, run.ExitCode);
+        var lines = run.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal(2, lines.Length);
+        Assert.StartsWith(sentence, lines[0], StringComparison.Ordinal);
+        Assert.Equal(pointer, lines[1]);
+        Assert.DoesNotContain("Usage:", run.Output + run.Error);
+    }
+
     [Fact]
     public void SuccessfulActionsKeepTheirExitCode()
     {

@@ -56,6 +56,37 @@ public class TokenizerCommandTests : IDisposable
     }
 
     [Fact]
+    public void ATruncatedImageIsRefusedWithAReadableReason()
+    {
+        var good = File.ReadAllBytes(TinyModelFolder.WritePng(temp.File("in.png"), 8, 3));
+        File.WriteAllBytes(temp.File("cut.png"), good.AsSpan(0, 60).ToArray());
+        var run = CliRun.Of("reconstruct", "--model", model, "-i", temp.File("cut.png"), "-o", temp.File("out.png"));
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("is not a readable PNG or JPEG image (", run.Error);
+        Assert.DoesNotContain(run.Error.TrimEnd(), char.IsControl);
+        Assert.DoesNotContain("()", run.Error);
+    }
+
+    [Fact]
+    public void OutputsThatCannotBeWrittenAreUserErrorsAndMissingFoldersAreCreated()
+    {
+        var input = TinyModelFolder.WritePng(temp.File("in.png"), 8, 3);
+        var intoFolder = CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.Path);
+        Assert.Equal(1, intoFolder.ExitCode);
+        Assert.Contains("is a folder; give the name of the file to write.", intoFolder.Error);
+
+        File.WriteAllText(temp.File("plain"), "x");
+        var underFile = CliRun.Of("tokenize", "--model", model, "-i", input, "-o", Path.Combine(temp.File("plain"), "t.json"));
+        Assert.Equal(1, underFile.ExitCode);
+        Assert.Contains("is a file, not a folder", underFile.Error);
+        Assert.DoesNotContain(".tmp", underFile.Error);
+
+        var nested = Path.Combine(temp.Path, "new", "dir", "t.json");
+        Assert.Equal(0, CliRun.Of("tokenize", "--model", model, "-i", input, "-o", nested).ExitCode);
+        Assert.True(File.Exists(nested));
+    }
+
+    [Fact]
     public void WeightsThatDoNotMatchTheConfigAreRefused()
     {
         var other = TinyModelFolder.WriteTokenizer(temp.File("other"), TinyConfigs.VqVae() with { VocabSize = 32 });
