@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.RegularExpressions;
 
 namespace VarSharp.Web;
@@ -79,6 +80,17 @@ public sealed partial record ServeOptions
             throw new VarSharpException($"the batch window must be between 0 and 10 s, found {BatchWindow.TotalMilliseconds} ms.");
         if (RequestTimeout <= TimeSpan.Zero) throw new VarSharpException("the request timeout must be positive.");
         if (string.IsNullOrWhiteSpace(Urls)) throw new VarSharpException("no address to listen on.");
+        foreach (var url in Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            // Kestrel also takes http://*:5080 and http://+:5080, which are not URIs; check what follows the scheme.
+            string rest = url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) ? url[7..]
+                : url.StartsWith("https://", StringComparison.OrdinalIgnoreCase) ? url[8..] : "";
+            var hostPort = rest.Split('/')[0];
+            int colon = hostPort.LastIndexOf(':');
+            bool ok = rest.Length > 0 && colon > 0 && hostPort[..colon].Length > 0
+                && int.TryParse(hostPort[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int port) && port is >= 0 and <= 65535;
+            if (!ok) throw new VarSharpException($"'{url}' is not an address to listen on; give one like http://127.0.0.1:5080.");
+        }
         return this;
     }
 

@@ -28,6 +28,8 @@ public sealed class VarServer
         builder.WebHost.UseUrls(options.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // A failed start (address in use) is reported by Run as one sentence; the host's own log of it is a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         builder.Services.AddVarServer(options);
         var app = builder.Build();
         app.MapVarServer();
@@ -39,7 +41,15 @@ public sealed class VarServer
     {
         ArgumentNullException.ThrowIfNull(output);
         using var app = Build(options);
-        app.Start();
+        try
+        {
+            app.Start();
+        }
+        catch (IOException e)
+        {
+            // Address in use, or not an address of this machine: the user's to fix, so one sentence, no stack trace.
+            throw new VarSharpException($"cannot listen on {options.Urls}: {(e.InnerException ?? e).Message.TrimEnd('.').ToLowerInvariant()}.", e);
+        }
         foreach (var m in app.Services.GetRequiredService<ModelRegistry>().Models)
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"model '{m.Name}': {m.ImageSize}x{m.ImageSize}, {m.NumClasses} classes, {m.PatchNums.Count} scales ({string.Join(",", m.PatchNums)})"));

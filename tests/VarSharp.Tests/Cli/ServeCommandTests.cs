@@ -49,6 +49,37 @@ public sealed class ServeCommandTests(TinyModelFolderFixture model) : IClassFixt
         Assert.Equal(expected, run.Error.TrimEnd());
     }
 
+    [Theory]
+    [InlineData("notaurl")]
+    [InlineData("127.0.0.1:5080")]
+    [InlineData("http://127.0.0.1")]
+    [InlineData("http://127.0.0.1:99999")]
+    [InlineData("ftp://127.0.0.1:21")]
+    public void AnAddressThatIsNotOneIsRefusedBeforeAnythingLoads(string urls)
+    {
+        var run = CliRun.Of("serve", "-m", "tiny=" + model.Dir, "--urls", urls);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal($"error: '{urls}' is not an address to listen on; give one like http://127.0.0.1:5080.", run.Error.TrimEnd());
+    }
+
+    [Fact]
+    public void AnAddressInUseIsOneSentence()
+    {
+        var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        try
+        {
+            int port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+            var run = CliRun.Of("serve", "-m", "tiny=" + model.Dir, "--urls", $"http://127.0.0.1:{port}");
+            Assert.Equal(1, run.ExitCode);
+            Assert.Equal($"error: cannot listen on http://127.0.0.1:{port}: address already in use.", run.Error.TrimEnd());
+        }
+        finally
+        {
+            taken.Stop();
+        }
+    }
+
     [Fact]
     public void ABareFolderIsNamedAfterItself()
     {
