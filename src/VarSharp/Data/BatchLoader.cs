@@ -138,8 +138,13 @@ public sealed class BatchLoader : IDisposable
 
     private static Exception Rethrow(Exception e) => e is VarSharpException v ? new VarSharpException(v.Message, v) : new InvalidOperationException("the prefetch worker failed", e);
 
+    private bool disposed;
+
+    /// <summary>Stops the worker and frees the queue; safe to call more than once (a failing run disposes early).</summary>
     public void Dispose()
     {
+        if (disposed) return;
+        disposed = true;
         stop.Cancel();
         worker?.Join();
         queue?.Dispose();

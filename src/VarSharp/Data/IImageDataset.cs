@@ -46,11 +46,12 @@ public sealed class DataIssues
     private readonly List<string> examples = [];
     private int skippedAtScan;
     private int failedDecodes;
+    private readonly HashSet<string> undecodable = new(StringComparer.Ordinal);
 
     /// <summary>Files left out when the dataset was opened (not an image, truncated header, unreadable).</summary>
     public int SkippedAtScan { get { lock (gate) return skippedAtScan; } }
 
-    /// <summary>Samples whose pixels failed to decode during training; a neighbouring sample was used instead.</summary>
+    /// <summary>Files whose pixels failed to decode during training, each counted once however often it was met; a neighbouring sample was used instead.</summary>
     public int FailedDecodes { get { lock (gate) return failedDecodes; } }
 
     public IReadOnlyList<string> Examples { get { lock (gate) return examples.ToArray(); } }
@@ -68,8 +69,10 @@ public sealed class DataIssues
     {
         lock (gate)
         {
+            // The same file comes back every epoch (and from the prefetch worker): a file is one issue, not one per read.
+            if (!undecodable.Add(what)) return;
             failedDecodes++;
-            if (examples.Count < MaxNamed) examples.Add(what);
+            if (examples.Count < MaxNamed && !examples.Contains(what)) examples.Add(what);
         }
     }
 
@@ -78,6 +81,6 @@ public sealed class DataIssues
         lock (gate)
             return skippedAtScan == 0 && failedDecodes == 0
                 ? "no unreadable files"
-                : $"{skippedAtScan} unreadable files skipped, {failedDecodes} decode failures replaced (e.g. {string.Join("; ", examples)})";
+                : $"{skippedAtScan} unreadable files skipped, {failedDecodes} files that failed to decode replaced by neighbours (e.g. {string.Join("; ", examples)})";
     }
 }

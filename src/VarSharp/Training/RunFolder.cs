@@ -31,6 +31,25 @@ public static class RunFolder
         return runDir;
     }
 
+    /// <summary>
+    /// Removes what a new run wrote before it failed without any checkpoint (run.json, a log without an end, grids,
+    /// a token cache): nothing in it can be resumed, and leaving it would block starting again with the same --out.
+    /// The folder was absent or empty when the run started (<see cref="ForNewRun"/>); an existing one is kept, empty.
+    /// </summary>
+    public static void Abandon(string runDir, bool existedBefore)
+    {
+        if (!Directory.Exists(runDir)) return;
+        if (existedBefore)
+        {
+            foreach (var d in Directory.EnumerateDirectories(runDir)) Directory.Delete(d, recursive: true);
+            foreach (var f in Directory.EnumerateFiles(runDir)) File.Delete(f);
+        }
+        else
+        {
+            Directory.Delete(runDir, recursive: true);
+        }
+    }
+
     /// <summary>Creates the run folder with its checkpoints/ and samples/ folders; returns the log's path.</summary>
     public static string Create(string runDir)
     {

@@ -72,6 +72,8 @@ public sealed class TokenizerTrainer : IDisposable
     private long step;
     private long lastCheckpointStep = -1;
     private string? lastCheckpoint;
+    // For a run started (not resumed) in this session: whether its folder existed (empty) before; null otherwise.
+    private bool? newRunFolder;
     private double? lastPsnr;
 
     public VqVaeConfig ModelConfig { get; }
@@ -112,7 +114,8 @@ public sealed class TokenizerTrainer : IDisposable
     public static TokenizerTrainer Start(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data = null)
     {
         runDir = RunFolder.ForNewRun(runDir);
-        var t = new TokenizerTrainer(runDir, model, train, data);
+        bool existed = Directory.Exists(runDir);
+        var t = new TokenizerTrainer(runDir, model, train, data) { newRunFolder = existed };
         try
         {
             t.Open(new DataPosition(0, 0), truncateLogAfter: null);
@@ -123,6 +126,7 @@ public sealed class TokenizerTrainer : IDisposable
         catch
         {
             t.Dispose();
+            RunFolder.Abandon(runDir, existed);
             throw;
         }
     }
@@ -260,6 +264,33 @@ public sealed class TokenizerTrainer : IDisposable
     /// and checkpoints where it stopped. Returns where it ended.
     /// </summary>
     public TrainResult Run(Action<TrainEvent>? observe = null, CancellationToken cancel = default, long? stopAtStep = null)
+    {
+        try
+        {
+            return RunSteps(observe, cancel, stopAtStep);
+        }
+        catch (Exception e)
+        {
+            // The log says how the session ended; a new run that never reached a checkpoint leaves nothing behind.
+            try
+            {
+                log.Write("end", step, new Dictionary<string, JsonNode?> { ["finished"] = false, ["error"] = e.Message, ["checkpoint"] = lastCheckpoint });
+            }
+            catch (Exception logFailure) when (logFailure is IOException or ObjectDisposedException)
+            {
+                // The original failure is the one to report.
+            }
+            if (newRunFolder is { } existed && lastCheckpoint is null)
+            {
+                loader?.Dispose();
+                log.Dispose();
+                RunFolder.Abandon(runDir, existed);
+            }
+            throw;
+        }
+    }
+
+    private TrainResult RunSteps(Action<TrainEvent>? observe, CancellationToken cancel, long? stopAtStep)
     {
         long end = Math.Min(Config.Steps, stopAtStep ?? long.MaxValue);
         var issues = data.Train.Issues;

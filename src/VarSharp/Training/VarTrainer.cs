@@ -83,6 +83,8 @@ public sealed class VarTrainer : IDisposable
     private long step;
     private long lastCheckpointStep = -1;
     private string? lastCheckpoint;
+    // For a run started (not resumed) in this session: whether its folder existed (empty) before; null otherwise.
+    private bool? newRunFolder;
     private VarTokenMetrics? lastEval;
     private VarTokenMetrics? lastTrain;
 
@@ -180,13 +182,14 @@ public sealed class VarTrainer : IDisposable
     public static VarTrainer Start(string runDir, VarConfig model, VarTrainConfig train, VqVae? tokenizer = null, TrainingData? data = null)
     {
         runDir = RunFolder.ForNewRun(runDir);
+        bool existed = Directory.Exists(runDir);
         train = train.Validate() with { WarmupSteps = train.ResolvedWarmupSteps };
         if (tokenizer is null) train = train with { Tokenizer = Path.GetFullPath(train.Tokenizer) };
         var vae = tokenizer ?? LoadTokenizer(train.Tokenizer);
         VarTrainer? t = null;
         try
         {
-            t = new VarTrainer(runDir, model, train, vae, ownsVae: tokenizer is null, data);
+            t = new VarTrainer(runDir, model, train, vae, ownsVae: tokenizer is null, data) { newRunFolder = existed };
             t.Open(new DataPosition(0, 0), truncateLogAfter: null);
             CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), t.ConfigJson());
             t.LogStart(resumedFrom: null);
@@ -194,7 +197,11 @@ public sealed class VarTrainer : IDisposable
         }
         catch
         {
-            if (t is not null) t.Dispose();
+            if (t is not null)
+            {
+                t.Dispose();
+                RunFolder.Abandon(runDir, existed);
+            }
             else if (tokenizer is null) vae.Dispose();
             throw;
         }
@@ -458,6 +465,33 @@ public sealed class VarTrainer : IDisposable
     /// samples and checkpoints where it stopped. Returns where it ended.
     /// </summary>
     public VarTrainResult Run(Action<TrainEvent>? observe = null, CancellationToken cancel = default, long? stopAtStep = null)
+    {
+        try
+        {
+            return RunSteps(observe, cancel, stopAtStep);
+        }
+        catch (Exception e)
+        {
+            // The log says how the session ended; a new run that never reached a checkpoint leaves nothing behind.
+            try
+            {
+                log.Write("end", step, new Dictionary<string, JsonNode?> { ["finished"] = false, ["error"] = e.Message, ["checkpoint"] = lastCheckpoint });
+            }
+            catch (Exception logFailure) when (logFailure is IOException or ObjectDisposedException)
+            {
+                // The original failure is the one to report.
+            }
+            if (newRunFolder is { } existed && lastCheckpoint is null)
+            {
+                loader?.Dispose();
+                log.Dispose();
+                RunFolder.Abandon(runDir, existed);
+            }
+            throw;
+        }
+    }
+
+    private VarTrainResult RunSteps(Action<TrainEvent>? observe, CancellationToken cancel, long? stopAtStep)
     {
         long end = Math.Min(Config.Steps, stopAtStep ?? long.MaxValue);
         var issues = data.Train.Issues;

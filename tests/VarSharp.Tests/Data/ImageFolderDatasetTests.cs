@@ -55,6 +55,26 @@ public class ImageFolderDatasetTests
     }
 
     [Fact]
+    public void AFileThatFailsToDecodeIsCountedOnceHoweverOftenItIsRead()
+    {
+        using var tmp = new TempFolder();
+        for (int i = 0; i < 3; i++) Png(tmp.File($"d/train/c/{i}.png"), 8, 8, 1);
+        Png(tmp.File("d/val/c/v.png"), 8, 8, 1);
+        // PNG signature and IHDR intact: the file passes the header scan, then fails to decode.
+        var whole = File.ReadAllBytes(tmp.File("d/train/c/0.png"));
+        File.WriteAllBytes(tmp.File("d/train/c/z.png"), whole.AsSpan(0, whole.Length - 16).ToArray());
+        var set = ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 8);
+        Assert.Equal(4, set.Count);
+        var pixels = new float[64];
+        for (int k = 0; k < 3; k++) set.Fill(3, null, pixels);
+        Assert.Equal(1, set.Issues.FailedDecodes);
+        Assert.Single(set.Issues.Examples, p => p.EndsWith("z.png", StringComparison.Ordinal));
+
+        var strict = ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 8, new ImageFolderOptions(Strict: true));
+        Assert.Contains("z.png", Assert.Throws<VarSharpException>(() => strict.Fill(3, null, pixels)).Message);
+    }
+
+    [Fact]
     public void ResizesShorterSideThenCropsAndConvertsGrayToRgb()
     {
         using var tmp = new TempFolder();
