@@ -147,6 +147,19 @@ public class CraftedCheckpointTests
     }
 
     [Fact]
+    public void AStorageWhoseBytesDoNotMatchItsCrcIsRefused()
+    {
+        // m07 of the shared set flips a padding byte (refused as ZipCorrupt); this flips a byte of the tensor data itself,
+        // which only the CRC-32 check can notice: the sizes, offsets and pickle are all still consistent.
+        var pickle = PickleBuilder.StateDict(("w", p => p.Tensor("0", 16, 0, [16], [1])));
+        var file = TorchZipBuilder.Checkpoint(pickle, ("0", Sixteen)).Build();
+        MaliciousCheckpointTests.DisposeAll(Load(file));
+        var record = new Fuzz.ZipLayout(file).Records.Single();
+        file[record.DataOffset + 5] ^= 0x40;
+        Refused(file, TorchCheckpointReason.CrcMismatch, "CRC-32");
+    }
+
+    [Fact]
     public void ADirectoryOfOverlappingHeadersIsRefusedWithoutReadingThemAll()
     {
         // Point every central entry at the same local header: each must end before the next entry starts.
