@@ -23,6 +23,7 @@ var inv = CultureInfo.InvariantCulture;
 Console.WriteLine($"model {modelDir}; {args_.Rounds} rounds of {args_.Requests} requests at concurrency {args_.Concurrency}, max batch {args_.MaxBatch}; {Environment.ProcessorCount} cores");
 
 var failures = 0;
+var memoryGrew = false;
 var deadline = Stopwatch.StartNew();
 
 // ---- phases 1 and 2 on a server with default limits ----
@@ -53,6 +54,11 @@ await using (var app = StartServer(new ServeOptions { Urls = "http://127.0.0.1:0
     failures += rs.Failures;
     Console.WriteLine(string.Create(inv,
         $"RSS MiB after warm-up {Mb(rss[0]):F0}; after each round {string.Join(", ", rss.Skip(1).SkipLast(1).Select(b => Mb(b).ToString("F0", inv)))}; after streams {Mb(rss[^1]):F0}; last round vs first: {Mb(rss[^2] - rss[1]):+0;-0;0}"));
+    // Round 1 settles the allocators; from there on memory must not keep growing with the number of requests.
+    long growth = rss[^2] - rss[1], limit = Math.Max(128L << 20, rss[1] / 4);
+    memoryGrew = args_.Rounds >= 2 && growth > limit;
+    Console.WriteLine(string.Create(inv,
+        $"memory: {(memoryGrew ? "GREW" : "steady")} (last round vs first {Mb(growth):+0;-0;0} MiB, limit {Mb(limit):F0} MiB)"));
     Console.WriteLine($"server counters: {JsonSerializer.Serialize(queue.Stats(), ApiJson.Options)}");
 }
 
@@ -81,7 +87,8 @@ await using (var app = StartServer(overloadOptions))
 
 Console.WriteLine(string.Create(inv, $"total {deadline.Elapsed.TotalSeconds:F1} s; failures (transport errors or 5xx): {failures}"));
 if (tooMany == 0) Console.WriteLine("overload produced no 429: the queue limit was not exercised");
-return failures == 0 && tooMany > 0 ? 0 : 1;
+if (memoryGrew) Console.WriteLine("resident memory grew from round to round: a leak to look for");
+return failures == 0 && tooMany > 0 && !memoryGrew ? 0 : 1;
 
 // ---------------------------------------------------------------------------------------------------------------
 
