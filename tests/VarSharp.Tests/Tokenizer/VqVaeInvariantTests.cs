@@ -20,6 +20,41 @@ public class VqVaeInvariantTests
         return new VqVae(TinyConfigs.VqVae(shareQuantResi, znorm));
     }
 
+    [Fact]
+    public void UsagePerScaleCountsCodesWhoseHitsReachTheReferenceMargin()
+    {
+        using var vae = Tiny(1);
+        int V = vae.Config.VocabSize, S = vae.Config.NumScales;
+        Assert.Equal(16, V);
+        var hits = new float[S * V];
+        hits[0] = hits[1] = 1.0f;            // scale 0: two codes exactly at the margin count …
+        hits[2] = 0.99f;                     // … one just below does not
+        for (int v = 0; v < V; v++) hits[V + v] = 5f;   // scale 1: every code
+        using (var noGrad = no_grad())
+            vae.Quantizer.EmaVocabHits.copy_(tensor(hits, [S, V]));
+        // margin = 0.08 · tokens per batch / V = 0.08 · 200 / 16 = 1.0
+        var usage = vae.Quantizer.UsagePercentPerScale(200);
+        Assert.Equal(S, usage.Length);
+        Assert.Equal(100.0 * 2 / 16, usage[0], 5);
+        Assert.Equal(100.0, usage[1], 5);
+        Assert.All(usage.Skip(2), u => Assert.Equal(0.0, u));
+    }
+
+    [Fact]
+    public void TheFirstTrainingForwardRecordsTheHitsOfEveryScale()
+    {
+        using var vae = Tiny(2);
+        using var scope = NewDisposeScope();
+        var x = Images(3, vae.Config.ImageSize, 5);
+        using (var output = vae.TrainForward(x)) { }
+        // As in the reference, record_hit counts per scale, so only scale 0 sees record_hit == 0 and copies its counts
+        // (its row sums to its B · 1 tokens); every later scale already blends, 0.9 · 0 + 0.1 · hits.
+        Assert.Equal(vae.Config.NumScales, vae.Quantizer.RecordHit);
+        var rowSums = vae.Quantizer.EmaVocabHits.sum(1).data<float>().ToArray();
+        var expected = vae.Config.VPatchNums.Select((p, si) => (si == 0 ? 1f : 0.1f) * 3 * p * p).ToArray();
+        for (int si = 0; si < expected.Length; si++) Assert.Equal(expected[si], rowSums[si], 4);
+    }
+
     [Theory]
     [InlineData(0, false)]
     [InlineData(1, false)]

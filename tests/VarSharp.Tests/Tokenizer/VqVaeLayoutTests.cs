@@ -25,8 +25,10 @@ public class VqVaeLayoutTests
     public void OfficialLayoutMatches(string file)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(SharedData.GoldenDir, "official-keys", file)));
-        var builder = doc.RootElement.GetProperty("builder").GetString()!;
-        var cfg = builder.Contains("512") || file.Contains("pn512") ? VqVaeConfig.Official512 : VqVaeConfig.Official256;
+        // The model is built from the file's own builder arguments; our presets must be exactly those.
+        var cfg = VqVaeConfig.FromJson(doc.RootElement.GetProperty("config"));
+        var preset = cfg.VPatchNums[^1] == 32 ? VqVaeConfig.Official512 : VqVaeConfig.Official256;
+        Assert.Equal(preset, cfg);
         var expected = doc.RootElement.GetProperty("keys").EnumerateArray()
             .Select(k => (Name: k.GetProperty("name").GetString()!,
                           Shape: string.Join(",", k.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64())),
@@ -38,6 +40,12 @@ public class VqVaeLayoutTests
         Assert.Equal(expected.OrderBy(e => e.Name, StringComparer.Ordinal), actual.OrderBy(a => a.Name, StringComparer.Ordinal));
         long numParams = vae.parameters().Sum(p => p.numel());
         Assert.Equal(doc.RootElement.GetProperty("num_params").GetInt64(), numParams);
+        // Parameters and buffers as the reference has them (a buffer loaded as a parameter would be trained).
+        var kinds = doc.RootElement.GetProperty("keys").EnumerateArray()
+            .ToDictionary(k => k.GetProperty("name").GetString()!, k => k.GetProperty("kind").GetString()!);
+        var parameters = vae.named_parameters().Select(p => p.name).ToHashSet(StringComparer.Ordinal);
+        Assert.All(kinds, kv => Assert.Equal(kv.Value == "param", parameters.Contains(kv.Key)));
+        Assert.All(vae.named_buffers().Select(b => b.name), name => Assert.Equal("buffer", kinds[name]));
     }
 
     [GoldenFact]
