@@ -50,6 +50,37 @@ public static class RunFolder
         }
     }
 
+    /// <summary>
+    /// Runs one training session. When it throws, the log gets an <c>end</c> line with the error, and a run started in
+    /// this session that never wrote a checkpoint (<paramref name="newRunFolder"/>: whether its folder existed; null
+    /// for a resumed run) closes its files (<paramref name="closeFiles"/>) and is removed with <see cref="Abandon"/>.
+    /// </summary>
+    public static T Guard<T>(Func<T> session, string runDir, TrainLog log, Func<long> step, Func<string?> lastCheckpoint,
+        bool? newRunFolder, Action closeFiles)
+    {
+        try
+        {
+            return session();
+        }
+        catch (Exception e)
+        {
+            try
+            {
+                log.Write("end", step(), new Dictionary<string, JsonNode?> { ["finished"] = false, ["error"] = e.Message, ["checkpoint"] = lastCheckpoint() });
+            }
+            catch (Exception logFailure) when (logFailure is IOException or ObjectDisposedException)
+            {
+                // The original failure is the one to report.
+            }
+            if (newRunFolder is { } existed && lastCheckpoint() is null)
+            {
+                closeFiles();
+                Abandon(runDir, existed);
+            }
+            throw;
+        }
+    }
+
     /// <summary>Creates the run folder with its checkpoints/ and samples/ folders; returns the log's path.</summary>
     public static string Create(string runDir)
     {

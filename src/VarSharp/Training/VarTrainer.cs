@@ -464,32 +464,12 @@ public sealed class VarTrainer : IDisposable
     /// Trains until the configured number of steps (or <paramref name="stopAtStep"/>, or cancellation), then evaluates,
     /// samples and checkpoints where it stopped. Returns where it ended.
     /// </summary>
-    public VarTrainResult Run(Action<TrainEvent>? observe = null, CancellationToken cancel = default, long? stopAtStep = null)
-    {
-        try
+    public VarTrainResult Run(Action<TrainEvent>? observe = null, CancellationToken cancel = default, long? stopAtStep = null) =>
+        RunFolder.Guard(() => RunSteps(observe, cancel, stopAtStep), runDir, log, () => step, () => lastCheckpoint, newRunFolder, () =>
         {
-            return RunSteps(observe, cancel, stopAtStep);
-        }
-        catch (Exception e)
-        {
-            // The log says how the session ended; a new run that never reached a checkpoint leaves nothing behind.
-            try
-            {
-                log.Write("end", step, new Dictionary<string, JsonNode?> { ["finished"] = false, ["error"] = e.Message, ["checkpoint"] = lastCheckpoint });
-            }
-            catch (Exception logFailure) when (logFailure is IOException or ObjectDisposedException)
-            {
-                // The original failure is the one to report.
-            }
-            if (newRunFolder is { } existed && lastCheckpoint is null)
-            {
-                loader?.Dispose();
-                log.Dispose();
-                RunFolder.Abandon(runDir, existed);
-            }
-            throw;
-        }
-    }
+            loader?.Dispose();
+            log.Dispose();
+        });
 
     private VarTrainResult RunSteps(Action<TrainEvent>? observe, CancellationToken cancel, long? stopAtStep)
     {
