@@ -73,6 +73,17 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     }
 
     [Fact]
+    public void AnOutputThatIsAFileIsRefusedAndLeftAlone()
+    {
+        var file = _temp.File("taken");
+        File.WriteAllText(file, "mine");
+        var run = CliRun.Of("sample", "-m", _model, "--class", "1", "-o", file);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal($"error: {Path.GetFullPath(file)} is a file; give a folder for the images (-o DIR).", run.Error.TrimEnd());
+        Assert.Equal("mine", File.ReadAllText(file));
+    }
+
+    [Fact]
     public void AMissingOrAmbiguousModelExitsOne()
     {
         var none = CliRun.Of("sample", "-o", _temp.File("x"));
