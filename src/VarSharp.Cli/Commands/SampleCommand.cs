@@ -47,9 +47,16 @@ internal static class SampleCommand
         var batch = new Option<int>("--batch-size") { Description = "Images sampled together (does not change the results)", DefaultValueFactory = _ => 8 };
         var output = new Option<string>("--output", "-o") { Description = "Folder for the PNGs, grid.png and samples.jsonl", Required = true };
         var scales = new Option<bool>("--scales") { Description = "Also write NNN-classC-scales.png: each image after every scale, coarse to fine" };
-        var command = new Command("sample", "Generate class-conditional images with a VAR model")
+        var edit = new Option<string?>("--edit") { Description = "Zero-shot editing: keep this image (PNG/JPEG of the model's size) and generate only inside --box (or outside, with --outpaint)" };
+        var box = new Option<string?>("--box") { Description = "With --edit: the region X0,Y0,X1,Y1 in pixels, X1 and Y1 exclusive" };
+        var outpaint = new Option<bool>("--outpaint") { Description = "With --edit: keep the inside of --box and generate the outside" };
+        var knownThreshold = new Option<double>("--known-threshold")
         {
-            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales,
+            Description = "With --edit: a token is taken from the image when at least this share of its cell is kept (0.5)", DefaultValueFactory = _ => 0.5,
+        };
+        var command = new Command("sample", "Generate class-conditional images with a VAR model, or complete a partly kept image (--edit)")
+        {
+            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales, edit, box, outpaint, knownThreshold,
         };
         models.AddTo(command);
         command.SetAction(parse =>
@@ -72,6 +79,7 @@ internal static class SampleCommand
                 PerSampleSeeds = !parse.GetValue(sharedRng),
                 BatchSize = parse.GetValue(batch),
                 Scales = parse.GetValue(scales),
+                Edit = EditOf(pipe, parse.GetValue(edit), parse.GetValue(box), parse.GetValue(outpaint), parse.GetValue(knownThreshold)),
             };
             pipe.Validate(options);
             if (File.Exists(outDir)) throw new VarSharpException($"{Path.GetFullPath(outDir)} is a file; give a folder for the images (-o DIR).");
@@ -112,6 +120,22 @@ internal static class SampleCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The edit that --edit/--box/--outpaint describe, or null without --edit.</summary>
+    private static ImageEdit? EditOf(VarPipeline pipe, string? image, string? box, bool outpaint, double threshold)
+    {
+        if (image is null)
+        {
+            if (box is not null || outpaint) throw new VarSharpException("--box and --outpaint describe an edit; give the image to edit with --edit IMAGE.");
+            return null;
+        }
+        if (box is null) throw new VarSharpException("--edit needs the region to generate: --box X0,Y0,X1,Y1 (pixels, X1 and Y1 exclusive).");
+        var b = OptionText.Ints(box, "--box");
+        if (b.Length != 4) throw new VarSharpException($"--box takes four integers X0,Y0,X1,Y1 but got '{box}'.");
+        using var img = ImageIO.Load(image, pipe.Tokenizer.Config.InChannels);
+        pipe.Tokenizer.CheckImage(img);
+        return ImageEdit.Box(img, b[0], b[1], b[2], b[3], outpaint, threshold);
     }
 
     /// <summary>Class ids from repeated --class options, each possibly a comma list.</summary>

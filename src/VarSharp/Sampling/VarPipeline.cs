@@ -52,6 +52,9 @@ public sealed record SampleOptions
     /// <summary>Also return each image's coarse-to-fine strip (the image decoded after every scale).</summary>
     public bool Scales { get; init; }
 
+    /// <summary>Zero-shot editing: keep this image where its mask says so and generate the rest (null: generate everything).</summary>
+    public ImageEdit? Edit { get; init; }
+
     /// <summary>The top-k actually used for a vocabulary of <paramref name="vocabSize"/> tokens.</summary>
     public int ResolveTopK(int vocabSize) => TopK ?? Math.Max(1, (int)Math.Round(900.0 * vocabSize / 4096, MidpointRounding.AwayFromZero));
 
@@ -166,6 +169,7 @@ public sealed class VarPipeline : IDisposable
                     throw new VarSharpException($"class id {c} is unknown: this model has classes 0 to {NumClasses - 1}.");
         }
         options.ToSettings(VocabSize).Validate(Model.Config);
+        options.Edit?.Validate(Tokenizer);
     }
 
     /// <summary>
@@ -183,6 +187,7 @@ public sealed class VarPipeline : IDisposable
         int batches = (total + batchSize - 1) / batchSize, S = Model.Config.NumScales;
         var extras = options.Scales ? SampleExtras.ScaleImages : SampleExtras.None;
         var result = new List<GeneratedImage>(total);
+        using var constraint = options.Edit is null ? null : TokenConstraint.From(options.Edit, Tokenizer);
 
         for (int b = 0; b < batches; b++)
         {
@@ -192,8 +197,8 @@ public sealed class VarPipeline : IDisposable
             var scaleProgress = progress is null ? null : new InlineProgress<int>(si =>
                 progress.Report(new SampleProgress(done, total, b * S + si, batches * S)));
             using var sample = labels is null
-                ? Sampler.SampleRandomClasses(n, settings, rng, extras, scaleProgress, cancellationToken: cancellationToken)
-                : Sampler.Sample(labels.AsSpan(start, n).ToArray(), settings, rng, extras, scaleProgress, cancellationToken: cancellationToken);
+                ? Sampler.SampleRandomClasses(n, settings, rng, extras, scaleProgress, cancellationToken: cancellationToken, constraint: constraint)
+                : Sampler.Sample(labels.AsSpan(start, n).ToArray(), settings, rng, extras, scaleProgress, cancellationToken: cancellationToken, constraint: constraint);
             for (int i = 0; i < n; i++) result.Add(ToImage(sample, i, start + i, rng));
             progress?.Report(new SampleProgress(start + n, total, (b + 1) * S, batches * S));
         }

@@ -91,7 +91,7 @@ public sealed class VarSampler
     /// </summary>
     public SampleResult Sample(IReadOnlyList<int> labels, SamplerSettings settings, SampleRng rng,
         SampleExtras extras = SampleExtras.None, IProgress<int>? scaleDone = null,
-        Action<int, Tensor>? scaleImage = null, CancellationToken cancellationToken = default)
+        Action<int, Tensor>? scaleImage = null, CancellationToken cancellationToken = default, TokenConstraint? constraint = null)
     {
         ArgumentNullException.ThrowIfNull(labels);
         CheckCount(labels.Count);
@@ -99,7 +99,7 @@ public sealed class VarSampler
         foreach (var c in labels)
             if (c < 0 || c >= nc)
                 throw new VarSharpException($"class id {c} is unknown: this model has classes 0 to {nc - 1}.");
-        return Run(labels.Count, labels, settings, rng, extras, scaleDone, scaleImage, cancellationToken);
+        return Run(labels.Count, labels, settings, rng, extras, scaleDone, scaleImage, cancellationToken, constraint);
     }
 
     /// <summary>
@@ -109,10 +109,10 @@ public sealed class VarSampler
     /// </summary>
     public SampleResult SampleRandomClasses(int count, SamplerSettings settings, SampleRng rng,
         SampleExtras extras = SampleExtras.None, IProgress<int>? scaleDone = null,
-        Action<int, Tensor>? scaleImage = null, CancellationToken cancellationToken = default)
+        Action<int, Tensor>? scaleImage = null, CancellationToken cancellationToken = default, TokenConstraint? constraint = null)
     {
         CheckCount(count);
-        return Run(count, null, settings, rng, extras, scaleDone, scaleImage, cancellationToken);
+        return Run(count, null, settings, rng, extras, scaleDone, scaleImage, cancellationToken, constraint);
     }
 
     /// <summary>Scale <paramref name="si"/>'s logits from one full forward over the inputs fed so far (no cache).</summary>
@@ -144,7 +144,8 @@ public sealed class VarSampler
     }
 
     private SampleResult Run(int batch, IReadOnlyList<int>? givenLabels, SamplerSettings settings, SampleRng rng,
-        SampleExtras extras, IProgress<int>? scaleDone, Action<int, Tensor>? scaleImage, CancellationToken cancellationToken)
+        SampleExtras extras, IProgress<int>? scaleDone, Action<int, Tensor>? scaleImage, CancellationToken cancellationToken,
+        TokenConstraint? constraint)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(rng);
@@ -153,6 +154,9 @@ public sealed class VarSampler
             throw new VarSharpException($"per-sample seeding needs one seed per image: {batch} images but {seeds.Count} seeds.");
 
         var cfg = Model.Config;
+        if (constraint is not null && (constraint.Tokens.Count != cfg.NumScales
+            || constraint.Tokens.Select(t => t.shape[^1]).Where((l, si) => l != cfg.PatchNums[si] * cfg.PatchNums[si]).Any()))
+            throw new VarSharpException($"the edit's token pyramid does not have this model's scales ({string.Join(",", cfg.PatchNums)}).");
         var device = Model.Device;
         long B = batch, V = cfg.VocabSize, Cvae = cfg.Cvae;
         int S = cfg.NumScales, latent = cfg.PatchNums[^1];
@@ -219,6 +223,10 @@ public sealed class VarSampler
 
                 LogitFilters.TopKTopP_(logits_BlV, settings.TopK, settings.TopP);
                 var idx_Bl = shared is not null ? TokenSampling.Multinomial(logits_BlV, shared) : TokenSampling.Multinomial(logits_BlV, rows);
+                // Editing: where the image is known, its own token replaces the draw (the draw still happens, so the
+                // generators advance exactly as without an edit).
+                Tensor? known_Bl = constraint?.Known[si].to(device).expand(B, -1);
+                if (known_Bl is not null) idx_Bl = where(known_Bl, constraint!.Tokens[si].to(device).expand(B, -1), idx_Bl);
                 tokens.Add(idx_Bl.MoveToOuterDisposeScope());
 
                 Tensor h_BlC;
@@ -233,6 +241,7 @@ public sealed class VarSampler
                     var scaled = logits_BlV.mul(1 + ratio);
                     var soft_BlV = shared is not null ? TokenSampling.GumbelSoftmax(scaled, tau, shared) : TokenSampling.GumbelSoftmax(scaled, tau, rows);
                     h_BlC = soft_BlV.matmul(codebook_VC.unsqueeze(0));
+                    if (known_Bl is not null) h_BlC = where(known_Bl.unsqueeze(-1), Tokenizer.Quantizer.Codebook.call(idx_Bl), h_BlC);
                 }
                 var h_BChw = h_BlC.transpose(1, 2).reshape(B, Cvae, pn, pn);
                 var next = Tokenizer.Quantizer.NextAutoregressiveInput(si, fHat_BChw, h_BChw);

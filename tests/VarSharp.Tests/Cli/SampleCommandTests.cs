@@ -73,6 +73,33 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     }
 
     [Fact]
+    public void EditKeepsTheImageOutsideTheBoxAndIsReproducible()
+    {
+        var input = TinyModelFolder.WritePng(_temp.File("in.png"), 8, 3);
+        string[] Args(string dir) => ["sample", "-m", _model, "--edit", input, "--box", "2,2,6,6", "--class", "1", "--count", "2", "--seed", "4", "-o", dir];
+        var run = CliRun.Of(Args(_temp.File("a")));
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.True(File.Exists(Path.Combine(_temp.File("a"), "000-class1.png")) && File.Exists(Path.Combine(_temp.File("a"), "001-class1.png")));
+        Assert.Equal(0, CliRun.Of(Args(_temp.File("b"))).ExitCode);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_temp.File("a"), "grid.png")), File.ReadAllBytes(Path.Combine(_temp.File("b"), "grid.png")));
+    }
+
+    [Theory]
+    [InlineData("--box and --outpaint describe an edit; give the image to edit with --edit IMAGE.", "--box", "1,1,4,4")]
+    [InlineData("--edit needs the region to generate: --box X0,Y0,X1,Y1 (pixels, X1 and Y1 exclusive).", "--edit", "IMAGE")]
+    [InlineData("--box takes four integers X0,Y0,X1,Y1 but got '1,2,3'.", "--edit", "IMAGE", "--box", "1,2,3")]
+    [InlineData("the box 0,0,9,4 must satisfy 0 ≤ x0 < x1 ≤ 8 and 0 ≤ y0 < y1 ≤ 8 (pixels of the 8×8 image).", "--edit", "IMAGE", "--box", "0,0,9,4")]
+    [InlineData("the edit keeps every pixel, so there is nothing to generate.", "--edit", "IMAGE", "--box", "0,0,8,8", "--outpaint")]
+    public void BadEditsExitOneWithASentence(string expected, params string[] extra)
+    {
+        var input = TinyModelFolder.WritePng(_temp.File("in.png"), 8, 3);
+        var run = CliRun.Of(["sample", "-m", _model, "--class", "1", "-o", _temp.File("x"), .. extra.Select(e => e == "IMAGE" ? input : e)]);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal($"error: {expected}", run.Error.TrimEnd());
+        Assert.False(Directory.Exists(_temp.File("x")));
+    }
+
+    [Fact]
     public void AnOutputThatIsAFileIsRefusedAndLeftAlone()
     {
         var file = _temp.File("taken");
