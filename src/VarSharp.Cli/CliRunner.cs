@@ -29,8 +29,9 @@ public static class CliRunner
             if (parse.Errors.Count > 0 && !AsksForHelp(args))
             {
                 // One sentence and where to look, instead of System.CommandLine's full help page under the message.
+                // Verbs have no sub-verbs, so the command is the root or one verb below it.
                 var command = parse.CommandResult.Command;
-                string path = string.Join(" ", command.Parents.OfType<Command>().Reverse().Skip(1).Select(c => c.Name).Append(command == root ? "" : command.Name)).Trim();
+                string path = command == root ? "" : command.Name;
                 var first = parse.Errors.OrderBy(e => e.Message.StartsWith("Required command", StringComparison.Ordinal) ? 1 : 0).First();
                 error.WriteLine($"error: {first.Message.TrimEnd('.')}.");
                 error.WriteLine($"See: varsharp {(path.Length > 0 ? path + " " : "")}--help");

@@ -28,8 +28,12 @@ public sealed class VarServer
         builder.WebHost.UseUrls(options.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        // A failed start (address in use) is reported by Run as one sentence; the host's own log of it is a stack trace.
-        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        // A failed start (address in use) is reported by Run as one sentence; the host's own log of it, a stack trace, is
+        // held back until the server has started. Host errors after that are logged as usual.
+        var start = new StartGate();
+        builder.Logging.AddFilter((category, level) =>
+            start.Started || category != "Microsoft.Extensions.Hosting.Internal.Host" || level >= LogLevel.Critical);
+        builder.Services.AddSingleton(start);
         builder.Services.AddVarServer(options);
         var app = builder.Build();
         app.MapVarServer();
@@ -44,6 +48,7 @@ public sealed class VarServer
         try
         {
             app.Start();
+            app.Services.GetRequiredService<StartGate>().Started = true;
         }
         catch (IOException e)
         {
@@ -92,4 +97,10 @@ public static class VarServerServices
         }));
         return services;
     }
+}
+
+/// <summary>Whether the server has started (see the logging filter in <see cref="VarServer.Build"/>).</summary>
+internal sealed class StartGate
+{
+    public volatile bool Started;
 }

@@ -47,7 +47,9 @@ internal sealed class ConfigOptions<T> where T : notnull
 
     /// <summary>A file or folder: stored as a full path, so a run resumed from elsewhere still finds it.</summary>
     public ConfigOptions<T> FilePath(string name, string field, string description, string? defaultNote = null) =>
-        Add<string?>(name, field, description, null, defaultNote, v => v is null ? null : JsonValue.Create(Path.GetFullPath(v)));
+        Add<string?>(name, field, description, null, defaultNote, v => v is null ? null
+            : string.IsNullOrWhiteSpace(v) ? throw new VarSharpException($"{name} names no path; give a file or folder.")
+            : JsonValue.Create(Path.GetFullPath(v)));
 
     /// <summary>Comma-separated integers (1,2,2).</summary>
     public ConfigOptions<T> IntList(string name, string field, string description) =>

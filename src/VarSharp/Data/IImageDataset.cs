@@ -45,14 +45,13 @@ public sealed class DataIssues
     private readonly object gate = new();
     private readonly List<string> examples = [];
     private int skippedAtScan;
-    private int failedDecodes;
     private readonly HashSet<string> undecodable = new(StringComparer.Ordinal);
 
     /// <summary>Files left out when the dataset was opened (not an image, truncated header, unreadable).</summary>
     public int SkippedAtScan { get { lock (gate) return skippedAtScan; } }
 
     /// <summary>Files whose pixels failed to decode during training, each counted once however often it was met; a neighbouring sample was used instead.</summary>
-    public int FailedDecodes { get { lock (gate) return failedDecodes; } }
+    public int FailedDecodes { get { lock (gate) return undecodable.Count; } }
 
     public IReadOnlyList<string> Examples { get { lock (gate) return examples.ToArray(); } }
 
@@ -70,17 +69,15 @@ public sealed class DataIssues
         lock (gate)
         {
             // The same file comes back every epoch (and from the prefetch worker): a file is one issue, not one per read.
-            if (!undecodable.Add(what)) return;
-            failedDecodes++;
-            if (examples.Count < MaxNamed && !examples.Contains(what)) examples.Add(what);
+            if (undecodable.Add(what) && examples.Count < MaxNamed) examples.Add(what);
         }
     }
 
     public override string ToString()
     {
         lock (gate)
-            return skippedAtScan == 0 && failedDecodes == 0
+            return skippedAtScan == 0 && undecodable.Count == 0
                 ? "no unreadable files"
-                : $"{skippedAtScan} unreadable files skipped, {failedDecodes} files that failed to decode replaced by neighbours (e.g. {string.Join("; ", examples)})";
+                : $"{skippedAtScan} unreadable files skipped, {undecodable.Count} files that failed to decode replaced by neighbours (e.g. {string.Join("; ", examples)})";
     }
 }

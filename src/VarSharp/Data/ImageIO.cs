@@ -106,11 +106,11 @@ public static class ImageIO
             }
             File.Move(tmp, full, overwrite: true);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             try { File.Delete(tmp); }
-            catch (IOException) { }
-            throw new VarSharpException($"Cannot write {full}: {Reason(e)}.", e);
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
+            throw new VarSharpException($"Cannot write {full}: {(e is UnauthorizedAccessException ? "permission denied" : Reason(e))}.", e);
         }
     }
 

@@ -28,7 +28,8 @@ public sealed record BenchmarkOptions
     {
         if (BatchSizes.Length == 0 || BatchSizes.Any(b => b < 1))
             throw new VarSharpException($"batch sizes must be positive, found [{string.Join(", ", BatchSizes)}].");
-        if (Images < 1) throw new VarSharpException($"the number of images per measurement must be positive, found {Images}.");
+        if (Images < BatchSizes.Max())
+            throw new VarSharpException($"each measurement samples {Images} images, fewer than the largest batch size {BatchSizes.Max()}; give at least that many.");
         if (Repeats < 1) throw new VarSharpException($"the number of repeats must be positive, found {Repeats}.");
         if (CompareBatch < 1 || TokenizerBatch < 1)
             throw new VarSharpException($"the comparison and tokenizer batches must be positive, found {CompareBatch} and {TokenizerBatch}.");

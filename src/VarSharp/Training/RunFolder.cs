@@ -32,22 +32,28 @@ public static class RunFolder
     }
 
     /// <summary>
-    /// Removes what a new run wrote before it failed without any checkpoint (run.json, a log without an end, grids,
-    /// a token cache): nothing in it can be resumed, and leaving it would block starting again with the same --out.
-    /// The folder was absent or empty when the run started (<see cref="ForNewRun"/>); an existing one is kept, empty.
+    /// Removes what a new run wrote before it failed without any checkpoint (run.json, a log without an end, its plot,
+    /// grids, a token cache): nothing in it can be resumed, and leaving it would block starting again with the same
+    /// --out. Only the names a run writes are removed, and a folder only when that leaves it empty; the run folder itself
+    /// goes only when the run created it (<paramref name="existedBefore"/> false). Anything else found there stays.
     /// </summary>
     public static void Abandon(string runDir, bool existedBefore)
     {
         if (!Directory.Exists(runDir)) return;
-        if (existedBefore)
-        {
-            foreach (var d in Directory.EnumerateDirectories(runDir)) Directory.Delete(d, recursive: true);
-            foreach (var f in Directory.EnumerateFiles(runDir)) File.Delete(f);
-        }
-        else
-        {
-            Directory.Delete(runDir, recursive: true);
-        }
+        foreach (var name in new[] { ConfigFile, LogFile, PlotFile })
+            File.Delete(Path.Combine(runDir, name));
+        foreach (var cache in Directory.EnumerateFiles(runDir, "tokens-*.safetensors")) File.Delete(cache);
+        var samples = Path.Combine(runDir, SamplesDir);
+        if (Directory.Exists(samples))
+            foreach (var grid in Directory.EnumerateFiles(samples, "*step-*.png")) File.Delete(grid);
+        foreach (var dir in new[] { samples, Path.Combine(runDir, CheckpointWriter.CheckpointsDir) })
+            DeleteIfEmpty(dir);
+        if (!existedBefore) DeleteIfEmpty(runDir);
+    }
+
+    private static void DeleteIfEmpty(string dir)
+    {
+        if (Directory.Exists(dir) && !Directory.EnumerateFileSystemEntries(dir).Any()) Directory.Delete(dir);
     }
 
     /// <summary>
@@ -74,8 +80,15 @@ public static class RunFolder
             }
             if (newRunFolder is { } existed && lastCheckpoint() is null)
             {
-                closeFiles();
-                Abandon(runDir, existed);
+                try
+                {
+                    closeFiles();
+                    Abandon(runDir, existed);
+                }
+                catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
+                {
+                    // Left behind, but the failure to report is the run's own.
+                }
             }
             throw;
         }
@@ -113,12 +126,13 @@ public static class RunFolder
                 $"The checkpoint {checkpoint} was trained with {name} {theirs} but this run asks for {ours}; only {string.Join(", ", changeable.Order())} may change on resume.");
     }
 
-    /// <summary>Refuses a train state whose metadata does not name <paramref name="format"/>.</summary>
-    public static void CheckStateFormat(string source, string format, string what)
+    /// <summary>Refuses a train state whose metadata does not name <paramref name="format"/>; returns the metadata.</summary>
+    public static IReadOnlyDictionary<string, string> CheckStateFormat(string source, string format, string what)
     {
-        var header = SafeTensors.ReadHeader(source);
-        if (header.Metadata is null || !header.Metadata.TryGetValue("format", out var found) || found != format)
+        var metadata = SafeTensors.ReadHeader(source).Metadata;
+        if (metadata is null || !metadata.TryGetValue("format", out var found) || found != format)
             throw new VarSharpException($"{source} is not a {what} train state (expected metadata format '{format}').");
+        return metadata;
     }
 
     /// <summary>

@@ -241,9 +241,8 @@ public sealed class VarTrainer : IDisposable
 
         string runDir = CheckpointWriter.ResumeRunDir(ckpt, newRunDir);
         string source = CheckpointWriter.TrainStatePath(ckpt);
-        RunFolder.CheckStateFormat(source, StateFormat, "transformer");
-        string? storedDigest = null;
-        SafeTensors.ReadHeader(source).Metadata?.TryGetValue("tokenizer_sha256", out storedDigest);
+        var metadata = RunFolder.CheckStateFormat(source, StateFormat, "transformer");
+        var storedDigest = metadata.GetValueOrDefault("tokenizer_sha256");
 
         var state = SafeTensors.Load(source);
         VqVae? vae = null;

@@ -33,6 +33,18 @@ public static class TinyData
         return dir;
     }
 
+    /// <summary>
+    /// An image folder (train/a, train/b; 8×8 PNGs) with one file, 1-cut.png, whose header survives (it passes the scan
+    /// when the data is opened) but whose pixels are cut off (it fails when a batch first decodes it).
+    /// </summary>
+    public static string WriteImageFolderWithACutFile(string dir, int channels)
+    {
+        for (int i = 0; i < 8; i++) TinyModelFolder.WritePng(Path.Combine(dir, "train", i % 2 == 0 ? "a" : "b", $"{i}.png"), 8, channels);
+        var whole = File.ReadAllBytes(Path.Combine(dir, "train", "a", "0.png"));
+        File.WriteAllBytes(Path.Combine(dir, "train", "a", "1-cut.png"), whole.AsSpan(0, whole.Length - 16).ToArray());
+        return dir;
+    }
+
     /// <summary>A training config for <see cref="TinyConfigs.VqVae"/> on <see cref="WriteIdxFolder"/> data that runs in well under a second.</summary>
     public static TokenizerTrainConfig TrainConfig(string data, int steps = 6) => new()
     {

@@ -107,24 +107,25 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
         output.WriteLine(e3.Message);
     }
 
-    [Fact]
-    public void ANewRunThatFailsBeforeItsFirstCheckpointLeavesNothingBehind()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ANewRunThatFailsBeforeItsFirstCheckpointLeavesNothingBehind(bool folderExisted)
     {
         using var tmp = new TempFolder();
-        int channels = TinyConfigs.VqVae().InChannels;
-        for (int i = 0; i < 8; i++) TinyModelFolder.WritePng(tmp.File($"data/train/{(i % 2 == 0 ? "a" : "b")}/{i}.png"), 8, channels);
-        // The header survives (so the file passes the scan at open); the pixels do not.
-        var whole = File.ReadAllBytes(tmp.File("data/train/a/0.png"));
-        File.WriteAllBytes(tmp.File("data/train/a/1-cut.png"), whole.AsSpan(0, whole.Length - 16).ToArray());
-        var cfg = TinyData.TrainConfig(tmp.File("data"), steps: 4) with { EvalImages = 0, Resize = false, Strict = true, DeadCodeEvery = 0 };
+        var data = TinyData.WriteImageFolderWithACutFile(tmp.File("data"), TinyConfigs.VqVae().InChannels);
+        var cfg = TinyData.TrainConfig(data, steps: 4) with { EvalImages = 0, Resize = false, Strict = true, DeadCodeEvery = 0 };
         var run = tmp.File("run");
+        if (folderExisted) Directory.CreateDirectory(run);
 
         using (var strict = TokenizerTrainer.Start(run, TinyConfigs.VqVae(), cfg))
         {
             var e = Assert.Throws<VarSharpException>(() => strict.Run());
             Assert.Contains("1-cut.png", e.Message);
         }
-        Assert.False(Directory.Exists(run), "a run that never checkpointed must not leave a folder that blocks --out");
+        // Nothing that blocks --out is left: the folder is gone, or (when it was there before) empty.
+        Assert.Equal(folderExisted, Directory.Exists(run));
+        if (folderExisted) Assert.Empty(Directory.EnumerateFileSystemEntries(run));
 
         // The same folder takes a new run at once; without strict mode the file is skipped and counted once.
         var r = Train(run, cfg with { Strict = false });

@@ -43,6 +43,23 @@ public class VarTrainerTests(ITestOutputHelper output)
         (TinyModelFolder.WriteTokenizer(tmp.File($"tok{tokenizerSeed}-{tok?.VocabSize ?? 16}"), tok ?? TinyConfigs.VqVae(), tokenizerSeed),
          Directory.Exists(tmp.File("data")) ? tmp.File("data") : TinyData.WriteIdxFolder(tmp.File("data")));
 
+    [Fact]
+    public void ANewRunThatFailsWhileTokenizingLeavesNothingBehind()
+    {
+        using var tmp = new TempFolder();
+        var (tokenizer, _) = Inputs(tmp);
+        var data = TinyData.WriteImageFolderWithACutFile(tmp.File("images"), TinyConfigs.VqVae().InChannels);
+        var cfg = Train(tokenizer, data) with { EvalImages = 0, SampleClasses = 0, Resize = false, Strict = true };
+        var model = VarTrainer.DefaultModelConfig(TinyConfigs.VqVae(), numClasses: 2, depth: 2) with { EmbedDim = 32, NumHeads = 2 };
+        var run = tmp.File("run");
+        using (var t = VarTrainer.Start(run, model, cfg))
+        {
+            var e = Assert.Throws<VarSharpException>(() => t.Run());
+            Assert.Contains("1-cut.png", e.Message);
+        }
+        Assert.False(Directory.Exists(run), "a run that never checkpointed must not leave a folder that blocks --out");
+    }
+
     private static VarTrainResult Run(string run, VarTrainConfig cfg, long? stopAt = null)
     {
         using var t = VarTrainer.Start(run, Model(TinyConfigs.VqVae()), cfg);

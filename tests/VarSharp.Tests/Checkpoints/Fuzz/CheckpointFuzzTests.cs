@@ -58,7 +58,6 @@ public class TorchCheckpointFuzzTests(ITestOutputHelper output)
             () => Fuzzer.Run("weights_vae.pth", vae, Mutators.ForZip(vae), 300, Seed + 1, FuzzGuard.LoadTorch, nativeFactor: 2),
             () => Fuzzer.Run("b01.pth", b01, Mutators.ForZip(b01), 500, Seed + 2, FuzzGuard.LoadTorch, nativeFactor: 2),
             () => Fuzzer.Run("b02.pth", b02, Mutators.ForLegacy(b02, b02Pickles), 300, Seed + 3, FuzzGuard.LoadTorch, nativeFactor: 2));
-        Assert.True(reports.Sum(r => r.Cases) >= 2000);
         // The mutations reach deep: some cases still load, and the pickle checks (not only the zip checks) fire.
         Assert.True(reports.Sum(r => r.Loaded) > 0);
         Assert.Contains(reports.SelectMany(r => r.Refusals.Keys), k => k is nameof(TorchCheckpointReason.ForbiddenOpcode));
@@ -87,7 +86,6 @@ public class SafeTensorsFuzzTests(ITestOutputHelper output)
         var weights = File.ReadAllBytes(Path.Combine(golden, "weights.safetensors"));
         var reports = FuzzGuard.RunAll(output,
             () => Fuzzer.Run("weights.safetensors", weights, Mutators.ForSafeTensors(weights), 1000, Seed, FuzzGuard.LoadSafeTensors, nativeFactor: 1));
-        Assert.True(reports.Sum(r => r.Cases) >= 1000);
         Assert.True(reports.Sum(r => r.Loaded) > 0);
     }
 }
