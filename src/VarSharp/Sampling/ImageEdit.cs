@@ -34,8 +34,10 @@ public sealed record ImageEdit(float[] Pixels, int Channels, int Size, bool[] Ke
                 bool inside = x >= x0 && x < x1 && y >= y0 && y < y1;
                 keep[y * size + x] = inside == outpaint;
             }
-        using var cpu = image_1CHW.to(ScalarType.Float32).cpu().contiguous();
-        return new ImageEdit(cpu.data<float>().ToArray(), c, size, keep, knownThreshold);
+        // A scope, not `using` on the converted tensor: .to() may hand back the caller's own tensor.
+        using var scope = NewDisposeScope();
+        var pixels = image_1CHW.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        return new ImageEdit(pixels, c, size, keep, knownThreshold);
     }
 
     /// <summary>Throws a one-sentence <see cref="VarSharpException"/> unless this edit fits <paramref name="tokenizer"/>.</summary>
@@ -69,7 +71,14 @@ public sealed class TokenConstraint : IDisposable
     public IReadOnlyList<Tensor> Known { get; }
 
     /// <summary>Tokens known per scale, for reports.</summary>
-    public IReadOnlyList<long> KnownCounts => Known.Select(k => k.sum().item<long>()).ToArray();
+    public IReadOnlyList<long> KnownCounts
+    {
+        get
+        {
+            using var scope = NewDisposeScope();
+            return Known.Select(k => k.sum().item<long>()).ToArray();
+        }
+    }
 
     /// <summary>Tokenizes the edit's image and reduces its mask to every scale of <paramref name="tokenizer"/>.</summary>
     public static TokenConstraint From(ImageEdit edit, VqVae tokenizer)
