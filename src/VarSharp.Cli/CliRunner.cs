@@ -33,7 +33,7 @@ public static class CliRunner
                 var command = parse.CommandResult.Command;
                 string path = command == root ? "" : command.Name;
                 var first = parse.Errors.OrderBy(e => e.Message.StartsWith("Required command", StringComparison.Ordinal) ? 1 : 0).First();
-                error.WriteLine($"error: {first.Message.TrimEnd('.')}.");
+                error.WriteLine($"error: {FriendlyTypes(first.Message).TrimEnd('.')}.");
                 error.WriteLine($"See: varsharp {(path.Length > 0 ? path + " " : "")}--help");
                 return UserError;
             }
@@ -44,7 +44,7 @@ public static class CliRunner
             var e = Unwrap(wrapped);
             if (IsUserError(e))
             {
-                error.WriteLine($"error: {e.Message}");
+                error.WriteLine($"error: {Sentence(e)}");
                 return UserError;
             }
             error.WriteLine($"error: unexpected {e.GetType().Name}: {e.Message}");
@@ -52,10 +52,30 @@ public static class CliRunner
         }
     }
 
+    // System.CommandLine names the .NET type it could not parse into; say what a user would call it.
+    private static string FriendlyTypes(string message) => System.Text.RegularExpressions.Regex.Replace(message,
+        @"(?:as expected type )?(?:'System\.Nullable`1\[(System\.\w+)\]'|'(System\.\w+)')", m => (m.Groups[1].Success ? m.Groups[1].Value : m.Groups[2].Value) switch
+        {
+            "System.Int32" or "System.Int64" or "System.UInt64" => "as an integer",
+            "System.Double" => "as a number",
+            "System.Boolean" => "as true or false",
+            var other => other,
+        });
+
     private static bool AsksForHelp(string[] args) => args.Any(a => a is "--help" or "-h" or "-?" or "--version");
 
+    // File-system trouble (a full disk, a path through a file, no permission) is the user's to fix, not a bug.
     private static bool IsUserError(Exception e) =>
-        e is VarSharpException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
+        e is VarSharpException or IOException or UnauthorizedAccessException || EmptyPath(e);
+
+    // .NET's path APIs refuse an empty path with this exception; every path option reaches one of them.
+    private static bool EmptyPath(Exception e) => e is ArgumentException { ParamName: "path" };
+
+    private static string Sentence(Exception e) =>
+        EmptyPath(e) ? "an empty path was given where a file or folder is expected." : OneLine(e.Message);
+
+    private static string OneLine(string message) =>
+        string.Join(" ", message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
     private static Exception Unwrap(Exception e) => e switch
     {

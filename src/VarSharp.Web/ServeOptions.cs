@@ -90,6 +90,12 @@ public sealed partial record ServeOptions
             bool ok = rest.Length > 0 && colon > 0 && hostPort[..colon].Length > 0
                 && int.TryParse(hostPort[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int port) && port is >= 0 and <= 65535;
             if (!ok) throw new VarSharpException($"'{url}' is not an address to listen on; give one like http://127.0.0.1:5080.");
+            // Kestrel listens on every interface for a host it cannot read as an IP address; a typo must not expose the
+            // server, so only IP addresses, localhost and the explicit wildcards * and + are taken.
+            var host = hostPort[..colon].Trim('[', ']');
+            if (host is not ("localhost" or "*" or "+") && !System.Net.IPAddress.TryParse(host, out _))
+                throw new VarSharpException(
+                    $"'{host}' in '{url}' is not an IP address or localhost; Kestrel would listen on every interface for it, so give an address (127.0.0.1, or 0.0.0.0 for all).");
         }
         return this;
     }

@@ -50,7 +50,7 @@ public sealed class VarServer
             app.Start();
             app.Services.GetRequiredService<StartGate>().Started = true;
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {
             // Address in use, or not an address of this machine: the user's to fix, so one sentence, no stack trace.
             throw new VarSharpException($"cannot listen on {options.Urls}: {(e.InnerException ?? e).Message.TrimEnd('.').ToLowerInvariant()}.", e);

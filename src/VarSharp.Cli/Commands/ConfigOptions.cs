@@ -125,20 +125,26 @@ internal sealed class TrainRunOptions
     public readonly Option<int?> Threads = new("--threads") { Description = "torch threads (same seed + same threads → identical weights)" };
 
     public IEnumerable<Option> All => [Out, Resume, StopAfter, Threads];
+
+    /// <summary>--stop-after, checked: a step to stop at is at least 1.</summary>
+    public long? StopAt(ParseResult parse) => parse.GetValue(StopAfter) switch
+    {
+        < 1 and var n => throw new VarSharpException($"--stop-after must be a step of at least 1, found {n}."),
+        var n => n,
+    };
 }
 
 /// <summary>Parsing of option values that System.CommandLine leaves as text.</summary>
 internal static class OptionText
 {
     /// <summary>Comma-separated integers (1,2,2), or a one-sentence error naming the option.</summary>
-    public static int[] Ints(string text, string option)
+    public static int[] Ints(string text, string option, string example = "1,2,3")
     {
-        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
         var result = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
             if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out result[i]))
-                throw new VarSharpException($"{option} takes comma-separated integers like 1,2,3 but got '{text}'.");
-        if (result.Length == 0) throw new VarSharpException($"{option} takes comma-separated integers like 1,2,3 but got '{text}'.");
+                throw new VarSharpException($"{option} takes comma-separated integers like {example} but got '{text}'.");
         return result;
     }
 }

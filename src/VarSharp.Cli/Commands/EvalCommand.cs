@@ -286,7 +286,7 @@ internal static class EvalCommand
 
     private static void RequireFolder(string dir, string what)
     {
-        if (!Directory.Exists(dir)) throw new VarSharpException($"{what} folder {dir} does not exist.");
+        if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, $"{what} folder");
     }
 
     private static string DefaultCacheDir() =>

@@ -22,7 +22,7 @@ internal static class RecommendCommand
         command.SetAction(parse =>
         {
             var dir = parse.GetRequiredValue(model);
-            if (!Directory.Exists(dir)) throw new VarSharpException($"Model folder {dir} does not exist.");
+            if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Model folder");
             var configPath = ModelFolder.ConfigPath(dir);
             if (!File.Exists(configPath)) throw new VarSharpException($"Model folder {dir} has no config.json.");
             ModelFolder.VerifyIfBundle(dir);
@@ -49,6 +49,10 @@ internal static class RecommendCommand
                 TopK = parse.GetResult(topK) is null ? current.TopK : parse.GetValue(topK),
                 TopP = parse.GetValue(topP) ?? current.TopP,
             };
+            // Checked here so that the option, not the config file, is named (NaN would not even be valid JSON).
+            if (!double.IsFinite(next.Cfg) || next.Cfg < 0) throw new VarSharpException($"--cfg must be a finite number ≥ 0, found {Fmt(next.Cfg)}.");
+            if (next.TopK is < 0 || next.TopK > vocab) throw new VarSharpException($"--top-k must be from 0 (off) to the vocabulary size {vocab}, found {next.TopK}.");
+            if (!(next.TopP is >= 0 and <= 1)) throw new VarSharpException($"--top-p must be in [0, 1] (0 is off), found {Fmt(next.TopP)}.");
             ModelFolder.WriteSamplingDefaults(dir, next, vocab);
             output.WriteLine($"{dir} now recommends {Describe(next, vocab)} (was {Describe(current, vocab)})");
             return 0;
@@ -61,4 +65,6 @@ internal static class RecommendCommand
         int k = new SampleOptions { TopK = d.TopK }.ResolveTopK(vocab);
         return string.Create(CultureInfo.InvariantCulture, $"cfg {d.Cfg}, top-k {k}{(d.TopK is null ? " (the reference's share of the codebook)" : "")}, top-p {d.TopP}");
     }
+
+    private static string Fmt(double v) => v.ToString("g", CultureInfo.InvariantCulture);
 }

@@ -50,9 +50,9 @@ internal static class SampleCommand
         var edit = new Option<string?>("--edit") { Description = "Zero-shot editing: keep this image (PNG/JPEG of the model's size) and generate only inside --box (or outside, with --outpaint)" };
         var box = new Option<string?>("--box") { Description = "With --edit: the region X0,Y0,X1,Y1 in pixels, X1 and Y1 exclusive" };
         var outpaint = new Option<bool>("--outpaint") { Description = "With --edit: keep the inside of --box and generate the outside" };
-        var knownThreshold = new Option<double>("--known-threshold")
+        var knownThreshold = new Option<double?>("--known-threshold")
         {
-            Description = "With --edit: a token is taken from the image when at least this share of its cell is kept (0.5)", DefaultValueFactory = _ => 0.5,
+            Description = "With --edit: a token is taken from the image when at least this share of its cell is kept (0.5)",
         };
         var command = new Command("sample", "Generate class-conditional images with a VAR model, or complete a partly kept image (--edit)")
         {
@@ -123,19 +123,20 @@ internal static class SampleCommand
     }
 
     /// <summary>The edit that --edit/--box/--outpaint describe, or null without --edit.</summary>
-    private static ImageEdit? EditOf(VarPipeline pipe, string? image, string? box, bool outpaint, double threshold)
+    private static ImageEdit? EditOf(VarPipeline pipe, string? image, string? box, bool outpaint, double? threshold)
     {
         if (image is null)
         {
-            if (box is not null || outpaint) throw new VarSharpException("--box and --outpaint describe an edit; give the image to edit with --edit IMAGE.");
+            if (box is not null || outpaint || threshold is not null)
+                throw new VarSharpException("--box, --outpaint and --known-threshold describe an edit; give the image to edit with --edit IMAGE.");
             return null;
         }
         if (box is null) throw new VarSharpException("--edit needs the region to generate: --box X0,Y0,X1,Y1 (pixels, X1 and Y1 exclusive).");
-        var b = OptionText.Ints(box, "--box");
+        var b = OptionText.Ints(box, "--box", example: "8,8,24,24");
         if (b.Length != 4) throw new VarSharpException($"--box takes four integers X0,Y0,X1,Y1 but got '{box}'.");
         using var img = ImageIO.Load(image, pipe.Tokenizer.Config.InChannels);
         pipe.Tokenizer.CheckImage(img);
-        return ImageEdit.Box(img, b[0], b[1], b[2], b[3], outpaint, threshold);
+        return ImageEdit.Box(img, b[0], b[1], b[2], b[3], outpaint, threshold ?? 0.5);
     }
 
     /// <summary>Class ids from repeated --class options, each possibly a comma list.</summary>

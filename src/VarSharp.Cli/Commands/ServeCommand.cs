@@ -39,7 +39,7 @@ internal static class ServeCommand
             }
             double windowMs = parse.GetValue(window), timeoutS = parse.GetValue(timeout);
             if (!(windowMs >= 0 && windowMs <= 10_000)) throw new VarSharpException($"--batch-window-ms must be between 0 and 10000, found {windowMs}.");
-            if (!(timeoutS > 0 && timeoutS <= 86_400)) throw new VarSharpException($"--timeout must be between 0 and 86400 seconds, found {timeoutS}.");
+            if (!(timeoutS > 0 && timeoutS <= 86_400)) throw new VarSharpException($"--timeout must be more than 0 and at most 86400 seconds, found {timeoutS}.");
             var options = new ServeOptions
             {
                 Urls = parse.GetRequiredValue(urls),

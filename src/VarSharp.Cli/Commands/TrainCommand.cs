@@ -56,6 +56,7 @@ internal static class TrainCommand
     private static int Run(ParseResult parse, Options o)
     {
         LongRun.SetThreads(parse.GetValue(o.Run.Threads));
+        var stopAt = o.Run.StopAt(parse);
         var resume = parse.GetValue(o.Run.Resume);
         var outDir = parse.GetValue(o.Run.Out);
         var tokenizer = parse.GetValue(o.Tokenizer);
@@ -72,7 +73,7 @@ internal static class TrainCommand
             if (outDir is null) throw new VarSharpException("Give a new run folder with --out DIR, or continue a run with --resume DIR.");
             if (tokenizer is null) throw new VarSharpException("Give the trained tokenizer with --tokenizer DIR (a model folder such as RUN/checkpoints/step-N/model).");
             var folder = Path.GetFullPath(tokenizer);
-            if (!Directory.Exists(folder)) throw new VarSharpException($"Tokenizer folder {folder} does not exist.");
+            if (!Directory.Exists(folder)) throw PathErrors.FolderMissing(folder, "Tokenizer folder");
             var tokenizerConfig = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
             var train = o.Train.Apply(parse, new VarTrainConfig { Tokenizer = folder });
             var data = VarTrainer.OpenData(tokenizerConfig, train);
@@ -82,7 +83,7 @@ internal static class TrainCommand
             trainer = VarTrainer.Start(outDir, model, train, data: data);
         }
         using (trainer)
-            return Train(parse, trainer, parse.GetValue(o.Run.StopAfter));
+            return Train(parse, trainer, stopAt);
     }
 
     private static int Train(ParseResult parse, VarTrainer trainer, long? stopAfter)

@@ -52,6 +52,7 @@ internal static class TrainTokenizerCommand
     private static int Run(ParseResult parse, Options o)
     {
         LongRun.SetThreads(parse.GetValue(o.Run.Threads));
+        var stopAt = o.Run.StopAt(parse);
         var resume = parse.GetValue(o.Run.Resume);
         var outDir = parse.GetValue(o.Run.Out);
         TokenizerTrainer trainer;
@@ -69,7 +70,7 @@ internal static class TrainTokenizerCommand
             trainer = TokenizerTrainer.Start(outDir, o.Model.Apply(parse, baseModel), o.Train.Apply(parse, new TokenizerTrainConfig()));
         }
         using (trainer)
-            return Train(parse, trainer, parse.GetValue(o.Run.StopAfter));
+            return Train(parse, trainer, stopAt);
     }
 
     private static int Train(ParseResult parse, TokenizerTrainer trainer, long? stopAfter)

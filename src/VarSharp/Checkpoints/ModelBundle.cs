@@ -92,6 +92,10 @@ public static partial class ModelBundle
     {
         if (File.Exists(dir))
             throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} is an existing file, not a folder; choose another path.");
+        PathErrors.CheckOutput(dir);
+        for (var up = Path.GetDirectoryName(dir); !string.IsNullOrEmpty(up); up = Path.GetDirectoryName(up))
+            if (File.Exists(up))
+                throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} lies under {up}, which is a file, not a folder; choose another path.");
         if (!Directory.Exists(dir) || !Directory.EnumerateFileSystemEntries(dir).Any()) return;
         if (!force)
             throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output folder {dir} already exists and is not empty; pass --force to replace it.");
@@ -103,7 +107,7 @@ public static partial class ModelBundle
     /// <summary>Checks manifest.json against the folder: every listed file present with its length and SHA-256, nothing else.</summary>
     public static BundleManifest Verify(string dir)
     {
-        if (!Directory.Exists(dir)) throw new VarSharpException($"Model bundle {dir} does not exist.");
+        if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Model bundle");
         var manifestPath = Path.Combine(dir, ManifestFileName);
         if (!File.Exists(manifestPath))
             throw new ModelBundleException(ModelBundleProblem.ManifestMissing, $"Model bundle {dir} has no {ManifestFileName}, so its files cannot be verified.");

@@ -61,7 +61,7 @@ public static partial class ModelFolder
     public static VarModel LoadTransformer(string configPath, string weightsPath, Device? device = null)
     {
         var cfg = ReadVarConfig(configPath);
-        if (!File.Exists(weightsPath)) throw new VarSharpException($"Weights file {weightsPath} does not exist.");
+        if (!File.Exists(weightsPath)) throw PathErrors.FileMissing(weightsPath, "Weights file");
         var header = SafeTensors.ReadHeader(weightsPath);
         var names = header.Entries.Where(e => e.Name.StartsWith("var.", StringComparison.Ordinal)).Select(e => e.Name).ToList();
         if (names.Count == 0) throw new VarSharpException($"Weights file {weightsPath} holds no transformer tensors (no 'var.' keys).");

@@ -18,7 +18,7 @@ public static partial class ModelFolder
 
     public static string WeightsPath(string dir)
     {
-        if (!Directory.Exists(dir)) throw new VarSharpException($"Model folder {dir} does not exist.");
+        if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Model folder");
         foreach (var name in WeightFileNames)
         {
             var p = Path.Combine(dir, name);

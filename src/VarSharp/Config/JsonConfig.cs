@@ -49,7 +49,7 @@ public static class JsonConfig
 
     public static JsonDocument ParseFile(string path)
     {
-        if (!File.Exists(path)) throw new VarSharpException($"Config file {path} does not exist.");
+        if (!File.Exists(path)) throw PathErrors.FileMissing(path, "Config file");
         try
         {
             return JsonDocument.Parse(File.ReadAllBytes(path));

@@ -66,7 +66,10 @@ public sealed record VqVaeConfig
         for (int i = 0; i < VPatchNums.Length; i++)
             Require(VPatchNums[i] >= 1 && (i == 0 || VPatchNums[i] > VPatchNums[i - 1]),
                 $"v_patch_nums must be positive and strictly increasing but is [{string.Join(",", VPatchNums)}]");
-        Require(Beta >= 0, $"beta must be non-negative but is {Beta}");
+        Require(Beta >= 0 && double.IsFinite(Beta), $"beta must be a finite number ≥ 0 but is {Beta}");
+        // The reference uses |quant_resi| as φ's mixing ratio, so a sign is harmless; a ratio beyond 1 is not a mix.
+        Require(double.IsFinite(QuantResi) && Math.Abs(QuantResi) <= 1, $"quant_resi must be a finite number in [-1, 1] but is {QuantResi}");
+        Require(double.IsFinite(Dropout) && Dropout is >= 0 and < 1, $"dropout must be in [0, 1) but is {Dropout}");
         return this;
     }
 

@@ -7,9 +7,9 @@ public static class Datasets
     {
         options ??= new ImageFolderOptions();
         if (!Directory.Exists(path))
-            throw new VarSharpException(path == FashionMnist.DefaultDirectory
-                ? $"Fashion-MNIST is not installed at {path}; install it with: apt-get install dataset-fashion-mnist (scripts/setup.sh does)."
-                : $"Data folder {path} does not exist.");
+            throw path == FashionMnist.DefaultDirectory
+                ? new VarSharpException($"Fashion-MNIST is not installed at {path}; install it with: apt-get install dataset-fashion-mnist (scripts/setup.sh does).")
+                : PathErrors.FolderMissing(path, "Data folder");
         return FashionMnist.IsIdxFolder(path)
             ? FashionMnist.Load(path, split, channels, imageSize, options.HFlip)
             : ImageFolderDataset.Open(path, split, channels, imageSize, options);

@@ -62,7 +62,7 @@ public sealed class IdxImageDataset : IImageDataset
         height = images.Dims[1];
         width = images.Dims[2];
         if (height > imageSize || width > imageSize)
-            throw new VarSharpException($"{imagesPath} holds {height}×{width} images but the tokenizer takes {imageSize}×{imageSize}; idx images are padded, never shrunk.");
+            throw new VarSharpException($"{imagesPath} holds {height}×{width} images but the model takes {imageSize}×{imageSize}; idx images are padded, never shrunk.");
         for (int i = 0; i < labelArray.Data.Length; i++)
             if (labelArray.Data[i] >= classNames.Count)
                 throw new VarSharpException($"{labelsPath} has label {labelArray.Data[i]} at index {i}; expected labels below {classNames.Count}.");

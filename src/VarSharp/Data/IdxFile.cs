@@ -23,7 +23,7 @@ public static class IdxFile
 
     public static IdxArray Read(string path)
     {
-        if (!File.Exists(path)) throw new VarSharpException($"Data file {path} does not exist.");
+        if (!File.Exists(path)) throw PathErrors.FileMissing(path, "Data file");
         try
         {
             using var file = File.OpenRead(path);

@@ -61,7 +61,7 @@ public sealed class ImageFolderDataset : IImageDataset
     public static ImageFolderDataset Open(string root, DataSplit split, int channels, int imageSize, ImageFolderOptions? options = null)
     {
         options ??= new ImageFolderOptions();
-        if (!Directory.Exists(root)) throw new VarSharpException($"Image folder {root} does not exist.");
+        if (!Directory.Exists(root)) throw PathErrors.FolderMissing(root, "Image folder");
         if (channels is not (1 or 3)) throw new VarSharpException($"Images can have 1 or 3 channels but {channels} were asked for.");
         string trainDir = Directory.Exists(Path.Combine(root, "train")) ? Path.Combine(root, "train") : root;
         string? valDir = Directory.Exists(Path.Combine(root, "val")) ? Path.Combine(root, "val") : null;
@@ -121,7 +121,7 @@ public sealed class ImageFolderDataset : IImageDataset
             throw new VarSharpException($"None of the {files.Count} image files under {what} is readable (e.g. {issues.Examples.FirstOrDefault()}).");
         if (!options.Resize && firstSize is { } only && (only.W != imageSize || only.H != imageSize))
             throw new VarSharpException(
-                $"Images under {what} are {only.W}×{only.H} but the tokenizer takes {imageSize}×{imageSize} and resizing is off; enable resizing or supply {imageSize}×{imageSize} images.");
+                $"Images under {what} are {only.W}×{only.H} but the model takes {imageSize}×{imageSize} and resizing is off; enable resizing or supply {imageSize}×{imageSize} images.");
         var description = $"image folder {what}: {kept.Count} images in {classNames.Count} classes" +
                           (issues.SkippedAtScan > 0 ? $", {issues.SkippedAtScan} unreadable skipped" : "");
         return new ImageFolderDataset(description, kept.ToArray(), classNames, channels, imageSize, options, issues);
@@ -162,7 +162,7 @@ public sealed class ImageFolderDataset : IImageDataset
             }
         }
         else if (w != s || h != s)
-            throw new VarSharpException($"{path} is {w}×{h} but the tokenizer takes {s}×{s} and resizing is off.");
+            throw new VarSharpException($"{path} is {w}×{h} but the model takes {s}×{s} and resizing is off.");
 
         int top, left;
         bool flip = false;

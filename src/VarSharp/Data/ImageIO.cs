@@ -13,7 +13,7 @@ public static class ImageIO
     /// <summary>Loads an image as (1, channels, H, W) float32 in [−1, 1].</summary>
     public static Tensor Load(string path, int channels)
     {
-        if (!File.Exists(path)) throw new VarSharpException($"Image file {path} does not exist.");
+        if (!File.Exists(path)) throw PathErrors.FileMissing(path, "Image file");
         ImageResult image;
         try
         {
@@ -89,30 +89,7 @@ public static class ImageIO
     }
 
     /// <summary>Writes bytes to a temporary file beside <paramref name="path"/> and renames it into place.</summary>
-    public static void WriteAtomically(string path, byte[] bytes)
-    {
-        var full = Path.GetFullPath(path);
-        if (Directory.Exists(full)) throw new VarSharpException($"{full} is a folder; give the name of the file to write.");
-        var dir = Path.GetDirectoryName(full)!;
-        if (File.Exists(dir)) throw new VarSharpException($"Cannot write {full}: {dir} is a file, not a folder.");
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            Directory.CreateDirectory(dir);
-            using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                stream.Write(bytes);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            try { File.Delete(tmp); }
-            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
-            throw new VarSharpException($"Cannot write {full}: {(e is UnauthorizedAccessException ? "permission denied" : Reason(e))}.", e);
-        }
-    }
+    public static void WriteAtomically(string path, byte[] bytes) => AtomicFile.Write(path, bytes);
 
     /// <summary>
     /// An exception's message fit for the middle of a one-sentence error: control characters (a decoder's message can

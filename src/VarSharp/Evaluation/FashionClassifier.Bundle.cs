@@ -33,7 +33,7 @@ public sealed partial class FashionClassifier
     /// </summary>
     public static FashionClassifier Load(string dir, Device? device = null)
     {
-        if (!Directory.Exists(dir)) throw new VarSharpException($"Classifier folder {dir} does not exist.");
+        if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Classifier folder");
         if (!ModelBundle.IsBundle(dir))
             throw new VarSharpException($"Classifier folder {dir} has no {ModelBundle.ManifestFileName}; train one with `varsharp train-classifier --out DIR`.");
         var manifest = ModelBundle.Verify(dir);

@@ -32,7 +32,7 @@ public sealed class GoldenCase : IDisposable
     /// <summary>Opens a case folder; weights come from weights.safetensors unless another loader is given.</summary>
     public static GoldenCase Open(string dir, Func<string, Dictionary<string, Tensor>>? weightsLoader = null)
     {
-        if (!System.IO.Directory.Exists(dir)) throw new VarSharpException($"Golden case folder {dir} does not exist.");
+        if (!System.IO.Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Golden case folder");
         foreach (var f in new[] { "config.json", "vectors.safetensors" })
             if (!File.Exists(Path.Combine(dir, f)))
                 throw new VarSharpException($"Golden case folder {dir} has no {f}; expected config.json, vectors.safetensors and weights.");

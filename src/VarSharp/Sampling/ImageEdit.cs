@@ -98,6 +98,12 @@ public sealed class TokenConstraint : IDisposable
             var share = nn.functional.adaptive_avg_pool2d(keep_11HW, [pn, pn]).reshape(1, pn * pn);
             known.Add(share.ge(edit.KnownThreshold - 1e-6).MoveToOuterDisposeScope());
         }
+        if (known.All(k => k.all().item<bool>()))
+        {
+            foreach (var k in known) k.Dispose();
+            throw new VarSharpException(
+                $"the region to generate covers less than {1 - edit.KnownThreshold:0.##} of every token's cell, so every token stays the image's; make it larger or raise the known threshold (at 1 every token that touches it is generated).");
+        }
         return new TokenConstraint(tokens.Select(t => t.MoveToOuterDisposeScope()).ToList(), known);
     }
 

@@ -55,17 +55,7 @@ public static class CheckpointWriter
     }
 
     /// <summary>Writes a small text file atomically (temp file in the same folder, flushed, renamed over the target).</summary>
-    public static void WriteText(string path, string text)
-    {
-        var full = Path.GetFullPath(path);
-        var temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-        {
-            stream.Write(Encoding.UTF8.GetBytes(text));
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(temp, full, overwrite: true);
-    }
+    public static void WriteText(string path, string text) => AtomicFile.Write(path, Encoding.UTF8.GetBytes(text));
 
     /// <summary>The folder of a run's checkpoints.</summary>
     public const string CheckpointsDir = "checkpoints";

@@ -109,6 +109,13 @@ public sealed class VarTrainer : IDisposable
         this.vae = vae;
         this.ownsVae = ownsVae;
         Config = train.Validate();
+        if (Config.TokenCache is { } cache)
+        {
+            // Checked now rather than after minutes of tokenizing, when the cache is first written.
+            var full = Path.GetFullPath(cache);
+            PathErrors.CheckOutput(full);
+            if (File.Exists(full)) throw new VarSharpException($"Token cache folder {full} is a file, not a folder.");
+        }
         modelConfig.Validate();
         ModelFolder.CheckCompatible(modelConfig, vae.Config);
         this.data = data ?? OpenData(vae.Config, train);
@@ -170,7 +177,7 @@ public sealed class VarTrainer : IDisposable
     {
         if (string.IsNullOrEmpty(dir)) throw new VarSharpException("No tokenizer given; pass the model folder of a trained tokenizer (e.g. RUN/checkpoints/step-N/model).");
         var full = Path.GetFullPath(dir);
-        if (!Directory.Exists(full)) throw new VarSharpException($"Tokenizer folder {full} does not exist.");
+        if (!Directory.Exists(full)) throw PathErrors.FolderMissing(full, "Tokenizer folder");
         return ModelFolder.LoadTokenizer(full);
     }
 

@@ -67,9 +67,11 @@ public sealed class RecommendCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("sampling.top_p must be in [0, 1]", "--top-p", "2")]
-    [InlineData("sampling.cfg must be a finite number ≥ 0", "--cfg", "-1")]
-    [InlineData("sampling.top_k must be an integer from 0 (off) to the vocabulary size 16", "--top-k", "17")]
+    [InlineData("--top-p must be in [0, 1] (0 is off), found 2.", "--top-p", "2")]
+    [InlineData("--top-p must be in [0, 1] (0 is off), found NaN.", "--top-p", "NaN")]
+    [InlineData("--cfg must be a finite number ≥ 0, found -1.", "--cfg", "-1")]
+    [InlineData("--cfg must be a finite number ≥ 0, found Infinity.", "--cfg", "Infinity")]
+    [InlineData("--top-k must be from 0 (off) to the vocabulary size 16, found 17.", "--top-k", "17")]
     [InlineData("Give --reset alone", "--reset", "--cfg", "2")]
     public void BadSettingsChangeNothing(string message, params string[] options)
     {

@@ -40,7 +40,7 @@ public sealed class ServeCommandTests(TinyModelFolderFixture model) : IClassFixt
     [InlineData("--max-count", "0", "error: the per-request image cap must be at least 1, found 0.")]
     [InlineData("--max-batch", "0", "error: the batch size must be at least 1, found 0.")]
     [InlineData("--queue", "-1", "error: the queue capacity must be 0 or more, found -1.")]
-    [InlineData("--timeout", "0", "error: --timeout must be between 0 and 86400 seconds, found 0.")]
+    [InlineData("--timeout", "0", "error: --timeout must be more than 0 and at most 86400 seconds, found 0.")]
     [InlineData("--batch-window-ms", "-5", "error: --batch-window-ms must be between 0 and 10000, found -5.")]
     public void BadLimitsAreRefused(string option, string value, string expected)
     {

@@ -1,0 +1,46 @@
+using VarSharp.Data;
+
+namespace VarSharp;
+
+/// <summary>
+/// Writes a file so that readers see the old content or the new, never a mix: a temporary sibling is written, flushed
+/// to disk and renamed over the target. Every output of the project goes through here, so all of them share the same
+/// checks (no folder in the file's place, nothing under /dev, /proc or /sys) and one-sentence errors.
+/// </summary>
+public static class AtomicFile
+{
+    /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/>, creating missing folders.</summary>
+    public static void Write(string path, byte[] bytes)
+    {
+        if (string.IsNullOrWhiteSpace(path)) throw new VarSharpException("The output is an empty path; name a file to write.");
+        var full = Path.GetFullPath(path);
+        PathErrors.CheckOutput(full);
+        if (Directory.Exists(full)) throw new VarSharpException($"{full} is a folder; give the name of the file to write.");
+        var dir = Path.GetDirectoryName(full)!;
+        for (var up = dir; !string.IsNullOrEmpty(up); up = Path.GetDirectoryName(up))
+            if (File.Exists(up)) throw new VarSharpException($"Cannot write {full}: {up} is a file, not a folder.");
+        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            Directory.CreateDirectory(dir);
+            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                stream.Write(bytes);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(tmp); }
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
+            string reason = e switch
+            {
+                UnauthorizedAccessException => "permission denied",
+                FileNotFoundException or DirectoryNotFoundException => $"its folder {dir} does not accept new files",
+                _ => ImageIO.Reason(e).Replace(tmp, full, StringComparison.Ordinal),
+            };
+            throw new VarSharpException($"Cannot write {full}: {reason}.", e);
+        }
+    }
+}
