@@ -61,12 +61,20 @@ public static class GenerateRequest
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad("the request body must be a JSON object such as {\"class\": 3}.");
             var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var p in doc.RootElement.EnumerateObject())
+            {
                 if (!seen.Add(p.Name)) throw Bad($"the field '{Clip(p.Name)}' is given twice; give each field once.");
+                if (p.Value.ValueKind == JsonValueKind.String) _ = p.Value.GetString();   // decodes escapes: see below
+            }
             return JsonObject.Create(doc.RootElement.Clone())!;
         }
         catch (JsonException e)
         {
             throw Bad($"the request body is not valid JSON ({FirstSentence(e.Message)}).");
+        }
+        catch (InvalidOperationException)
+        {
+            // A name or string holding an escape such as \ud800 (half of a UTF-16 pair) is valid JSON syntax but no text.
+            throw Bad("the request body holds a string that is not valid Unicode (a lone surrogate escape such as \\ud800).");
         }
     }
 
@@ -109,7 +117,7 @@ public static class GenerateRequest
         ArgumentNullException.ThrowIfNull(options);
         foreach (var (key, _) in obj)
             if (!Fields.Contains(key, StringComparer.Ordinal))
-                throw Bad($"unknown field '{key}'; the fields are {string.Join(", ", Fields)}.");
+                throw Bad($"unknown field '{Clip(key)}'; the fields are {string.Join(", ", Fields)}.");
 
         ServedModel model;
         if (obj["model"] is null)
@@ -188,9 +196,11 @@ public static class GenerateRequest
         if (obj[key] is JsonValue v && v.GetValueKind() == JsonValueKind.Number)
         {
             if (v.TryGetValue<long>(out var l)) return l;
+            // 9e15 or 2.0: an integer written as a float. Beyond ±2^63 it is out of any range the fields allow.
             var d = v.GetValue<double>();
-            if (Math.Floor(d) == d && Math.Abs(d) < 9e15) return (long)d;
-            throw Bad($"'{key}' must be an integer, found {Fmt(d)}.");
+            if (Math.Floor(d) != d) throw Bad($"'{key}' must be an integer, found {Fmt(d)}.");
+            if (Math.Abs(d) >= 9.2e18) throw Bad($"'{key}' is out of range, found {Fmt(d)}.");
+            return (long)d;
         }
         throw Bad($"'{key}' must be an integer, found {Kind(obj[key])}.");
     }

@@ -173,6 +173,45 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
     }
 
     [Fact]
+    public async Task UnknownRoutesAndMethodsAnswerWithAJsonSentence()
+    {
+        using var client = _server.CreateClient();
+        using (var missing = await client.GetAsync("/nope"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+            Assert.Equal("there is nothing at /nope; the API is described at /openapi/v1.json.", (await missing.ReadJson()).GetProperty("error").GetString());
+        }
+        using (var wrong = await client.PutAsync("/healthz", new StringContent("{}")))
+        {
+            Assert.Equal(HttpStatusCode.MethodNotAllowed, wrong.StatusCode);
+            Assert.Equal("PUT is not allowed on /healthz; use GET.", (await wrong.ReadJson()).GetProperty("error").GetString());
+        }
+    }
+
+    [Theory]
+    [InlineData("""{"class": "\ud800"}""")]
+    [InlineData("""{"\udc00": 1}""")]
+    public async Task AStringThatIsNoTextIsA400(string body)
+    {
+        using var client = _server.CreateClient();
+        using var response = await client.Generate(body);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.StartsWith("the request body holds a string that is not valid Unicode", (await response.ReadJson()).GetProperty("error").GetString());
+    }
+
+    [Theory]
+    [InlineData("""{"seed": 9e15, "class": 1}""", HttpStatusCode.OK, null)]
+    [InlineData("""{"seed": 2.0, "class": 1}""", HttpStatusCode.OK, null)]
+    [InlineData("""{"seed": 9223372036854775808}""", HttpStatusCode.BadRequest, "'seed' is out of range, found 9.223372036854776e+18.")]
+    public async Task IntegersWrittenAsFloatsAreIntegers(string body, HttpStatusCode status, string? error)
+    {
+        using var client = _server.CreateClient();
+        using var response = await client.Generate(body);
+        Assert.Equal(status, response.StatusCode);
+        if (error is not null) Assert.Equal(error, (await response.ReadJson()).GetProperty("error").GetString());
+    }
+
+    [Fact]
     public async Task AnyContentTypeIsReadAsJson()
     {
         using var client = _server.CreateClient();
