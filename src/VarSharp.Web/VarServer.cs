@@ -85,10 +85,25 @@ public static class VarServerServices
             doc.Info.Description = "Class-conditional image generation with VAR (next-scale prediction). See docs/web.md.";
             doc.Info.Version = "v1";
             return Task.CompletedTask;
+        }).AddSchemaTransformer((schema, context, _) =>
+        {
+            // The body is read strictly (GenerateRequest): numbers must be JSON numbers, never digit strings, and class
+            // is an id or one of the model's class names. The generated schema would say "number or digit string".
+            if (context.JsonPropertyInfo is not { } property || property.DeclaringType != typeof(GenerateRequestBody)) return Task.CompletedTask;
+            schema.Pattern = null;
+            var type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+            schema.Type = property.Name == "class" ? JsonSchemaType.Integer | JsonSchemaType.String
+                : type == typeof(double) ? JsonSchemaType.Number
+                : type == typeof(int) || type == typeof(long) ? JsonSchemaType.Integer
+                : type == typeof(bool) ? JsonSchemaType.Boolean
+                : JsonSchemaType.String;
+            if (property.Name == "class") schema.Description = "A class id, or one of the model's class names (GET /v1/models).";
+            return Task.CompletedTask;
         }).AddOperationTransformer(async (operation, context, ct) =>
         {
             if (!context.Description.ActionDescriptor.EndpointMetadata.OfType<VarEndpoints.JsonBodyDoc>().Any()) return;
             var schema = await context.GetOrCreateSchemaAsync(typeof(GenerateRequestBody), null, ct);
+            schema.AdditionalPropertiesAllowed = false;   // unknown fields are refused with a 400
             operation.RequestBody = new OpenApiRequestBody
             {
                 Required = true,

@@ -82,8 +82,15 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
         var paths = openapi.GetProperty("paths");
         foreach (var path in new[] { "/v1/generate", "/v1/generate/stream", "/v1/models", "/healthz" })
             Assert.True(paths.TryGetProperty(path, out _), $"OpenAPI lacks {path}");
-        var body = paths.GetProperty("/v1/generate").GetProperty("post").GetProperty("requestBody").GetRawText();
-        Assert.Contains("top_k", body, StringComparison.Ordinal);
+        var body = paths.GetProperty("/v1/generate").GetProperty("post").GetProperty("requestBody")
+            .GetProperty("content").GetProperty("application/json").GetProperty("schema");
+        // The description says what the server accepts: JSON numbers (not digit strings), class as id or name, no other fields.
+        var fields = body.GetProperty("properties");
+        Assert.Equal("integer", fields.GetProperty("top_k").GetProperty("type").GetString());
+        Assert.Equal("number", fields.GetProperty("cfg").GetProperty("type").GetString());
+        Assert.Equal(["integer", "string"], fields.GetProperty("class").GetProperty("type").EnumerateArray().Select(t => t.GetString()));
+        Assert.False(fields.GetProperty("seed").TryGetProperty("pattern", out _));
+        Assert.False(body.GetProperty("additionalProperties").GetBoolean());
     }
 
     [Fact]
