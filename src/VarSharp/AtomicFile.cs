@@ -4,8 +4,9 @@ namespace VarSharp;
 
 /// <summary>
 /// Writes a file so that readers see the old content or the new, never a mix: a temporary sibling is written, flushed
-/// to disk and renamed over the target. Every output of the project goes through here, so all of them share the same
-/// checks (no folder in the file's place, nothing under /dev, /proc or /sys) and one-sentence errors.
+/// to disk and renamed over the target. Images, logs, run configs and JSON reports go through here (bundles and
+/// checkpoints are made atomic a folder at a time), so they share the same checks — no folder in the file's place,
+/// nothing under /dev, /proc or /sys — and one-sentence errors.
 /// </summary>
 public static class AtomicFile
 {
@@ -17,8 +18,7 @@ public static class AtomicFile
         PathErrors.CheckOutput(full);
         if (Directory.Exists(full)) throw new VarSharpException($"{full} is a folder; give the name of the file to write.");
         var dir = Path.GetDirectoryName(full)!;
-        for (var up = dir; !string.IsNullOrEmpty(up); up = Path.GetDirectoryName(up))
-            if (File.Exists(up)) throw new VarSharpException($"Cannot write {full}: {up} is a file, not a folder.");
+        if (PathErrors.FileAncestor(full) is { } blocker) throw new VarSharpException($"Cannot write {full}: {blocker} is a file, not a folder.");
         var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
         try
         {

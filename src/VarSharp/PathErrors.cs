@@ -18,6 +18,14 @@ public static class PathErrors
         : Directory.Exists(path) ? $"{what} {path} is a folder, not a file."
         : $"{what} {path} does not exist.");
 
+    /// <summary>The nearest folder above <paramref name="fullPath"/> that is in fact a file (so nothing can be created below it), or null.</summary>
+    public static string? FileAncestor(string fullPath)
+    {
+        for (var up = Path.GetDirectoryName(fullPath); !string.IsNullOrEmpty(up); up = Path.GetDirectoryName(up))
+            if (File.Exists(up)) return up;
+        return null;
+    }
+
     /// <summary>
     /// Refuses outputs under /dev, /proc and /sys: replacing a file there atomically would put a regular file in place
     /// of a device or a kernel interface.

@@ -93,9 +93,8 @@ public static partial class ModelBundle
         if (File.Exists(dir))
             throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} is an existing file, not a folder; choose another path.");
         PathErrors.CheckOutput(dir);
-        for (var up = Path.GetDirectoryName(dir); !string.IsNullOrEmpty(up); up = Path.GetDirectoryName(up))
-            if (File.Exists(up))
-                throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} lies under {up}, which is a file, not a folder; choose another path.");
+        if (PathErrors.FileAncestor(dir) is { } blocker)
+            throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} lies under {blocker}, which is a file, not a folder; choose another path.");
         if (!Directory.Exists(dir) || !Directory.EnumerateFileSystemEntries(dir).Any()) return;
         if (!force)
             throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output folder {dir} already exists and is not empty; pass --force to replace it.");

@@ -225,8 +225,8 @@ public sealed class VarSampler
                 var idx_Bl = shared is not null ? TokenSampling.Multinomial(logits_BlV, shared) : TokenSampling.Multinomial(logits_BlV, rows);
                 // Editing: where the image is known, its own token replaces the draw (the draw still happens, so the
                 // generators advance exactly as without an edit).
-                Tensor? known_Bl = constraint?.Known[si].to(device).expand(B, -1);
-                if (known_Bl is not null) idx_Bl = where(known_Bl, constraint!.Tokens[si].to(device).expand(B, -1), idx_Bl);
+                Tensor? known_Bl = constraint?.Known[si].expand(B, -1);
+                if (known_Bl is not null) idx_Bl = where(known_Bl, constraint!.Tokens[si].expand(B, -1), idx_Bl);
                 tokens.Add(idx_Bl.MoveToOuterDisposeScope());
 
                 Tensor h_BlC;
