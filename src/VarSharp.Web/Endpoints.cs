@@ -19,15 +19,21 @@ namespace VarSharp.Web;
 /// </summary>
 public static class VarEndpoints
 {
+    /// <summary>
+    /// Read-only routes also answer HEAD (monitors and link checkers use it); Kestrel sends the headers and drops the
+    /// body. The stream stays GET-only: a HEAD must not start a generation.
+    /// </summary>
+    internal static readonly string[] GetAndHead = [HttpMethods.Get, HttpMethods.Head];
+
     public static IEndpointRouteBuilder MapVarServer(this IEndpointRouteBuilder app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        app.MapGet("/healthz", (ModelRegistry models, GenerationQueue queue) =>
+        app.MapMethods("/healthz", GetAndHead, (ModelRegistry models, GenerationQueue queue) =>
                 TypedResults.Json(new HealthResponse("ok", models.Models.Select(m => m.Name).ToArray(), queue.Stats()), ApiJson.Options))
             .WithName("Health").WithTags("health").WithSummary("Liveness, loaded models and queue counters.").Produces<HealthResponse>();
 
         var v1 = app.MapGroup("/v1").WithTags("generation");
-        v1.MapGet("/models", (ModelRegistry models, ServeOptions options) =>
+        v1.MapMethods("/models", GetAndHead, (ModelRegistry models, ServeOptions options) =>
                 TypedResults.Json(new ModelsResponse(models.Default.Name, models.Models.Select(m => ModelDto.From(m, options)).ToArray()), ApiJson.Options))
             .WithName("Models").WithSummary("The models this server holds: image size, classes and their names, defaults.")
             .Produces<ModelsResponse>();

@@ -27,8 +27,8 @@ internal static class StaticPage
         {
             var asset = Load(assembly, name);
             var handler = (HttpContext ctx) => Serve(ctx, asset);
-            app.MapGet("/" + asset.Path, handler).ExcludeFromDescription();
-            if (asset.Path == "index.html") app.MapGet("/", handler).ExcludeFromDescription();
+            app.MapMethods("/" + asset.Path, VarEndpoints.GetAndHead, handler).ExcludeFromDescription();
+            if (asset.Path == "index.html") app.MapMethods("/", VarEndpoints.GetAndHead, handler).ExcludeFromDescription();
         }
     }
 

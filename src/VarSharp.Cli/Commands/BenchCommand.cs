@@ -18,12 +18,14 @@ internal static class BenchCommand
         var repeats = new Option<int>("--repeats") { Description = "Measurements per figure (the median is shown)", DefaultValueFactory = _ => 3 };
         var compare = new Option<int>("--compare-batch") { Description = "Batch of the KV-cache-against-recompute comparison", DefaultValueFactory = _ => 8 };
         var cfg = new Option<double?>("--cfg") { Description = "Guidance scale (default: the model's recommended value, else 4)" };
+        var topK = new Option<int?>("--top-k") { Description = "top-k, 0 = off (default: the model's recommended value)" };
+        var topP = new Option<double?>("--top-p") { Description = "top-p, 0 = off (default: the model's recommended value)" };
         var threads = new Option<int?>("--threads") { Description = "torch threads" };
         var json = new Option<string?>("--json") { Description = "Also write the figures to this JSON file" };
         var command = new Command("bench",
             "Measure sampling speed per batch size, the KV cache against recomputing, tokenizer encode/decode speed and memory; prints ratios measured in one run");
         pipeline.AddTo(command);
-        foreach (var o in new Option[] { batches, images, repeats, compare, cfg, threads, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { batches, images, repeats, compare, cfg, topK, topP, threads, json }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             LongRun.SetThreads(parse.GetValue(threads));
@@ -36,7 +38,12 @@ internal static class BenchCommand
                 Images = parse.GetValue(images),
                 Repeats = parse.GetValue(repeats),
                 CompareBatch = parse.GetValue(compare),
-                Settings = (recommended with { Cfg = parse.GetValue(cfg) ?? recommended.Cfg }).ToSettings(pipe.VocabSize),
+                Settings = (recommended with
+                {
+                    Cfg = parse.GetValue(cfg) ?? recommended.Cfg,
+                    TopK = parse.GetResult(topK) is null ? recommended.TopK : parse.GetValue(topK),
+                    TopP = parse.GetValue(topP) ?? recommended.TopP,
+                }).ToSettings(pipe.VocabSize).Validate(pipe.Model.Config),
             }.Validate();
             var writer = parse.InvocationConfiguration.Output;
             var m = pipe.Model.Config;

@@ -177,6 +177,7 @@ internal static class EvalCommand
         writer.WriteLine($"model {modelDir}: {pipe.ImageSize}x{pipe.ImageSize}, {pipe.NumClasses} classes, V = {pipe.VocabSize}");
         writer.WriteLine(Invariant(
             $"classifier {classifierDir} (weights sha256 {classifier.WeightsDigest![..16]}…): recorded test accuracy {Text(info.TestAccuracy)}, measured {reference.Accuracy():0.0000} on {reference.Count} test images{(reference.FromCache ? " (cached features)" : "")}"));
+        if (reference.CacheProblem is { } problem) writer.WriteLine("note: " + problem);
 
         GenerationEvalReport report;
         if (terminal)

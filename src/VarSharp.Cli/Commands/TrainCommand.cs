@@ -43,7 +43,7 @@ internal static class TrainCommand
             .Text("--decay", "decay", "lin0, lin or cos decay after warmup")
             .Double("--label-smooth", "label_smooth", "Label smoothing of the training loss")
             .Int("--sample-every", "sample_every", "Sample grid every N steps")
-            .Int("--sample-classes", "sample_classes", "Classes in the grid, two images each, 0 = no grids")
+            .Int("--sample-classes", "sample_classes", "Classes in the grid (the first N; more than the model has means all), two images each, 0 = no grids")
             .Double("--sample-cfg", "sample_cfg", "Guidance scale of the grids")
             .Long("--sample-seed", "sample_seed", "Seed of the grids, the same at every step")
             .FilePath("--token-cache", "token_cache", "Folder for the token cache; shareable between runs", defaultNote: "the run folder");

@@ -14,8 +14,9 @@ public sealed class ReferenceFeatures : IDisposable
 {
     private const string CacheFormat = "varsharp-classifier-features-v1";
 
-    private ReferenceFeatures(Tensor features, Tensor predictions, Tensor labels, string? cacheFile, bool fromCache)
+    private ReferenceFeatures(Tensor features, Tensor predictions, Tensor labels, string? cacheFile, bool fromCache, string? cacheProblem = null)
     {
+        CacheProblem = cacheProblem;
         Features_ND = features;
         Predictions_N = predictions;
         Labels_N = labels;
@@ -33,6 +34,12 @@ public sealed class ReferenceFeatures : IDisposable
 
     /// <summary>True when the features came from the cache rather than the classifier.</summary>
     public bool FromCache { get; }
+
+    /// <summary>
+    /// Why the features could not be written to the cache (one sentence), or null. Not an error: the results stand, the
+    /// next run only computes them again.
+    /// </summary>
+    public string? CacheProblem { get; }
 
     /// <summary>Top-1 accuracy of the classifier on these images.</summary>
     public double Accuracy()
@@ -91,8 +98,8 @@ public sealed class ReferenceFeatures : IDisposable
                         p.Dispose();
                     }
                 }
-                if (cacheFile is not null) TryWrite(cacheFile, features, predictions, labels);
-                return new ReferenceFeatures(features, predictions, labels, cacheFile, fromCache: false);
+                var problem = cacheFile is null ? null : TryWrite(cacheFile, features, predictions, labels);
+                return new ReferenceFeatures(features, predictions, labels, problem is null ? cacheFile : null, fromCache: false, problem);
             }
             catch
             {
@@ -152,17 +159,19 @@ public sealed class ReferenceFeatures : IDisposable
         return all.item<bool>();
     }
 
-    private static void TryWrite(string path, Tensor features, Tensor predictions, Tensor labels)
+    private static string? TryWrite(string path, Tensor features, Tensor predictions, Tensor labels)
     {
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
             SafeTensors.Save(path, [new("features", features), new("predictions", predictions), new("labels", labels)],
                 new Dictionary<string, string> { ["format"] = CacheFormat });
+            return null;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or VarSharpException)
         {
-            // A cache that cannot be written only costs time on the next run.
+            // A cache that cannot be written only costs time on the next run, so it is reported, not raised.
+            return $"the classifier features were not cached in {Path.GetDirectoryName(path)}: {e.Message.TrimEnd('.')}.";
         }
     }
 

@@ -47,6 +47,7 @@ public sealed record BatchRate(int BatchSize, double ImagesPerSecond, double Spe
 /// </summary>
 public sealed record SamplingBenchmarkResult(
     int Threads,
+    SamplerSettings Settings,
     IReadOnlyList<BatchRate> Batches,
     int CompareBatch,
     double CachedSeconds,
@@ -129,7 +130,7 @@ public static class SamplingBenchmark
         samplings++;
 
         var (rss1, live1) = Memory();
-        return new SamplingBenchmarkResult(get_num_threads(), rates, n, cachedSeconds, recomputeSeconds, maxDiff, sameTokens,
+        return new SamplingBenchmarkResult(get_num_threads(), options.Settings, rates, n, cachedSeconds, recomputeSeconds, maxDiff, sameTokens,
             options.TokenizerBatch, options.TokenizerBatch / encodeSeconds, options.TokenizerBatch / decodeSeconds,
             samplings - samplingsBefore, rss0, rss1, live0, live1);
     }

@@ -15,12 +15,16 @@ public sealed class BenchCommandTests : IDisposable
     {
         var model = TinyModels.WriteFolder(_temp.File("model"));
         var json = _temp.File("bench.json");
-        var run = CliRun.Of("bench", "--model", model, "--batch-sizes", "1,3", "--images", "3", "--repeats", "1", "--compare-batch", "2", "--json", json);
+        var run = CliRun.Of("bench", "--model", model, "--batch-sizes", "1,3", "--images", "3", "--repeats", "1", "--compare-batch", "2",
+            "--cfg", "2.5", "--top-k", "3", "--top-p", "0", "--json", json);
         Assert.True(run.ExitCode == 0, run.Error);
         Assert.Contains("speed-up over batch 1", run.Output);
         Assert.Contains("same tokens: yes", run.Output);
 
         var r = JsonNode.Parse(File.ReadAllText(json))!.AsObject();
+        // The settings measured are recorded (scripts/bench-reference.sh gives the same ones to the official code).
+        var settings = r["settings"]!.AsObject();
+        Assert.Equal((2.5, 3, 0.0), (settings["cfg"]!.GetValue<double>(), settings["top_k"]!.GetValue<int>(), settings["top_p"]!.GetValue<double>()));
         var batches = r["batches"]!.AsArray();
         Assert.Equal([1, 3], batches.Select(b => b!["batch_size"]!.GetValue<int>()));
         Assert.Equal(1.0, batches[0]!["speed_up"]!.GetValue<double>());
@@ -40,6 +44,8 @@ public sealed class BenchCommandTests : IDisposable
     [InlineData("--batch-sizes", "one", "--batch-sizes takes comma-separated integers")]
     [InlineData("--repeats", "0", "the number of repeats must be positive")]
     [InlineData("--cfg", "-1", "cfg (guidance scale) must be a finite number")]
+    [InlineData("--top-p", "1.5", "top-p must be")]
+    [InlineData("--top-k", "-1", "top-k must be 0 (off)")]
     public void BadSettingsAreRefusedInOneSentence(string option, string value, string message)
     {
         var model = TinyModels.WriteFolder(_temp.File("model"));

@@ -114,6 +114,20 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
     }
 
     [Fact]
+    public void ACacheThatCannotBeWrittenIsReportedAndTheResultsStand()
+    {
+        var notAFolder = f.File("cache-is-a-file");
+        File.WriteAllText(notAFolder, "x");
+        var run = CliRun.Of("eval", "--model", f.Model, "--classifier", f.Classifier, "--data", f.Data, "--cfg", "1", "--per-class", "1",
+            "--cache-dir", notAFolder);
+        output.WriteLine(run.Output + run.Error);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains($"note: the classifier features were not cached in {notAFolder}: ", run.Output);
+        Assert.Contains("class consistency", run.Output);
+        Assert.Equal("x", File.ReadAllText(notAFolder));
+    }
+
+    [Fact]
     public void ModelEvalRunsEndToEndAndIsDeterministic()
     {
         string[] Args(string json) =>

@@ -191,8 +191,29 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
         using (var wrong = await client.PutAsync("/healthz", new StringContent("{}")))
         {
             Assert.Equal(HttpStatusCode.MethodNotAllowed, wrong.StatusCode);
-            Assert.Equal("PUT is not allowed on /healthz; use GET.", (await wrong.ReadJson()).GetProperty("error").GetString());
+            Assert.Equal("PUT is not allowed on /healthz; use GET, HEAD.", (await wrong.ReadJson()).GetProperty("error").GetString());
         }
+    }
+
+    [Theory]
+    [InlineData("/healthz", "application/json")]
+    [InlineData("/v1/models", "application/json")]
+    [InlineData("/", "text/html")]
+    public async Task ReadOnlyRoutesAnswerHead(string path, string contentType)
+    {
+        using var client = _server.CreateClient();
+        using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, path));
+        Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+        Assert.Equal(contentType, head.Content.Headers.ContentType?.MediaType);
+    }
+
+    [Fact]
+    public async Task HeadDoesNotStartAStream()
+    {
+        using var client = _server.CreateClient();
+        using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/v1/generate/stream?class=1"));
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, head.StatusCode);
+        Assert.Equal(0, _server.Queue.Stats().Accepted);
     }
 
     [Theory]

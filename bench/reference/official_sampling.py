@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Sampling throughput of the official VAR code on a VarSharp model bundle.
+
+The other half of scripts/bench-reference.sh: it builds the official VQVAE and VAR modules (from a checkout of
+FoundationVision/VAR given with --var-repo) with the bundle's config.json, loads the bundle's model.safetensors into
+them with strict key matching, and times VAR.autoregressive_infer_cfg -- the official sampler, KV cache included --
+at each batch size. It prints one JSON object on stdout. Nothing of the official code is copied here; it is imported.
+"""
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import struct
+import sys
+import time
+import types
+
+import numpy as np
+import torch
+
+DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def read_safetensors(path):
+    """name -> torch tensor; BF16 is widened to float32 (the official modules are float32 on CPU)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw = data[begin:end]
+        if info["dtype"] == "BF16":
+            u16 = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+            arr = u16.view(np.float32)
+        else:
+            arr = np.frombuffer(raw, dtype=np.dtype(DTYPES[info["dtype"]]).newbyteorder("<"))
+        out[name] = torch.from_numpy(arr.copy().reshape(info["shape"]))
+    return out
+
+
+def stub_missing_modules(var_repo):
+    """The official modules import dist.py (its own) and huggingface_hub (only for a hub mixin class)."""
+    sys.path.insert(0, var_repo)
+    try:
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        hub = types.ModuleType("huggingface_hub")
+        hub.PyTorchModelHubMixin = type("PyTorchModelHubMixin", (), {"__init_subclass__": classmethod(lambda cls, **kw: None)})
+        sys.modules["huggingface_hub"] = hub
+
+
+def build(bundle, var_repo):
+    stub_missing_modules(var_repo)
+    from models.basic_vae import Decoder, Encoder
+    from models.var import VAR
+    from models.vqvae import VQVAE
+
+    cfg = json.load(open(os.path.join(bundle, "config.json")))
+    q, t = cfg["vqvae"], cfg["var"]
+    vae = VQVAE(vocab_size=q["vocab_size"], z_channels=q["z_channels"], ch=q["ch"], dropout=q["dropout"], beta=q["beta"],
+                using_znorm=q["using_znorm"], quant_conv_ks=q["quant_conv_ks"], quant_resi=q["quant_resi"],
+                share_quant_resi=q["share_quant_resi"], default_qresi_counts=q["default_qresi_counts"],
+                v_patch_nums=tuple(q["v_patch_nums"]), test_mode=True)
+    # VQVAE hard-codes the ImageNet encoder/decoder shape; a small bundle has its own, so those two are rebuilt.
+    dd = dict(dropout=q["dropout"], ch=q["ch"], z_channels=q["z_channels"], in_channels=q["in_channels"], ch_mult=tuple(q["ch_mult"]),
+              num_res_blocks=q["num_res_blocks"], using_sa=q["using_sa"], using_mid_sa=q["using_mid_sa"])
+    vae.encoder, vae.decoder = Encoder(double_z=False, **dd), Decoder(**dd)
+    vae.downsample = 2 ** (len(dd["ch_mult"]) - 1)
+    var = VAR(vae, num_classes=t["num_classes"], depth=t["depth"], embed_dim=t["embed_dim"], num_heads=t["num_heads"],
+              mlp_ratio=t["mlp_ratio"], drop_path_rate=0.0, norm_eps=t["norm_eps"], shared_aln=t["shared_aln"],
+              attn_l2_norm=t["attn_l2_norm"], patch_nums=tuple(t["patch_nums"]), flash_if_available=False, fused_if_available=False)
+
+    weights = read_safetensors(os.path.join(bundle, "model.safetensors"))
+    # nn.Module's own method: VQVAE's override passes `assign`, which torch before 2.1 does not know.
+    torch.nn.Module.load_state_dict(vae, {k[4:]: v for k, v in weights.items() if k.startswith("vae.")}, strict=True)
+    var.load_state_dict({k[4:]: v for k, v in weights.items() if k.startswith("var.")}, strict=True)
+    vae.eval()
+    var.eval()
+    return var, t["num_classes"], cfg.get("sampling", {})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", required=True)
+    ap.add_argument("--var-repo", required=True, help="a checkout of github.com/FoundationVision/VAR")
+    ap.add_argument("--batch-sizes", default="1,8,32")
+    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cfg", type=float, required=True)
+    ap.add_argument("--top-k", type=int, required=True)
+    ap.add_argument("--top-p", type=float, required=True)
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    with contextlib.redirect_stdout(sys.stderr):  # the official constructors print; stdout is for the JSON
+        var, num_classes, _ = build(a.bundle, a.var_repo)
+    batches = [int(b) for b in a.batch_sizes.split(",")]
+
+    def run(batch):
+        # As the C# benchmark: a.images images in batches of `batch`, classes cycling over the model's classes.
+        done = 0
+        with torch.inference_mode():
+            while done < a.images:
+                b = min(batch, a.images - done)
+                labels = torch.tensor([(done + i) % num_classes for i in range(b)], dtype=torch.long)
+                img = var.autoregressive_infer_cfg(B=b, label_B=labels, g_seed=done, cfg=a.cfg, top_k=a.top_k, top_p=a.top_p)
+                assert img.shape[0] == b
+                done += b
+
+    for b in batches:  # warm-up, as the C# side does
+        run(b)
+    rates = []
+    for b in batches:
+        times = []
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            run(b)
+            times.append(time.perf_counter() - t0)
+        rates.append({"batch_size": b, "images_per_second": a.images / statistics.median(times)})
+    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "batches": rates}, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()
