@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Sampling speed of VarSharp against the official PyTorch code, on the same model, settings, batch sizes and threads,
+# Sampling and training speed of VarSharp against the official PyTorch code, on the same model, settings, batch sizes
+# and threads,
 # measured one after the other in one run (see docs/benchmarks.md). Not part of the tests or CI.
 #
 #   scripts/bench-reference.sh --var-repo PATH [--model DIR] [--threads N] [--repeats N] [--batch-sizes 1,8,32] [--images N]
+#                              [--train-batch 64] [--train-steps 3]
 #
 # PATH is a checkout of https://github.com/FoundationVision/VAR (its modules are imported, never copied). The reference
 # side runs on Debian's python3-torch; the script installs it, with OpenBLAS (Debian's default BLAS is the slow
@@ -10,7 +12,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-var_repo="" model="$root/models/fashion-var" threads=2 repeats=5 batches="1,8,32" images=32
+var_repo="" model="$root/models/fashion-var" threads=2 repeats=5 batches="1,8,32" images=32 train_batch=64 train_steps=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --var-repo) var_repo="$2"; shift 2 ;;
@@ -19,6 +21,8 @@ while [ $# -gt 0 ]; do
     --repeats) repeats="$2"; shift 2 ;;
     --batch-sizes) batches="$2"; shift 2 ;;
     --images) images="$2"; shift 2 ;;
+    --train-batch) train_batch="$2"; shift 2 ;;
+    --train-steps) train_steps="$2"; shift 2 ;;
     *) echo "error: unknown argument '$1'; see the top of $0." >&2; exit 2 ;;
   esac
 done
@@ -44,11 +48,12 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "VarSharp: varsharp bench (settings: the model's recommended ones)..." >&2
 "$root/varsharp" bench --model "$model" --threads "$threads" --repeats "$repeats" --batch-sizes "$batches" --images "$images" \
-  --json "$out/varsharp.json" >&2
+  --train-batch "$train_batch" --train-steps "$train_steps" --json "$out/varsharp.json" >&2
 read -r cfg top_k top_p < <(/usr/bin/python3 -c "import json; s = json.load(open('$out/varsharp.json'))['settings']; print(s['cfg'], s['top_k'], s['top_p'])")
-echo "official VAR: autoregressive_infer_cfg with cfg $cfg, top-k $top_k, top-p $top_p..." >&2
-/usr/bin/python3 "$root/bench/reference/official_sampling.py" --bundle "$model" --var-repo "$var_repo" --threads "$threads" \
+echo "official VAR: autoregressive_infer_cfg with cfg $cfg, top-k $top_k, top-p $top_p; training steps..." >&2
+/usr/bin/python3 "$root/bench/reference/official_bench.py" --bundle "$model" --var-repo "$var_repo" --threads "$threads" \
   --repeats "$repeats" --batch-sizes "$batches" --images "$images" --cfg "$cfg" --top-k "$top_k" --top-p "$top_p" \
+  --train-batch "$train_batch" --train-steps "$train_steps" \
   >"$out/official.json" 2>"$out/official.log" || { cat "$out/official.log" >&2; exit 1; }
 
 /usr/bin/python3 - "$out/varsharp.json" "$out/official.json" <<'EOF'
@@ -59,4 +64,8 @@ print("  batch | VarSharp | official | VarSharp / official")
 for a, b in zip(ours["batches"], ref["batches"]):
     assert a["batch_size"] == b["batch_size"]
     print(f"  {a['batch_size']:5} | {a['images_per_second']:8.1f} | {b['images_per_second']:8.1f} | {a['images_per_second'] / b['images_per_second']:.2f}x")
+if ours.get("training") and ref.get("training"):
+    a, b = ours["training"], ref["training"]
+    print(f"training steps/s, batch {a['batch_size']} (forward, loss, backward, clipping, AdamW)")
+    print(f"  VarSharp {a['steps_per_second']:.3f} | official {b['steps_per_second']:.3f} | VarSharp / official {a['steps_per_second'] / b['steps_per_second']:.2f}x")
 EOF

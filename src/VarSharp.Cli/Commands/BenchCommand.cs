@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using VarSharp.Data;
 using VarSharp.Sampling;
+using VarSharp.Training;
 
 namespace VarSharp.Cli.Commands;
 
@@ -21,15 +22,20 @@ internal static class BenchCommand
         var topK = new Option<int?>("--top-k") { Description = "top-k, 0 = off (default: the model's recommended value)" };
         var topP = new Option<double?>("--top-p") { Description = "top-p, 0 = off (default: the model's recommended value)" };
         var threads = new Option<int?>("--threads") { Description = "torch threads" };
+        var trainBatch = new Option<int>("--train-batch") { Description = "Batch of the training-step measurement, 0 = skip it", DefaultValueFactory = _ => 64 };
+        var trainSteps = new Option<int>("--train-steps") { Description = "Training steps per measurement", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "Also write the figures to this JSON file" };
         var command = new Command("bench",
             "Measure sampling speed per batch size, the KV cache against recomputing, tokenizer encode/decode speed and memory; prints ratios measured in one run");
         pipeline.AddTo(command);
-        foreach (var o in new Option[] { batches, images, repeats, compare, cfg, topK, topP, threads, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { batches, images, repeats, compare, cfg, topK, topP, trainBatch, trainSteps, threads, json }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             LongRun.SetThreads(parse.GetValue(threads));
             var sizes = OptionText.Ints(parse.GetValue(batches)!, "--batch-sizes");
+            int tb = parse.GetValue(trainBatch), ts = parse.GetValue(trainSteps);
+            if (tb < 0) throw new VarSharpException($"--train-batch must be 0 (skip) or positive, found {tb}.");
+            if (ts < 1) throw new VarSharpException($"--train-steps must be positive, found {ts}.");
             using var pipe = pipeline.Load(parse);
             var recommended = pipe.DefaultOptions();
             var options = new BenchmarkOptions
@@ -50,9 +56,22 @@ internal static class BenchCommand
             writer.WriteLine(Invariant(
                 $"model: {pipe.ImageSize}x{pipe.ImageSize}, depth {m.Depth}, width {m.EmbedDim}, {m.L} tokens over {m.NumScales} scales, V={m.VocabSize}; cfg {options.Settings.Cfg}, top-k {options.Settings.TopK}, top-p {options.Settings.TopP}; {Environment.ProcessorCount} cores"));
             var r = SamplingBenchmark.Run(pipe, options, line => writer.WriteLine($"... {line}"));
+            TrainStepRate? train = null;
+            if (tb > 0)
+            {
+                writer.WriteLine($"... training steps, batch {tb}");
+                train = TrainStepBenchmark.Run(pipe, tb, ts, options.Repeats);
+            }
             writer.WriteLine(Report(r, options));
+            if (train is not null)
+                writer.WriteLine(Invariant(
+                    $"training (forward, loss, backward, clipping, AdamW; batch {train.BatchSize}, {train.StepsPerMeasurement} steps per measurement, median of {options.Repeats}): {train.StepsPerSecond:0.00} steps/s, {train.ImagesPerSecond:0.0} images/s"));
             if (parse.GetValue(json) is { } path)
-                ImageIO.WriteAtomically(path, Encoding.UTF8.GetBytes(JsonSerializer.Serialize(r, JsonOut)));
+            {
+                var node = JsonSerializer.SerializeToNode(r, JsonOut)!.AsObject();
+                node["training"] = train is null ? null : JsonSerializer.SerializeToNode(train, JsonOut);
+                ImageIO.WriteAtomically(path, Encoding.UTF8.GetBytes(node.ToJsonString(JsonOut)));
+            }
             return 0;
         });
         return command;

@@ -153,7 +153,7 @@ public static class SamplingBenchmark
         return (encode, decode);
     }
 
-    private static double Median(int repeats, Action<int> once)
+    internal static double Median(int repeats, Action<int> once)
     {
         var seconds = new double[repeats];
         for (int r = 0; r < repeats; r++)

@@ -16,7 +16,7 @@ public sealed class BenchCommandTests : IDisposable
         var model = TinyModels.WriteFolder(_temp.File("model"));
         var json = _temp.File("bench.json");
         var run = CliRun.Of("bench", "--model", model, "--batch-sizes", "1,3", "--images", "3", "--repeats", "1", "--compare-batch", "2",
-            "--cfg", "2.5", "--top-k", "3", "--top-p", "0", "--json", json);
+            "--cfg", "2.5", "--top-k", "3", "--top-p", "0", "--train-batch", "4", "--train-steps", "1", "--json", json);
         Assert.True(run.ExitCode == 0, run.Error);
         Assert.Contains("speed-up over batch 1", run.Output);
         Assert.Contains("same tokens: yes", run.Output);
@@ -35,8 +35,26 @@ public sealed class BenchCommandTests : IDisposable
         Assert.True(r["max_logit_difference"]!.GetValue<double>() < 1e-4);
         Assert.True(r["same_tokens"]!.GetValue<bool>());
         Assert.True(r["encode_images_per_second"]!.GetValue<double>() > 0 && r["decode_images_per_second"]!.GetValue<double>() > 0);
+        var training = r["training"]!.AsObject();
+        Assert.Equal(4, training["batch_size"]!.GetValue<int>());
+        double stepsPerSecond = training["steps_per_second"]!.GetValue<double>();
+        Assert.True(stepsPerSecond > 0);
+        Assert.Equal(4 * stepsPerSecond, training["images_per_second"]!.GetValue<double>(), 9);
+        Assert.Contains("training (forward, loss, backward, clipping, AdamW; batch 4", run.Output);
         // Every sampling disposes what it made: the live tensor count is back where the warm-up left it.
         Assert.Equal(r["live_tensors_after_warm_up"]!.GetValue<long>(), r["live_tensors_after"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public void TrainingCanBeLeftOut()
+    {
+        var model = TinyModels.WriteFolder(_temp.File("model"));
+        var json = _temp.File("bench.json");
+        var run = CliRun.Of("bench", "--model", model, "--batch-sizes", "1", "--images", "1", "--repeats", "1", "--compare-batch", "1",
+            "--train-batch", "0", "--json", json);
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.DoesNotContain("training (", run.Output);
+        Assert.Null(JsonNode.Parse(File.ReadAllText(json))!["training"]);
     }
 
     [Theory]
@@ -45,6 +63,8 @@ public sealed class BenchCommandTests : IDisposable
     [InlineData("--repeats", "0", "the number of repeats must be positive")]
     [InlineData("--cfg", "-1", "cfg (guidance scale) must be a finite number")]
     [InlineData("--top-p", "1.5", "top-p must be")]
+    [InlineData("--train-batch", "-1", "--train-batch must be 0 (skip) or positive")]
+    [InlineData("--train-steps", "0", "--train-steps must be positive")]
     [InlineData("--top-k", "-1", "top-k must be 0 (off)")]
     public void BadSettingsAreRefusedInOneSentence(string option, string value, string message)
     {

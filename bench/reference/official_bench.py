@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Sampling throughput of the official VAR code on a VarSharp model bundle.
+"""Sampling and training speed of the official VAR code on a VarSharp model bundle.
 
 The other half of scripts/bench-reference.sh: it builds the official VQVAE and VAR modules (from a checkout of
 FoundationVision/VAR given with --var-repo) with the bundle's config.json, loads the bundle's model.safetensors into
 them with strict key matching, and times VAR.autoregressive_infer_cfg -- the official sampler, KV cache included --
-at each batch size. It prints one JSON object on stdout. Nothing of the official code is copied here; it is imported.
+at each batch size, then one training step as the official trainer takes it. It prints one JSON object on stdout.
+Nothing of the official code is copied here; it is imported.
 """
 import argparse
 import contextlib
@@ -72,7 +73,7 @@ def build(bundle, var_repo):
     vae.encoder, vae.decoder = Encoder(double_z=False, **dd), Decoder(**dd)
     vae.downsample = 2 ** (len(dd["ch_mult"]) - 1)
     var = VAR(vae, num_classes=t["num_classes"], depth=t["depth"], embed_dim=t["embed_dim"], num_heads=t["num_heads"],
-              mlp_ratio=t["mlp_ratio"], drop_path_rate=0.0, norm_eps=t["norm_eps"], shared_aln=t["shared_aln"],
+              mlp_ratio=t["mlp_ratio"], drop_path_rate=t["drop_path_rate"], cond_drop_rate=t["cond_drop_rate"], norm_eps=t["norm_eps"], shared_aln=t["shared_aln"],
               attn_l2_norm=t["attn_l2_norm"], patch_nums=tuple(t["patch_nums"]), flash_if_available=False, fused_if_available=False)
 
     weights = read_safetensors(os.path.join(bundle, "model.safetensors"))
@@ -81,7 +82,46 @@ def build(bundle, var_repo):
     var.load_state_dict({k[4:]: v for k, v in weights.items() if k.startswith("var.")}, strict=True)
     vae.eval()
     var.eval()
-    return var, t["num_classes"], cfg.get("sampling", {})
+    return vae, var, t
+
+
+def train_rate(vae, var, t, batch, steps, repeats):
+    """Steps/s of the official trainer's step (trainer.py VARTrainer.train_step, without AMP or DDP): forward, loss
+    = cross-entropy per token x 1/L summed over L and averaged over B, backward, clip_grad_norm_(2), AdamW (betas 0.9,
+    0.95; weight decay 0.05 on the filter_params decay group). Inputs are seeded random token pyramids, as on our side."""
+    g = torch.Generator().manual_seed(1234)
+    V, pns = vae.vocab_size, t["patch_nums"]
+    idx = [torch.randint(0, V, (batch, pn * pn), generator=g) for pn in pns]
+    gt = torch.cat(idx, 1)
+    x = vae.quantize.idxBl_to_var_input(idx)
+    labels = torch.arange(batch) % t["num_classes"]
+    nowd = ("cls_token", "start_token", "task_token", "cfg_uncond", "pos_embed", "pos_1LC", "pos_start", "start_pos",
+            "lvl_embed", "gamma", "beta", "ada_gss", "moe_bias", "scale_mul")
+    decay, no_decay = [], []
+    for name, p in var.named_parameters():
+        (no_decay if p.ndim == 1 or name.endswith("bias") or any(k in name for k in nowd) else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
+    L = gt.shape[1]
+    var.train()
+
+    def once():
+        logits = var(labels, x)
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, V), gt.view(-1), reduction="none").view(batch, L).mul(1 / L).sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(var.parameters(), 2.0)
+        opt.step()
+
+    once()  # warm-up, as on our side
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            once()
+        times.append(time.perf_counter() - t0)
+    var.eval()
+    return steps / statistics.median(times)
 
 
 def main():
@@ -95,11 +135,14 @@ def main():
     ap.add_argument("--cfg", type=float, required=True)
     ap.add_argument("--top-k", type=int, required=True)
     ap.add_argument("--top-p", type=float, required=True)
+    ap.add_argument("--train-batch", type=int, default=64, help="0 = skip the training measurement")
+    ap.add_argument("--train-steps", type=int, default=3)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
     with contextlib.redirect_stdout(sys.stderr):  # the official constructors print; stdout is for the JSON
-        var, num_classes, _ = build(a.bundle, a.var_repo)
+        vae, var, t = build(a.bundle, a.var_repo)
+    num_classes = t["num_classes"]
     batches = [int(b) for b in a.batch_sizes.split(",")]
 
     def run(batch):
@@ -123,7 +166,12 @@ def main():
             run(b)
             times.append(time.perf_counter() - t0)
         rates.append({"batch_size": b, "images_per_second": a.images / statistics.median(times)})
-    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "batches": rates}, sys.stdout)
+    training = None
+    if a.train_batch > 0:
+        sps = train_rate(vae, var, t, a.train_batch, a.train_steps, a.repeats)
+        training = {"batch_size": a.train_batch, "steps_per_measurement": a.train_steps, "steps_per_second": sps,
+                    "images_per_second": sps * a.train_batch}
+    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "batches": rates, "training": training}, sys.stdout)
     print()
 
 
