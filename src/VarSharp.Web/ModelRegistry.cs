@@ -6,11 +6,11 @@ namespace VarSharp.Web;
 /// <summary>One loaded model: its pipeline (used by the batcher thread only) and what clients may know about it.</summary>
 public sealed class ServedModel : IDisposable
 {
-    internal ServedModel(string name, VarPipeline pipeline, IReadOnlyList<string> classNames)
+    internal ServedModel(string name, VarPipeline pipeline)
     {
         Name = name;
         Pipeline = pipeline;
-        ClassNames = classNames;
+        ClassNames = pipeline.ClassNames;
         var cfg = pipeline.Model.Config;
         DefaultTopK = pipeline.DefaultOptions().ResolveTopK(pipeline.VocabSize);
         PatchNums = cfg.PatchNums;
@@ -72,8 +72,7 @@ public sealed class ModelRegistry : IDisposable
                 }
                 try
                 {
-                    var names = ModelFolder.ReadClassNames(ModelFolder.ConfigPath(source.Directory), pipe.NumClasses);
-                    loaded.Add(new ServedModel(source.Name, pipe, names));
+                    loaded.Add(new ServedModel(source.Name, pipe));
                 }
                 catch
                 {

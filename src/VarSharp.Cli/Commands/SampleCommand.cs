@@ -20,7 +20,7 @@ internal static class SampleCommand
         var models = new PipelineOptions();
         var classes = new Option<string[]>("--class", "-c")
         {
-            Description = "Class id to generate; repeat it or give a comma list (3,7). Omitted: classes are drawn uniformly",
+            Description = "Class to generate, by id or name (7 or Sneaker); repeat it or give a comma list (3,Bag). Omitted: classes are drawn uniformly",
         };
         var count = new Option<int>("--count", "-n")
         {
@@ -61,10 +61,11 @@ internal static class SampleCommand
         models.AddTo(command);
         command.SetAction(parse =>
         {
-            var requestedClasses = ParseClasses(parse.GetValue(classes));
+            var classTexts = SplitClasses(parse.GetValue(classes));
             var outDir = parse.GetRequiredValue(output);
             var writer = parse.InvocationConfiguration.Output;
             using var pipe = models.Load(parse);
+            var requestedClasses = classTexts?.Select(pipe.ClassId).ToArray();
             // What the command line leaves out comes from the model's recommended settings (else the reference demo's).
             var recommended = pipe.DefaultOptions();
             var options = recommended with
@@ -99,6 +100,7 @@ internal static class SampleCommand
                     file = name + ".png",
                     index = im.Index,
                     @class = im.Class,
+                    class_name = pipe.ClassNames[im.Class],
                     seed = im.Seed,
                     shared_seed = im.Seed is null ? options.Seed : (long?)null,
                     cfg = options.Cfg,
@@ -139,18 +141,13 @@ internal static class SampleCommand
         return ImageEdit.Box(img, b[0], b[1], b[2], b[3], outpaint, threshold ?? 0.5);
     }
 
-    /// <summary>Class ids from repeated --class options, each possibly a comma list.</summary>
-    internal static int[]? ParseClasses(string[]? values)
+    /// <summary>The classes of repeated --class options, each possibly a comma list, as given (ids or names).</summary>
+    internal static string[]? SplitClasses(string[]? values)
     {
         if (values is null || values.Length == 0) return null;
-        var result = new List<int>();
-        foreach (var part in values.SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries)))
-        {
-            if (!int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var c))
-                throw new VarSharpException($"--class expects integer class ids (repeated or comma-separated), found '{part}'.");
-            result.Add(c);
-        }
-        return result.ToArray();
+        var parts = values.SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries)).ToArray();
+        if (parts.Any(p => p.Length == 0)) throw new VarSharpException("--class has an empty entry; give class ids or names separated by commas.");
+        return parts;
     }
 
     private static IReadOnlyList<GeneratedImage> WithProgress(VarPipeline pipe, SampleOptions options, TextWriter writer)

@@ -132,7 +132,8 @@ public sealed class VarPipeline : IDisposable
         {
             vae = ModelFolder.LoadTokenizer(configPath, weightsPath, device);
             var defaults = ModelFolder.ReadSamplingDefaults(configPath, model.Config.VocabSize);
-            return new VarPipeline(vae, model, ownsModels: true) { Defaults = defaults };
+            var names = ModelFolder.ReadClassNames(configPath, model.Config.NumClasses);
+            return new VarPipeline(vae, model, ownsModels: true) { Defaults = defaults, ClassNames = names };
         }
         catch
         {
@@ -149,6 +150,41 @@ public sealed class VarPipeline : IDisposable
 
     /// <summary>Options carrying <see cref="Defaults"/>; set the rest with <c>with</c>: <c>pipe.DefaultOptions() with { Classes = [3] }</c>.</summary>
     public SampleOptions DefaultOptions() => new() { Cfg = Defaults.Cfg, TopK = Defaults.TopK, TopP = Defaults.TopP };
+    /// <summary>
+    /// One display name per class: the config's `classes` (see <see cref="ModelFolder.ReadClassNames"/>) when loaded
+    /// from a folder, else "class 0", "class 1", ….
+    /// </summary>
+    public IReadOnlyList<string> ClassNames
+    {
+        get => _classNames ??= Enumerable.Range(0, NumClasses).Select(i => $"class {i}").ToArray();
+        init
+        {
+            ArgumentNullException.ThrowIfNull(value);
+            if (value.Count != NumClasses) throw new VarSharpException($"{value.Count} class names were given for a model of {NumClasses} classes.");
+            _classNames = value;
+        }
+    }
+
+    private IReadOnlyList<string>? _classNames;
+
+    /// <summary>
+    /// The class id that <paramref name="idOrName"/> stands for: an integer id, or one of <see cref="ClassNames"/>
+    /// (case-insensitive). Anything else is a one-sentence <see cref="VarSharpException"/>.
+    /// </summary>
+    public int ClassId(string idOrName)
+    {
+        ArgumentNullException.ThrowIfNull(idOrName);
+        var text = idOrName.Trim();
+        if (int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int id))
+        {
+            if (id < 0 || id >= NumClasses) throw new VarSharpException($"class id {id} is unknown: this model has classes 0 to {NumClasses - 1}.");
+            return id;
+        }
+        for (int i = 0; i < ClassNames.Count; i++)
+            if (string.Equals(ClassNames[i], text, StringComparison.OrdinalIgnoreCase)) return i;
+        throw new VarSharpException($"'{text}' is neither a class id (0 to {NumClasses - 1}) nor a class name of this model ({string.Join(", ", ClassNames)}).");
+    }
+
     public VqVae Tokenizer => Sampler.Tokenizer;
     public VarModel Model => Sampler.Model;
     public int NumClasses => Model.Config.NumClasses;

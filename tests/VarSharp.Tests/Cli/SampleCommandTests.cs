@@ -38,6 +38,24 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     }
 
     [Fact]
+    public void ClassesCanBeNamedAsTheModelNamesThem()
+    {
+        var named = TinyModels.WriteFolder(_temp.File("named"), editConfig: c =>
+        {
+            c["classes"] = new System.Text.Json.Nodes.JsonArray("cat", "dog", "Ankle boot", "owl", "fox");
+            return c;
+        });
+        var byName = CliRun.Of("sample", "-m", named, "--class", "ankle BOOT,dog", "--seed", "3", "-o", _temp.File("names"));
+        var byId = CliRun.Of("sample", "-m", named, "--class", "2,1", "--seed", "3", "-o", _temp.File("ids"));
+        Assert.True(byName.ExitCode == 0, byName.Error);
+        Assert.Equal(0, byId.ExitCode);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_temp.File("ids"), "grid.png")), File.ReadAllBytes(Path.Combine(_temp.File("names"), "grid.png")));
+        var log = File.ReadAllLines(Path.Combine(_temp.File("names"), "samples.jsonl"));
+        Assert.Contains("\"class\":2,\"class_name\":\"Ankle boot\"", log[0]);
+        Assert.Contains("\"class\":1,\"class_name\":\"dog\"", log[1]);
+    }
+
+    [Fact]
     public void SameArgumentsGiveTheSameBytes()
     {
         string[] Args(string dir) => ["sample", "-m", _model, "-n", "3", "--seed", "5", "--cfg", "1.5", "--top-p", "0.8", "--more-smooth", "-o", dir];
@@ -57,7 +75,8 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
 
     [Theory]
     [InlineData("class id 9 is unknown: this model has classes 0 to 4.", "--class", "9")]
-    [InlineData("--class expects integer class ids (repeated or comma-separated), found 'x'.", "--class", "1,x")]
+    [InlineData("'x' is neither a class id (0 to 4) nor a class name of this model (class 0, class 1, class 2, class 3, class 4).", "--class", "1,x")]
+    [InlineData("--class has an empty entry; give class ids or names separated by commas.", "--class", "1,,2")]
     [InlineData("cfg (guidance scale) must be a finite number ≥ 0, found -1.", "--cfg", "-1")]
     [InlineData("top-k must be at most the vocabulary size 16 (or 0 for off), found 17.", "--top-k", "17")]
     [InlineData("top-k must be 0 (off) or a positive number of tokens to keep, found -3.", "--top-k", "-3")]

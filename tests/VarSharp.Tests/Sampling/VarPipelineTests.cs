@@ -61,6 +61,22 @@ public sealed class VarPipelineTests(TinyModelFolderFixture model) : IClassFixtu
     }
 
     [Fact]
+    public void ClassesResolveByIdOrName()
+    {
+        using var pipe = VarPipeline.Load(_dir);
+        Assert.Equal(["class 0", "class 1", "class 2", "class 3", "class 4"], pipe.ClassNames);   // the tiny config names none
+        Assert.Equal(3, pipe.ClassId("3"));
+        Assert.Equal(4, pipe.ClassId(" CLASS 4 "));
+        Assert.Equal("class id 5 is unknown: this model has classes 0 to 4.", Assert.Throws<VarSharpException>(() => pipe.ClassId("5")).Message);
+        Assert.StartsWith("'owl' is neither a class id (0 to 4) nor a class name", Assert.Throws<VarSharpException>(() => pipe.ClassId("owl")).Message);
+
+        var (vae, var) = TinyModels.Create();
+        using var named = new VarPipeline(vae, var, ownsModels: true) { ClassNames = ["a", "b", "c", "d", "e"] };
+        Assert.Equal(2, named.ClassId("C"));
+        Assert.Throws<VarSharpException>(() => new VarPipeline(vae, var) { ClassNames = ["a"] });
+    }
+
+    [Fact]
     public void ProgressReachesTheTotal()
     {
         using var pipe = VarPipeline.Load(_dir);
