@@ -150,6 +150,7 @@ public sealed class VarPipeline : IDisposable
 
     /// <summary>Options carrying <see cref="Defaults"/>; set the rest with <c>with</c>: <c>pipe.DefaultOptions() with { Classes = [3] }</c>.</summary>
     public SampleOptions DefaultOptions() => new() { Cfg = Defaults.Cfg, TopK = Defaults.TopK, TopP = Defaults.TopP };
+
     /// <summary>
     /// One display name per class: the config's `classes` (see <see cref="ModelFolder.ReadClassNames"/>) when loaded
     /// from a folder, else "class 0", "class 1", ….
