@@ -28,5 +28,8 @@ internal static class Program
         RecommendCommand.Create(),
         BenchCommand.Create(),
         ServeCommand.Create(),
+        SigningCommands.KeyGen(),
+        SigningCommands.Sign(),
+        SigningCommands.Verify(),
     };
 }

@@ -64,7 +64,7 @@ public sealed class ModelRegistry : IDisposable
                 VarPipeline pipe;
                 try
                 {
-                    pipe = VarPipeline.Load(source.Directory);
+                    pipe = VarPipeline.Load(source.Directory, trust: options.Trust);
                 }
                 catch (VarSharpException e)
                 {

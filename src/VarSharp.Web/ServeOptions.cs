@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using VarSharp.Checkpoints;
 
 namespace VarSharp.Web;
 
@@ -50,6 +51,9 @@ public sealed partial record ServeOptions
 
     /// <summary>Models to load, by name. The first is the default for requests that name none.</summary>
     public IReadOnlyList<ModelSource> Models { get; init; } = [];
+
+    /// <summary>When set, every model must be a bundle signed by one of these keys (<see cref="BundleSignature"/>).</summary>
+    public BundleTrust? Trust { get; init; }
 
     /// <summary>The most images one request may ask for.</summary>
     public int MaxCount { get; init; } = 16;

@@ -26,6 +26,9 @@ internal static class RecommendCommand
             var configPath = ModelFolder.ConfigPath(dir);
             if (!File.Exists(configPath)) throw new VarSharpException($"Model folder {dir} has no config.json.");
             ModelFolder.VerifyIfBundle(dir);
+            // Rewriting a bundle gives it a new manifest, which an old signature does not cover: it is dropped, and said so.
+            var signer = ModelBundle.IsBundle(dir) ? BundleSignature.SignedBy(dir) : null;
+            string Unsigned() => signer is null ? "" : $"; its signature by key {signer} no longer applies and was removed (sign it again with `varsharp sign`)";
             int vocab = ModelFolder.ReadVarConfig(configPath).VocabSize;
             var current = ModelFolder.ReadSamplingDefaults(configPath, vocab);
             bool edits = parse.GetResult(cfg) is not null || parse.GetResult(topK) is not null || parse.GetResult(topP) is not null;
@@ -35,7 +38,7 @@ internal static class RecommendCommand
             {
                 if (edits) throw new VarSharpException("Give --reset alone, or the settings to recommend, not both.");
                 ModelFolder.WriteSamplingDefaults(dir, null, vocab);
-                output.WriteLine($"{dir}: no recommended settings; sampling falls back to the reference demo's ({Describe(SamplingDefaults.Reference, vocab)})");
+                output.WriteLine($"{dir}: no recommended settings; sampling falls back to the reference demo's ({Describe(SamplingDefaults.Reference, vocab)}){Unsigned()}");
                 return 0;
             }
             if (!edits)
@@ -54,7 +57,7 @@ internal static class RecommendCommand
             if (next.TopK is < 0 || next.TopK > vocab) throw new VarSharpException($"--top-k must be from 0 (off) to the vocabulary size {vocab}, found {next.TopK}.");
             if (!(next.TopP is >= 0 and <= 1)) throw new VarSharpException($"--top-p must be in [0, 1] (0 is off), found {Fmt(next.TopP)}.");
             ModelFolder.WriteSamplingDefaults(dir, next, vocab);
-            output.WriteLine($"{dir} now recommends {Describe(next, vocab)} (was {Describe(current, vocab)})");
+            output.WriteLine($"{dir} now recommends {Describe(next, vocab)} (was {Describe(current, vocab)}){Unsigned()}");
             return 0;
         });
         return command;

@@ -23,6 +23,12 @@ public enum ModelBundleProblem
     DigestMismatch,
     /// <summary>The output folder exists and may not be replaced.</summary>
     OutputExists,
+    /// <summary>A signed bundle was required but the folder has no manifest.sig.</summary>
+    SignatureMissing,
+    /// <summary>manifest.sig is malformed or does not match the manifest.</summary>
+    SignatureInvalid,
+    /// <summary>The bundle is signed by a key the caller does not trust.</summary>
+    UntrustedKey,
 }
 
 /// <summary>A model bundle failed verification or could not be written; the message is one sentence.</summary>
@@ -115,7 +121,7 @@ public static partial class ModelBundle
         foreach (var entry in Directory.EnumerateFileSystemEntries(dir).Order(StringComparer.Ordinal))
         {
             var name = Path.GetFileName(entry);
-            if (name == ManifestFileName) continue;
+            if (name is ManifestFileName or BundleSignature.FileName) continue;   // the signature covers the manifest, not vice versa
             if (!manifest.Files.ContainsKey(name) || Directory.Exists(entry))
                 throw new ModelBundleException(ModelBundleProblem.ExtraFile,
                     $"Model bundle {dir} holds '{name}', which its manifest does not list, so the folder was modified after it was written.");

@@ -116,10 +116,15 @@ public sealed class VarPipeline : IDisposable
         _ownsModels = ownsModels;
     }
 
-    /// <summary>Loads a model folder (config.json with `vqvae` and `var` blocks + model.safetensors or weights.safetensors).</summary>
-    public static VarPipeline Load(string modelDir, Device? device = null)
+    /// <summary>
+    /// Loads a model folder (config.json with `vqvae` and `var` blocks + model.safetensors or weights.safetensors). A
+    /// bundle is verified against its manifest first; with <paramref name="trust"/> only a bundle signed by one of its
+    /// keys loads (<see cref="BundleSignature"/>).
+    /// </summary>
+    public static VarPipeline Load(string modelDir, Device? device = null, BundleTrust? trust = null)
     {
-        ModelFolder.VerifyIfBundle(modelDir);
+        if (trust is null) ModelFolder.VerifyIfBundle(modelDir);
+        else BundleSignature.Verify(modelDir, trust);
         return Load(ModelFolder.ConfigPath(modelDir), ModelFolder.WeightsPath(modelDir), device);
     }
 
