@@ -104,7 +104,8 @@ public static class BundleSignature
             ["manifest_sha256"] = Convert.ToHexStringLower(SHA256.HashData(manifest)),
             ["signature"] = Convert.ToBase64String(key.SignData(manifest, HashAlgorithmName.SHA256)),
         };
-        AtomicFile.Write(Path.Combine(bundleDir, FileName), Encoding.UTF8.GetBytes(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
+        var json = node.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        AtomicFile.Write(Path.Combine(bundleDir, FileName), Encoding.UTF8.GetBytes(json + "\n"));
         return new BundleSignatureInfo(keyId, privateKeyPath);
     }
 

@@ -23,6 +23,15 @@ public class BundledModelTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal(1.5, ModelFolder.ReadSamplingDefaults(ModelFolder.ConfigPath(BundleDir), 512).Cfg);
     }
 
+    /// <summary>Both shipped bundles carry a signature by the project's model key, whose public half ships beside them.</summary>
+    [Fact]
+    public void TheShippedBundlesAreSignedByTheProjectKey()
+    {
+        var trust = BundleTrust.Load([Path.Combine(SharedData.RepoRoot, "models", "varsharp-models.pub")]);
+        foreach (var dir in new[] { BundleDir, ShippedClassifierTests.BundleDir })
+            Assert.Equal(trust.KeyIds.Single(), BundleSignature.Verify(dir, trust).KeyId);
+    }
+
     /// <summary>
     /// Sampling is seeded per image, so this is one fixed set of 50 images: the shipped classifier must recognise at
     /// least 90% of them as the class requested (the README quotes 0.958 on 500 images at this guidance).
