@@ -1,5 +1,4 @@
 using System.CommandLine;
-using VarSharp.Checkpoints;
 using VarSharp.Sampling;
 
 namespace VarSharp.Cli.Commands;
@@ -11,11 +10,7 @@ internal sealed class PipelineOptions
     public Option<string?> Config { get; } = new("--config") { Description = "Config file with 'vqvae' and 'var' blocks (with --weights, instead of --model)" };
     public Option<string?> Weights { get; } = new("--weights") { Description = "safetensors file with 'vae.*' and 'var.*' keys (with --config, instead of --model)" };
 
-    public Option<string[]> Trust { get; } = new("--trust")
-    {
-        Description = "Only load a bundle signed by this public key (repeatable; `varsharp keygen` makes keys, `varsharp sign` signs)",
-        AllowMultipleArgumentsPerToken = false,
-    };
+    public Option<string[]> Trust { get; } = TrustOption.Create();
 
     public void AddTo(Command command)
     {
@@ -32,14 +27,11 @@ internal sealed class PipelineOptions
         var weights = parse.GetValue(Weights);
         if (model is not null && (config is not null || weights is not null))
             throw new VarSharpException("Give either --model or --config with --weights, not both.");
-        var trust = TrustOf(parse.GetValue(Trust));
+        var trust = TrustOption.Of(parse.GetValue(Trust));
         if (trust is not null && model is null) throw new VarSharpException("--trust checks a signed bundle, so name the model with --model DIR.");
         if (model is not null) return VarPipeline.Load(model, trust: trust);
         if (config is null || weights is null)
             throw new VarSharpException("Name a model with --model DIR, or with both --config FILE and --weights FILE.");
         return VarPipeline.Load(config, weights);
     }
-
-    /// <summary>The trust list of repeated --trust options, or null when none was given.</summary>
-    public static BundleTrust? TrustOf(string[]? keys) => keys is { Length: > 0 } ? BundleTrust.Load(keys) : null;
 }

@@ -24,7 +24,7 @@ internal static class ServeCommand
         var window = new Option<double>("--batch-window-ms") { Description = "How long a batch waits for compatible requests to join", DefaultValueFactory = _ => defaults.BatchWindow.TotalMilliseconds };
         var queue = new Option<int>("--queue") { Description = "Requests that may wait; beyond it the server answers 429", DefaultValueFactory = _ => defaults.QueueCapacity };
         var timeout = new Option<double>("--timeout") { Description = "Seconds a request may take, queue wait included (then 503)", DefaultValueFactory = _ => defaults.RequestTimeout.TotalSeconds };
-        var trust = new Option<string[]>("--trust") { Description = "Only serve bundles signed by this public key (repeatable)" };
+        var trust = TrustOption.Create("Only serve bundles signed by this public key (repeatable)");
         var command = new Command("serve", "Serve a web page and an HTTP API that generate images, streaming every scale")
         {
             models, urls, maxCount, maxBatch, window, queue, timeout, trust,
@@ -50,7 +50,7 @@ internal static class ServeCommand
                 BatchWindow = TimeSpan.FromMilliseconds(windowMs),
                 QueueCapacity = parse.GetValue(queue),
                 RequestTimeout = TimeSpan.FromSeconds(timeoutS),
-                Trust = PipelineOptions.TrustOf(parse.GetValue(trust)),
+                Trust = TrustOption.Of(parse.GetValue(trust)),
             }.Validate();
 
             VarServer.Run(options, parse.InvocationConfiguration.Output);

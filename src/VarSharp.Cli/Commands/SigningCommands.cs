@@ -41,13 +41,13 @@ internal static class SigningCommands
     public static Command Verify()
     {
         var model = new Option<string>("--model", "-m") { Description = "Bundle to verify", Required = true };
-        var trust = new Option<string[]>("--trust") { Description = "Also require a signature by this public key (repeatable)" };
+        var trust = TrustOption.Create("Also require a signature by this public key (repeatable)");
         var command = new Command("verify", "Check a bundle's files against its manifest and, with --trust, its signature; exit 1 if anything fails") { model, trust };
         command.SetAction(parse =>
         {
             var dir = parse.GetRequiredValue(model);
             var output = parse.InvocationConfiguration.Output;
-            if (PipelineOptions.TrustOf(parse.GetValue(trust)) is { } trusted)
+            if (TrustOption.Of(parse.GetValue(trust)) is { } trusted)
             {
                 var info = BundleSignature.Verify(dir, trusted);
                 output.WriteLine($"{dir}: every file matches its manifest, and the manifest is signed by trusted key {info.KeyId} ({info.KeyPath})");

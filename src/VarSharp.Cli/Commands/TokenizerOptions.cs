@@ -11,8 +11,11 @@ internal sealed class TokenizerOptions
     public Option<string?> Config { get; } = new("--config") { Description = "Config file with a 'vqvae' block (with --weights, instead of --model)" };
     public Option<string?> Weights { get; } = new("--weights") { Description = "safetensors file with 'vae.*' keys (with --config, instead of --model)" };
 
+    public Option<string[]> Trust { get; } = TrustOption.Create();
+
     public void AddTo(Command command)
     {
+        command.Options.Add(Trust);
         command.Options.Add(Model);
         command.Options.Add(Config);
         command.Options.Add(Weights);
@@ -25,7 +28,9 @@ internal sealed class TokenizerOptions
         var weights = parse.GetValue(Weights);
         if (model is not null && (config is not null || weights is not null))
             throw new VarSharpException("Give either --model or --config with --weights, not both.");
-        if (model is not null) return ModelFolder.LoadTokenizer(model);
+        var trust = TrustOption.Of(parse.GetValue(Trust));
+        if (trust is not null && model is null) throw new VarSharpException("--trust checks a signed bundle, so name the model with --model DIR.");
+        if (model is not null) return ModelFolder.LoadTokenizer(model, trust: trust);
         if (config is null || weights is null)
             throw new VarSharpException("Name a tokenizer with --model DIR, or with both --config FILE and --weights FILE.");
         return ModelFolder.LoadTokenizer(config, weights);

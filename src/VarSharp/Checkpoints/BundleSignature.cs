@@ -118,6 +118,12 @@ public static class BundleSignature
     {
         ArgumentNullException.ThrowIfNull(trust);
         ModelBundle.Verify(bundleDir);
+        return CheckSignature(bundleDir, trust);
+    }
+
+    /// <summary>The signature half of <see cref="Verify"/>, for callers that have just verified the manifest themselves.</summary>
+    internal static BundleSignatureInfo CheckSignature(string bundleDir, BundleTrust trust)
+    {
         var (keyId, signature) = Read(bundleDir);
         if (!trust.TryGet(keyId, out var keyPath, out var spki))
             throw new ModelBundleException(ModelBundleProblem.UntrustedKey,

@@ -50,10 +50,10 @@ public static partial class ModelFolder
                 $"The transformer's patch_nums [{string.Join(", ", transformer.PatchNums)}] differ from the tokenizer's v_patch_nums [{string.Join(", ", tokenizer.VPatchNums)}].");
     }
 
-    /// <summary>Builds the transformer of a model folder and loads its `var.*` weights strictly (eval mode).</summary>
-    public static VarModel LoadTransformer(string dir, Device? device = null)
+    /// <summary>Builds the transformer of a model folder and loads its `var.*` weights strictly (eval mode; see <see cref="VerifyIfBundle"/> for <paramref name="trust"/>).</summary>
+    public static VarModel LoadTransformer(string dir, Device? device = null, BundleTrust? trust = null)
     {
-        VerifyIfBundle(dir);
+        VerifyIfBundle(dir, trust);
         return LoadTransformer(ConfigPath(dir), WeightsPath(dir), device);
     }
 

@@ -36,10 +36,10 @@ public static partial class ModelFolder
         return VqVaeConfig.FromJson(block);
     }
 
-    /// <summary>Builds the tokenizer of a model folder and loads its `vae.*` weights strictly.</summary>
-    public static VqVae LoadTokenizer(string dir, Device? device = null)
+    /// <summary>Builds the tokenizer of a model folder and loads its `vae.*` weights strictly (see <see cref="VerifyIfBundle"/> for <paramref name="trust"/>).</summary>
+    public static VqVae LoadTokenizer(string dir, Device? device = null, BundleTrust? trust = null)
     {
-        VerifyIfBundle(dir);
+        VerifyIfBundle(dir, trust);
         return LoadTokenizer(ConfigPath(dir), WeightsPath(dir), device);
     }
 

@@ -29,14 +29,16 @@ public sealed partial class FashionClassifier
     /// <summary>
     /// Loads a classifier bundle: verifies manifest.json (every file's length and SHA-256), reads the `classifier`
     /// block of config.json, builds the network it describes and loads `classifier.*` strictly (no missing, extra or
-    /// misshapen tensor). The result is in eval mode and carries <see cref="Info"/> and <see cref="WeightsDigest"/>.
+    /// misshapen tensor). With <paramref name="trust"/> the manifest must also be signed by one of its keys. The result
+    /// is in eval mode and carries <see cref="Info"/> and <see cref="WeightsDigest"/>.
     /// </summary>
-    public static FashionClassifier Load(string dir, Device? device = null)
+    public static FashionClassifier Load(string dir, Device? device = null, BundleTrust? trust = null)
     {
         if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Classifier folder");
         if (!ModelBundle.IsBundle(dir))
             throw new VarSharpException($"Classifier folder {dir} has no {ModelBundle.ManifestFileName}; train one with `varsharp train-classifier --out DIR`.");
         var manifest = ModelBundle.Verify(dir);
+        if (trust is not null) BundleSignature.CheckSignature(dir, trust);
         var configPath = Path.Combine(dir, ModelBundle.ConfigFileName);
         var weightsPath = Path.Combine(dir, ModelBundle.WeightsFileName);
         if (!manifest.Files.TryGetValue(ModelBundle.WeightsFileName, out var weightsEntry) || !manifest.Files.ContainsKey(ModelBundle.ConfigFileName))

@@ -123,8 +123,7 @@ public sealed class VarPipeline : IDisposable
     /// </summary>
     public static VarPipeline Load(string modelDir, Device? device = null, BundleTrust? trust = null)
     {
-        if (trust is null) ModelFolder.VerifyIfBundle(modelDir);
-        else BundleSignature.Verify(modelDir, trust);
+        ModelFolder.VerifyIfBundle(modelDir, trust);
         return Load(ModelFolder.ConfigPath(modelDir), ModelFolder.WeightsPath(modelDir), device);
     }
 

@@ -170,6 +170,24 @@ public sealed class BundleSignatureTests : IDisposable
     }
 
     [Fact]
+    public void EveryLoaderHonoursTrust()
+    {
+        var (bundle, _, trust) = SignedBundle();
+        var unsigned = TinyModels.WriteBundle(_temp.File("unsigned"));
+        using (ModelFolder.LoadTokenizer(bundle, trust: trust)) { }
+        using (ModelFolder.LoadTransformer(bundle, trust: trust)) { }
+        Assert.Equal(ModelBundleProblem.SignatureMissing, Problem(() => ModelFolder.LoadTokenizer(unsigned, trust: trust)));
+        Assert.Equal(ModelBundleProblem.SignatureMissing, Problem(() => ModelFolder.LoadTransformer(unsigned, trust: trust)));
+
+        var image = TinyModelFolder.WritePng(_temp.File("in.png"), 8, 3);
+        var ok = CliRun.Of("reconstruct", "-m", bundle, "--trust", _temp.File("team.pub"), "-i", image, "-o", _temp.File("r.png"));
+        Assert.True(ok.ExitCode == 0, ok.Error);
+        var refused = CliRun.Of("tokenize", "-m", unsigned, "--trust", _temp.File("team.pub"), "-i", image);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Equal($"error: Model bundle {unsigned} has no manifest.sig, so it is not signed.", refused.Error.TrimEnd());
+    }
+
+    [Fact]
     public void TrustNeedsABundleNotLooseFiles()
     {
         var folder = TinyModels.WriteFolder(_temp.File("plain"));

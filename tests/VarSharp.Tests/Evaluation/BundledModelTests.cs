@@ -30,6 +30,13 @@ public class BundledModelTests(Xunit.Abstractions.ITestOutputHelper output)
         var trust = BundleTrust.Load([Path.Combine(SharedData.RepoRoot, "models", "varsharp-models.pub")]);
         foreach (var dir in new[] { BundleDir, ShippedClassifierTests.BundleDir })
             Assert.Equal(trust.KeyIds.Single(), BundleSignature.Verify(dir, trust).KeyId);
+        using (FashionClassifier.Load(ShippedClassifierTests.BundleDir, trust: trust)) { }
+
+        using var temp = new TempFolder();
+        BundleSignature.CreateKeyPair(temp.File("stranger"));
+        var stranger = BundleTrust.Load([temp.File("stranger.pub")]);
+        var e = Assert.Throws<ModelBundleException>(() => FashionClassifier.Load(ShippedClassifierTests.BundleDir, trust: stranger));
+        Assert.Equal(ModelBundleProblem.UntrustedKey, e.Problem);
     }
 
     /// <summary>
