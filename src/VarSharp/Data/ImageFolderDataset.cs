@@ -107,6 +107,13 @@ public sealed class ImageFolderDataset : IImageDataset
                 continue;
             }
             var size = (info.Value.W, info.Value.H);
+            if ((long)size.W * size.H > ImageIO.MaxPixels)
+            {
+                if (options.Strict)
+                    throw new VarSharpException($"{path} declares {size.W}×{size.H} pixels, more than the {ImageIO.MaxPixels / 1_000_000} megapixels an input image may have.");
+                issues.Skipped(path);
+                continue;
+            }
             if (!options.Resize)
             {
                 if (firstSize is { } fs && fs != size)
@@ -192,11 +199,13 @@ public sealed class ImageFolderDataset : IImageDataset
         try
         {
             using var stream = File.OpenRead(path);
+            ImageIO.CheckDeclaredSize(stream, path);
             var image = ImageResult.FromStream(stream, Channels == 1 ? ColorComponents.Grey : ColorComponents.RedGreenBlue);
             if (image?.Data is null || image.Width <= 0 || image.Height <= 0) return null;
             return (image.Data, image.Width, image.Height);
         }
-        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException or UnauthorizedAccessException)
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException
+                                       or UnauthorizedAccessException or VarSharpException)
         {
             return null;
         }

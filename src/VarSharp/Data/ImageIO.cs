@@ -10,6 +10,22 @@ namespace VarSharp.Data;
 /// </summary>
 public static class ImageIO
 {
+    /// <summary>
+    /// The most pixels an input image may have (8192 × 8192). A PNG or JPEG header can claim any size in a few bytes, and
+    /// the decoder allocates what it claims, so a hostile or broken file in a dataset folder could otherwise take all the
+    /// memory before anything else is checked.
+    /// </summary>
+    public const long MaxPixels = 8192L * 8192;
+
+    /// <summary>Reads the header's size and throws a one-sentence <see cref="VarSharpException"/> above <see cref="MaxPixels"/>; rewinds the stream.</summary>
+    internal static void CheckDeclaredSize(Stream stream, string path)
+    {
+        var info = ImageInfo.FromStream(stream);
+        stream.Position = 0;
+        if (info is { } i && (long)i.Width * i.Height > MaxPixels)
+            throw new VarSharpException($"{path} declares {i.Width}×{i.Height} pixels, more than the {MaxPixels / 1_000_000} megapixels an input image may have.");
+    }
+
     /// <summary>Loads an image as (1, channels, H, W) float32 in [−1, 1].</summary>
     public static Tensor Load(string path, int channels)
     {
@@ -18,6 +34,7 @@ public static class ImageIO
         try
         {
             using var stream = File.OpenRead(path);
+            CheckDeclaredSize(stream, path);
             image = ImageResult.FromStream(stream, channels == 1 ? StbImageSharp.ColorComponents.Grey : StbImageSharp.ColorComponents.RedGreenBlue);
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException)

@@ -54,6 +54,40 @@ public class ImageFolderDatasetTests
         Assert.Equal(1, ImageFolderDataset.Open(tmp.File("d"), DataSplit.Test, 1, 8).Count);
     }
 
+    /// <summary>A valid small PNG whose IHDR (CRC fixed up) claims <paramref name="w"/>×<paramref name="h"/> pixels.</summary>
+    internal static void ClaimSize(string path, int w, int h)
+    {
+        var bytes = File.ReadAllBytes(path);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(16), w);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(20), h);
+        uint crc = 0xFFFFFFFF;
+        foreach (var b in bytes.AsSpan(12, 17))   // chunk type + 13 data bytes
+        {
+            crc ^= b;
+            for (int k = 0; k < 8; k++) crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320 : crc >> 1;
+        }
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(29), ~crc);
+        File.WriteAllBytes(path, bytes);
+    }
+
+    [Fact]
+    public void AnImageThatClaimsTooManyPixelsIsNeverDecoded()
+    {
+        using var tmp = new TempFolder();
+        for (int i = 0; i < 2; i++) Png(tmp.File($"d/train/c/{i}.png"), 8, 8, 1);
+        Png(tmp.File("d/train/c/bomb.png"), 8, 8, 1);
+        ClaimSize(tmp.File("d/train/c/bomb.png"), 30000, 30000);
+        Png(tmp.File("d/val/c/v.png"), 8, 8, 1);
+
+        var e = Assert.Throws<VarSharpException>(() => ImageIO.Load(tmp.File("d/train/c/bomb.png"), 1));
+        Assert.Equal($"{tmp.File("d/train/c/bomb.png")} declares 30000×30000 pixels, more than the 67 megapixels an input image may have.", e.Message);
+        var set = ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 8);
+        Assert.Equal(2, set.Count);
+        Assert.Contains("bomb.png", set.Issues.ToString());
+        var strict = Assert.Throws<VarSharpException>(() => ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 8, new ImageFolderOptions(Strict: true)));
+        Assert.Equal(e.Message, strict.Message);
+    }
+
     [Fact]
     public void AFileThatFailsToDecodeIsCountedOnceHoweverOftenItIsRead()
     {
