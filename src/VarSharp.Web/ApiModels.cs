@@ -31,13 +31,28 @@ public sealed record GenerateRequestBody(
     int? TopK = null,
     double? TopP = null,
     long? Seed = null,
-    bool? MoreSmooth = null);
+    bool? MoreSmooth = null,
+    EditRequestBody? Edit = null);
+
+/// <summary>
+/// The optional <c>edit</c> field of a POST body: complete an image instead of drawing one from scratch. The box
+/// [x0, y0, x1, y1) in pixels is regenerated (in-painting), or with <c>outpaint</c> everything outside it.
+/// </summary>
+/// <param name="Image">PNG or JPEG, base64, of exactly the model's image size.</param>
+/// <param name="Box">x0, y0, x1, y1 with 0 ≤ x0 &lt; x1 ≤ size and 0 ≤ y0 &lt; y1 ≤ size.</param>
+/// <param name="KnownThreshold">A token is kept from the image when at least this share of its cell is kept (0.5).</param>
+public sealed record EditRequestBody(string Image, int[] Box, bool? Outpaint = null, double? KnownThreshold = null);
+
+/// <summary>What an edit request asked for, echoed without its image.</summary>
+public sealed record EditDto(int[] Box, bool Outpaint, double KnownThreshold);
 
 /// <summary>The resolved parameters of a request: what it asked for with every default filled in.</summary>
-public sealed record ParamsDto(string Model, int? Class, string? ClassName, int Count, double Cfg, int TopK, double TopP, long Seed, bool MoreSmooth)
+public sealed record ParamsDto(string Model, int? Class, string? ClassName, int Count, double Cfg, int TopK, double TopP, long Seed, bool MoreSmooth,
+    EditDto? Edit = null)
 {
     public static ParamsDto From(GenerationParams p) => new(
-        p.Model.Name, p.Class, p.Class is { } c ? p.Model.ClassNames[c] : null, p.Count, p.Cfg, p.TopK, p.TopP, p.Seed, p.MoreSmooth);
+        p.Model.Name, p.Class, p.Class is { } c ? p.Model.ClassNames[c] : null, p.Count, p.Cfg, p.TopK, p.TopP, p.Seed, p.MoreSmooth,
+        p.Edit is { } e ? new EditDto(e.Box, e.Outpaint, e.Edit.KnownThreshold) : null);
 }
 
 /// <summary>One image: its class, its own seed (request seed + index; alone with count 1 it gives the same image), and base64 PNG bytes.</summary>

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Unicode;
 using Microsoft.AspNetCore.Http;
+using VarSharp.Data;
 using VarSharp.Sampling;
 
 namespace VarSharp.Web;
@@ -14,10 +15,14 @@ public sealed class ApiException(int status, string message) : Exception(message
 }
 
 /// <summary>A validated generation request: every value resolved (defaults filled in) and usable with its model.</summary>
-public sealed record GenerationParams(ServedModel Model, int? Class, int Count, double Cfg, int TopK, double TopP, long Seed, bool MoreSmooth)
+public sealed record GenerationParams(ServedModel Model, int? Class, int Count, double Cfg, int TopK, double TopP, long Seed, bool MoreSmooth,
+    EditRequest? Edit = null)
 {
     public SamplerSettings Settings => new() { Cfg = Cfg, TopK = TopK, TopP = TopP, MoreSmooth = MoreSmooth };
 }
+
+/// <summary>A validated <c>edit</c>: the library's edit and the box it came from (echoed in responses).</summary>
+public sealed record EditRequest(ImageEdit Edit, int[] Box, bool Outpaint);
 
 /// <summary>
 /// Reads a generation request from a JSON body or a query string with the same field names (snake_case), checking
@@ -26,22 +31,31 @@ public sealed record GenerationParams(ServedModel Model, int? Class, int Count, 
 /// </summary>
 public static class GenerateRequest
 {
-    public static readonly string[] Fields = ["model", "class", "count", "cfg", "top_k", "top_p", "seed", "more_smooth"];
+    public static readonly string[] Fields = ["model", "class", "count", "cfg", "top_k", "top_p", "seed", "more_smooth", "edit"];
+
+    private static readonly string[] EditFields = ["image", "box", "outpaint", "known_threshold"];
 
     /// <summary>Seeds stay within JavaScript's exact integers so that a page can hand them back unchanged.</summary>
     public const long MaxSeed = 9_007_199_254_740_991;
 
-    private const int MaxBodyBytes = 64 * 1024;
+    private const int BaseBodyBytes = 64 * 1024;
+
+    /// <summary>
+    /// 64 KiB, plus room for an edit image of the largest served model: twice its raw 8-bit size covers a PNG or JPEG of
+    /// it in base64 (4/3 of the bytes) with room to spare, and the 64 KiB the headers of a small one.
+    /// </summary>
+    public static int MaxBodyBytes(ModelRegistry models) =>
+        BaseBodyBytes + 2 * models.Models.Max(m => m.Channels * m.ImageSize * m.ImageSize);
 
     /// <summary>Reads and validates a JSON body.</summary>
     public static async Task<GenerationParams> FromBodyAsync(HttpRequest request, ModelRegistry models, ServeOptions options, CancellationToken ct)
     {
         using var buffer = new MemoryStream();
         var chunk = new byte[8192];
-        int n;
+        int n, cap = MaxBodyBytes(models);
         while ((n = await request.Body.ReadAsync(chunk, ct)) > 0)
         {
-            if (buffer.Length + n > MaxBodyBytes) throw new ApiException(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {MaxBodyBytes / 1024} KiB.");
+            if (buffer.Length + n > cap) throw new ApiException(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {cap / 1024} KiB.");
             buffer.Write(chunk, 0, n);
         }
         if (buffer.Length == 0) throw Bad("the request body is empty; send a JSON object such as {\"class\": 3}.");
@@ -174,7 +188,14 @@ public static class GenerateRequest
 
         bool smooth = obj["more_smooth"] is not null && Bool(obj, "more_smooth");
 
-        var result = new GenerationParams(model, cls, (int)count, cfg, (int)topK, topP, seed, smooth);
+        EditRequest? edit = obj["edit"] switch
+        {
+            null => null,
+            JsonObject e => ParseEdit(e, model),
+            _ => throw Bad("'edit' must be an object such as {\"image\": \"<base64 PNG>\", \"box\": [8, 8, 24, 24]}."),
+        };
+
+        var result = new GenerationParams(model, cls, (int)count, cfg, (int)topK, topP, seed, smooth, edit);
         try
         {
             result.Settings.Validate(model.Pipeline.Model.Config);
@@ -186,30 +207,70 @@ public static class GenerateRequest
         return result;
     }
 
+    private static EditRequest ParseEdit(JsonObject e, ServedModel model)
+    {
+        foreach (var (key, _) in e)
+            if (!EditFields.Contains(key, StringComparer.Ordinal))
+                throw Bad($"unknown field 'edit.{Clip(key)}'; the edit fields are {string.Join(", ", EditFields)}.");
+        if (e["image"] is null) throw Bad("'edit.image' is missing: give the image to edit as base64 PNG or JPEG.");
+        var base64 = StringOf(e["image"], "edit.image");
+        var bytes = new byte[base64.Length * 3 / 4 + 3];
+        if (!Convert.TryFromBase64String(base64, bytes, out int length)) throw Bad("'edit.image' is not base64 text.");
+        if (e["box"] is not JsonArray box || box.Count != 4)
+            throw Bad("'edit.box' must be an array of four integers [x0, y0, x1, y1], the pixels to regenerate.");
+        var b = new int[4];
+        for (int i = 0; i < 4; i++)
+        {
+            long v = IntegerOf(box[i], $"edit.box[{i}]");
+            if (v < int.MinValue || v > int.MaxValue) throw Bad($"'edit.box[{i}]' is out of range, found {v}.");
+            b[i] = (int)v;
+        }
+        bool outpaint = e["outpaint"] is not null && BoolOf(e["outpaint"], "edit.outpaint");
+        double threshold = e["known_threshold"] is null ? 0.5 : NumberOf(e["known_threshold"], "edit.known_threshold");
+        try
+        {
+            using var image = ImageIO.Decode(bytes[..length], model.Channels, "'edit.image'");
+            if (image.shape[2] != model.ImageSize || image.shape[3] != model.ImageSize)
+                throw Bad($"'edit.image' is {image.shape[3]}×{image.shape[2]} but model '{model.Name}' makes {model.ImageSize}×{model.ImageSize} images.");
+            var edit = ImageEdit.Box(image, b[0], b[1], b[2], b[3], outpaint, threshold);
+            edit.Validate(model.Pipeline.Tokenizer);
+            return new EditRequest(edit, b, outpaint);
+        }
+        catch (VarSharpException ex)
+        {
+            throw Bad(ex.Message);
+        }
+    }
+
     private static ApiException Bad(string message) => new(StatusCodes.Status400BadRequest, message);
 
-    private static string String(JsonObject obj, string key) =>
-        obj[key] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : throw Bad($"'{key}' must be a string, found {Kind(obj[key])}.");
+    private static string String(JsonObject obj, string key) => StringOf(obj[key], key);
+    private static long Integer(JsonObject obj, string key) => IntegerOf(obj[key], key);
+    private static double Number(JsonObject obj, string key) => NumberOf(obj[key], key);
+    private static bool Bool(JsonObject obj, string key) => BoolOf(obj[key], key);
 
-    private static long Integer(JsonObject obj, string key)
+    private static string StringOf(JsonNode? node, string name) =>
+        node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : throw Bad($"'{name}' must be a string, found {Kind(node)}.");
+
+    private static long IntegerOf(JsonNode? node, string name)
     {
-        if (obj[key] is JsonValue v && v.GetValueKind() == JsonValueKind.Number)
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number)
         {
             if (v.TryGetValue<long>(out var l)) return l;
             // 9e15 or 2.0: an integer written as a float. Beyond ±2^63 it is out of any range the fields allow.
             var d = v.GetValue<double>();
-            if (Math.Floor(d) != d) throw Bad($"'{key}' must be an integer, found {Fmt(d)}.");
-            if (Math.Abs(d) >= 9.2e18) throw Bad($"'{key}' is out of range, found {Fmt(d)}.");
+            if (Math.Floor(d) != d) throw Bad($"'{name}' must be an integer, found {Fmt(d)}.");
+            if (Math.Abs(d) >= 9.2e18) throw Bad($"'{name}' is out of range, found {Fmt(d)}.");
             return (long)d;
         }
-        throw Bad($"'{key}' must be an integer, found {Kind(obj[key])}.");
+        throw Bad($"'{name}' must be an integer, found {Kind(node)}.");
     }
 
-    private static double Number(JsonObject obj, string key) =>
-        obj[key] is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? v.GetValue<double>() : throw Bad($"'{key}' must be a number, found {Kind(obj[key])}.");
+    private static double NumberOf(JsonNode? node, string name) =>
+        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? v.GetValue<double>() : throw Bad($"'{name}' must be a number, found {Kind(node)}.");
 
-    private static bool Bool(JsonObject obj, string key) =>
-        obj[key] is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False ? v.GetValue<bool>() : throw Bad($"'{key}' must be true or false, found {Kind(obj[key])}.");
+    private static bool BoolOf(JsonNode? node, string name) =>
+        node is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False ? v.GetValue<bool>() : throw Bad($"'{name}' must be true or false, found {Kind(node)}.");
 
     private static string Kind(JsonNode? node) => node?.GetValueKind() switch
     {

@@ -30,7 +30,7 @@ public sealed class GenerationJob : IDisposable
         Params = p;
         Token = token;
         Frames = wantFrames ? Channel.CreateUnbounded<ScaleFrame>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }) : null;
-        Key = new BatchKey(p.Model.Name, p.Settings, p.Class is not null, wantFrames);
+        Key = new BatchKey(p.Model.Name, p.Settings, p.Class is not null, wantFrames, p.Edit);
     }
 
     public GenerationParams Params { get; }
@@ -69,8 +69,12 @@ public sealed class GenerationJob : IDisposable
     }
 }
 
-/// <summary>Requests that may share a batch: same model, same sampler settings, all with a class or all drawing one, all streaming or none.</summary>
-internal readonly record struct BatchKey(string Model, SamplerSettings Settings, bool ClassGiven, bool Frames);
+/// <summary>
+/// Requests that may share a batch: same model, same sampler settings, all with a class or all drawing one, all
+/// streaming or none, and the same edit (by reference: an edit request shares a batch only with itself, since a batch
+/// teacher-forces one image).
+/// </summary>
+internal readonly record struct BatchKey(string Model, SamplerSettings Settings, bool ClassGiven, bool Frames, EditRequest? Edit);
 
 /// <summary>Jobs sampled together. The batch is cancelled (between scales) only when every one of its requests is gone.</summary>
 internal sealed class Batch : IDisposable
@@ -283,7 +287,7 @@ public sealed class GenerationQueue : IDisposable
                 AfterScale?.Invoke(frame.ScaleIndex);
             } : null;
 
-            var images = first.Params.Model.Pipeline.GenerateRows(rows, first.Params.Settings, onFrame, batch.Token);
+            var images = first.Params.Model.Pipeline.GenerateRows(rows, first.Params.Settings, onFrame, batch.Token, first.Params.Edit?.Edit);
             long ended = Stopwatch.GetTimestamp();
             double sampleMs = Stopwatch.GetElapsedTime(started, ended).TotalMilliseconds;
             Interlocked.Add(ref _images, images.Count);

@@ -89,9 +89,21 @@ public static class VarServerServices
         {
             // The body is read strictly (GenerateRequest): numbers must be JSON numbers, never digit strings, and class
             // is an id or one of the model's class names. The generated schema would say "number or digit string".
-            if (context.JsonPropertyInfo is not { } property || property.DeclaringType != typeof(GenerateRequestBody)) return Task.CompletedTask;
-            schema.Pattern = null;
+            if (context.JsonPropertyInfo is not { } property) return Task.CompletedTask;
+            if (property.DeclaringType != typeof(GenerateRequestBody) && property.DeclaringType != typeof(EditRequestBody)) return Task.CompletedTask;
             var type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+            if (type == typeof(EditRequestBody)) return Task.CompletedTask;   // an object: its own properties are fixed up here
+            schema.Pattern = null;
+            if (type == typeof(int[]))
+            {
+                schema.Type = JsonSchemaType.Array;
+                if (schema.Items is OpenApiSchema items)
+                {
+                    items.Type = JsonSchemaType.Integer;
+                    items.Pattern = null;
+                }
+                return Task.CompletedTask;
+            }
             schema.Type = property.Name == "class" ? JsonSchemaType.Integer | JsonSchemaType.String
                 : type == typeof(double) ? JsonSchemaType.Number
                 : type == typeof(int) || type == typeof(long) ? JsonSchemaType.Integer

@@ -30,19 +30,44 @@ public static class ImageIO
     public static Tensor Load(string path, int channels)
     {
         if (!File.Exists(path)) throw PathErrors.FileMissing(path, "Image file");
+        using var stream = OpenOrExplain(path);
+        return Decode(stream, channels, path);
+    }
+
+    /// <summary>Decodes PNG or JPEG bytes as (1, channels, H, W) float32 in [−1, 1]; <paramref name="what"/> names them in errors.</summary>
+    public static Tensor Decode(byte[] bytes, int channels, string what)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        using var stream = new MemoryStream(bytes, writable: false);
+        return Decode(stream, channels, what);
+    }
+
+    private static FileStream OpenOrExplain(string path)
+    {
+        try
+        {
+            return File.OpenRead(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new VarSharpException($"{path} is not a readable PNG or JPEG image ({Reason(e)}).", e);
+        }
+    }
+
+    private static Tensor Decode(Stream stream, int channels, string what)
+    {
         ImageResult image;
         try
         {
-            using var stream = File.OpenRead(path);
-            CheckDeclaredSize(stream, path);
+            CheckDeclaredSize(stream, what);
             image = ImageResult.FromStream(stream, channels == 1 ? StbImageSharp.ColorComponents.Grey : StbImageSharp.ColorComponents.RedGreenBlue);
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException)
         {
-            throw new VarSharpException($"{path} is not a readable PNG or JPEG image ({Reason(e)}).", e);
+            throw new VarSharpException($"{what} is not a readable PNG or JPEG image ({Reason(e)}).", e);
         }
-        if (image.Width <= 0 || image.Height <= 0 || image.Data is null)
-            throw new VarSharpException($"{path} is not a readable PNG or JPEG image (no pixels).");
+        if (image is null || image.Width <= 0 || image.Height <= 0 || image.Data is null)
+            throw new VarSharpException($"{what} is not a readable PNG or JPEG image (no pixels).");
         using var hwc = tensor(image.Data, [image.Height, image.Width, channels], dtype: ScalarType.Byte);
         using var chw = hwc.permute(2, 0, 1).to(float32);
         return chw.div(127.5).sub_(1).unsqueeze(0);

@@ -251,14 +251,15 @@ public sealed class VarPipeline : IDisposable
     /// <see cref="Generate"/> gives for that class and seed, whatever the other rows are: this is what lets a server
     /// coalesce requests into one batch. Rows either all give a class or all draw one. <paramref name="scaleFrame"/>, when
     /// given, receives every row's image after each scale, coarse to fine. Images come back in row order
-    /// (<see cref="GeneratedImage.Index"/> is the row).
+    /// (<see cref="GeneratedImage.Index"/> is the row). With <paramref name="edit"/> every row completes that image.
     /// </summary>
     public IReadOnlyList<GeneratedImage> GenerateRows(IReadOnlyList<SampleRow> rows, SamplerSettings settings,
-        Action<ScaleFrame>? scaleFrame = null, CancellationToken cancellationToken = default)
+        Action<ScaleFrame>? scaleFrame = null, CancellationToken cancellationToken = default, ImageEdit? edit = null)
     {
         ArgumentNullException.ThrowIfNull(rows);
         ArgumentNullException.ThrowIfNull(settings);
         if (rows.Count == 0) throw new VarSharpException("a batch needs at least one row, found none.");
+        edit?.Validate(Tokenizer);
         bool given = rows[0].Class is not null;
         if (rows.Any(r => (r.Class is not null) != given))
             throw new VarSharpException("the rows of one batch must either all give a class or all draw one.");
@@ -275,9 +276,10 @@ public sealed class VarPipeline : IDisposable
             }
             scaleFrame(new ScaleFrame(si, patchNums.Length, patchNums[si], png));
         };
+        using var constraint = edit is null ? null : TokenConstraint.From(edit, Tokenizer);
         using var sample = given
-            ? Sampler.Sample(rows.Select(r => r.Class!.Value).ToArray(), settings, rng, scaleImage: onScale, cancellationToken: cancellationToken)
-            : Sampler.SampleRandomClasses(rows.Count, settings, rng, scaleImage: onScale, cancellationToken: cancellationToken);
+            ? Sampler.Sample(rows.Select(r => r.Class!.Value).ToArray(), settings, rng, scaleImage: onScale, cancellationToken: cancellationToken, constraint: constraint)
+            : Sampler.SampleRandomClasses(rows.Count, settings, rng, scaleImage: onScale, cancellationToken: cancellationToken, constraint: constraint);
         var result = new GeneratedImage[rows.Count];
         for (int i = 0; i < rows.Count; i++) result[i] = ToImage(sample, i, i, rng);
         return result;

@@ -136,7 +136,7 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
         { """{"top_k": 17}""", "top_k must be between 0 (off) and the vocabulary size 16, found 17." },
         { """{"seed": -3}""", "seed must be between 0 and" },
         { """{"more_smooth": "yes"}""", "'more_smooth' must be true or false, found a string." },
-        { """{"topk": 3}""", "unknown field 'topk'; the fields are model, class, count, cfg, top_k, top_p, seed, more_smooth." },
+        { """{"topk": 3}""", "unknown field 'topk'; the fields are model, class, count, cfg, top_k, top_p, seed, more_smooth, edit." },
         { """{"path": "/tmp/x"}""", "unknown field 'path'" },
         { """{"class": 3""", "the request body is not valid JSON" },
         { """{"count": 2, "count": 3}""", "the field 'count' is given twice; give each field once." },
