@@ -1,5 +1,6 @@
 // VarSharp page: pick a class and settings, stream a generation (POST /v1/generate/stream, Server-Sent Events) and
-// watch each scale fill its tile; finished images go to the gallery, where a click reuses their settings.
+// watch each scale fill its tile; finished images go to the gallery, where a click reuses their settings. An image
+// (from the gallery or a file) with a box dragged over it turns a generation into in- or out-painting (`edit`).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,7 @@ const state = {
   classId: null,      // null = drawn at random
   running: null,      // AbortController of the generation in flight
   galleryCount: 0,
+  edit: null,         // { png: base64 PNG at the model's size, image: the drawable, box: [x0, y0, x1, y1] or null }
 };
 
 const MAX_GALLERY = 60;
@@ -50,6 +52,7 @@ function selectModel(name) {
   $("top-p").value = m.defaults.top_p;
   $("count").max = Math.min(PAGE_MAX_COUNT, m.max_count);
   syncOutputs();
+  if (state.edit) clearEdit();   // an image of another model's size cannot be edited by this one
   const grid = $("classes");
   const buttons = [classButton(null, "Random")].concat(m.class_names.map((n, i) => classButton(i, n)));
   grid.replaceChildren(...buttons);
@@ -97,6 +100,7 @@ function readParams() {
     seed: Math.max(0, intOf("seed", 0)),
   };
   if (state.classId !== null) params.class = state.classId;
+  if (state.edit?.box) params.edit = { image: state.edit.png, box: state.edit.box, outpaint: $("edit-outpaint").checked };
   return params;
 }
 
@@ -208,6 +212,100 @@ function showDone(rows, done) {
   });
 }
 
+// ---------- editing: an image and a box ----------
+
+const EDIT_VIEW = 192;
+
+// Any image (a gallery PNG or a file) is drawn at the model's size, so what is sent is always what the model takes.
+function setEditSource(src, what) {
+  const image = new Image();
+  image.onload = () => {
+    const size = state.model.image_size;
+    const canvas = el("canvas", { width: size, height: size });
+    const ctx = canvas.getContext("2d");
+    ctx.imageSmoothingEnabled = image.naturalWidth > size;
+    ctx.drawImage(image, 0, 0, size, size);
+    const png = canvas.toDataURL("image/png").split(",")[1];
+    const scaled = new Image();
+    scaled.onload = () => {
+      state.edit = { png, image: scaled, box: null };
+      $("edit-canvas").hidden = false;
+      $("edit-clear").disabled = false;
+      drawEdit();
+      setStatus(`${what} is ready to edit: drag a box over it.`);
+    };
+    scaled.src = `data:image/png;base64,${png}`;
+  };
+  image.onerror = () => setStatus(`${what} is not an image this page can read.`, true);
+  image.src = src;
+}
+
+function drawEdit() {
+  const canvas = $("edit-canvas");
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, EDIT_VIEW, EDIT_VIEW);
+  if (!state.edit) return;
+  ctx.drawImage(state.edit.image, 0, 0, EDIT_VIEW, EDIT_VIEW);
+  const box = state.edit.box;
+  if (!box) return;
+  const k = EDIT_VIEW / state.model.image_size;
+  const [x0, y0, x1, y1] = box.map((v) => v * k);
+  const outpaint = $("edit-outpaint").checked;
+  // Shade what will be regenerated; outline the box either way.
+  ctx.fillStyle = "rgba(109, 93, 252, 0.35)";
+  if (outpaint) {
+    ctx.beginPath();
+    ctx.rect(0, 0, EDIT_VIEW, EDIT_VIEW);
+    ctx.rect(x0, y0, x1 - x0, y1 - y0);
+    ctx.fill("evenodd");
+  } else {
+    ctx.fillRect(x0, y0, x1 - x0, y1 - y0);
+  }
+  ctx.strokeStyle = "#6d5dfc";
+  ctx.lineWidth = 2;
+  ctx.strokeRect(x0 + 1, y0 + 1, x1 - x0 - 2, y1 - y0 - 2);
+}
+
+function pixelAt(ev) {
+  const r = $("edit-canvas").getBoundingClientRect();
+  const size = state.model.image_size;
+  const clamp = (v) => Math.max(0, Math.min(size, v));
+  return [clamp(Math.round(((ev.clientX - r.left) / r.width) * size)), clamp(Math.round(((ev.clientY - r.top) / r.height) * size))];
+}
+
+function wireEditCanvas() {
+  const canvas = $("edit-canvas");
+  let anchor = null;
+  const update = (ev) => {
+    const [x, y] = pixelAt(ev);
+    const box = [Math.min(anchor[0], x), Math.min(anchor[1], y), Math.max(anchor[0], x), Math.max(anchor[1], y)];
+    state.edit.box = box[2] > box[0] && box[3] > box[1] ? box : null;
+    drawEdit();
+  };
+  canvas.addEventListener("pointerdown", (ev) => {
+    if (!state.edit) return;
+    anchor = pixelAt(ev);
+    canvas.setPointerCapture(ev.pointerId);
+  });
+  canvas.addEventListener("pointermove", (ev) => { if (anchor) update(ev); });
+  canvas.addEventListener("pointerup", (ev) => {
+    if (!anchor) return;
+    update(ev);
+    anchor = null;
+    const b = state.edit.box;
+    setStatus(b ? `Box ${b.join(", ")}: Generate ${$("edit-outpaint").checked ? "regenerates everything outside it" : "regenerates it"}.` : "Drag a larger box.");
+  });
+}
+
+function clearEdit() {
+  state.edit = null;
+  $("edit-canvas").hidden = true;
+  $("edit-clear").disabled = true;
+  $("edit-file").value = "";
+  drawEdit();
+}
+
 // ---------- the gallery ----------
 
 function addToGallery(params, im) {
@@ -227,7 +325,9 @@ function addToGallery(params, im) {
     $("auto-seed").checked = false;
     setStatus(`Settings of ${im.class_name} · seed ${im.seed} restored; press Generate to sample it again.`);
   });
-  gallery.prepend(card);
+  const edit = el("button", { type: "button", className: "edit-this", textContent: "Edit", title: "Edit this image: drag a box over it in the Edit panel" });
+  edit.addEventListener("click", () => setEditSource(`data:image/png;base64,${im.png}`, `${im.class_name} · seed ${im.seed}`));
+  gallery.prepend(el("div", { className: "card-wrap" }, card, edit));
   while (gallery.children.length > MAX_GALLERY) gallery.lastChild.remove();
 }
 
@@ -283,7 +383,9 @@ async function generate() {
     for await (const { event, data } of readEvents(res.body)) {
       if (event === "start") {
         rows = buildPyramid(data);
-        $("run-info").textContent = `${data.params.class_name ?? "random class"} · seed ${data.params.seed} · cfg ${data.params.cfg} · top-k ${data.params.top_k} · top-p ${data.params.top_p}`;
+        const e = data.params.edit;
+        const editInfo = e ? ` · ${e.outpaint ? "out" : "in"}-painting ${e.box.join(",")}` : "";
+        $("run-info").textContent = `${data.params.class_name ?? "random class"} · seed ${data.params.seed} · cfg ${data.params.cfg} · top-k ${data.params.top_k} · top-p ${data.params.top_p}${editInfo}`;
         setStatus("Sampling…");
       } else if (event === "scale") {
         showScale(rows, data);
@@ -319,6 +421,19 @@ document.addEventListener("DOMContentLoaded", () => {
   $("cfg").addEventListener("input", syncOutputs);
   $("top-p").addEventListener("input", syncOutputs);
   $("model").addEventListener("change", (e) => selectModel(e.target.value));
+  $("edit-file").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    if (!file) return;
+    const reader = new FileReader();
+    reader.onload = () => setEditSource(reader.result, file.name);
+    reader.readAsDataURL(file);
+  });
+  $("edit-clear").addEventListener("click", () => {
+    clearEdit();
+    setStatus("Editing cleared: Generate samples new images again.");
+  });
+  $("edit-outpaint").addEventListener("change", drawEdit);
+  wireEditCanvas();
   document.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) generate();
   });

@@ -91,4 +91,65 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
         Assert.Empty(problems);
         await app.StopAsync();
     }
+
+    /// <summary>
+    /// In-painting from the page: Edit on a gallery image, drag a box over it, Generate; the request carries the image
+    /// and the box, and the result joins the gallery. VARSHARP_E2E_EDIT_SCREENSHOT=PATH copies the screenshot there.
+    /// </summary>
+    [ChromiumFact]
+    public async Task EditRegeneratesTheBoxDraggedOverAGalleryImage()
+    {
+        var given = Environment.GetEnvironmentVariable("VARSHARP_E2E_MODEL") is { Length: > 0 } m ? m : null;
+        var source = given is null ? new ModelSource("tiny", model.Dir) : ModelSource.Parse(given);
+        await using var app = VarServer.Build(new ServeOptions { Urls = "http://127.0.0.1:0", Models = [source] });
+        await app.StartAsync();
+        var url = app.Urls.Single();
+        var served = ((ModelRegistry)app.Services.GetService(typeof(ModelRegistry))!).Default;
+
+        Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumFactAttribute.ChromiumPath,
+            Headless = true,
+            Args = ChromiumArgs,
+        });
+        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 1000 } });
+        var problems = new List<string>();
+        var bodies = new List<string>();
+        page.Console += (_, msg) => { if (msg.Type == "error") problems.Add($"console: {msg.Text}"); };
+        page.PageError += (_, error) => problems.Add($"page error: {error}");
+        page.Request += (_, request) => { if (request.Method == "POST" && request.PostData is { } body) bodies.Add(body); };
+
+        await page.GotoAsync(url);
+        await page.Locator("[data-class-id='3']").ClickAsync();
+        await page.Locator("#seed").FillAsync("5");
+        await page.GetByTestId("generate").ClickAsync();
+        await Assertions.Expect(page.Locator("#gallery .card")).ToHaveCountAsync(1, new() { Timeout = 60_000 });
+
+        await page.Locator("#gallery .edit-this").First.ClickAsync();
+        var canvas = page.GetByTestId("edit-canvas");
+        await Assertions.Expect(canvas).ToBeVisibleAsync();
+        var box = (await canvas.BoundingBoxAsync())!;
+        await page.Mouse.MoveAsync(box.X + box.Width * 0.25f, box.Y + box.Height * 0.25f);
+        await page.Mouse.DownAsync();
+        await page.Mouse.MoveAsync(box.X + box.Width * 0.6f, box.Y + box.Height * 0.6f, new MouseMoveOptions { Steps = 4 });
+        await page.Mouse.MoveAsync(box.X + box.Width * 0.75f, box.Y + box.Height * 0.75f, new MouseMoveOptions { Steps = 4 });
+        await page.Mouse.UpAsync();
+        int q = served.ImageSize / 4;
+        await Assertions.Expect(page.GetByTestId("status")).ToContainTextAsync($"Box {q}, {q}, {3 * q}, {3 * q}");
+
+        await page.GetByTestId("generate").ClickAsync();
+        await Assertions.Expect(page.Locator("#gallery .card")).ToHaveCountAsync(2, new() { Timeout = 60_000 });
+        await Assertions.Expect(page.Locator("#run-info")).ToContainTextAsync($"in-painting {q},{q},{3 * q},{3 * q}");
+        Assert.Contains($"\"box\":[{q},{q},{3 * q},{3 * q}]", bodies[^1], StringComparison.Ordinal);
+        Assert.Contains("\"image\":\"", bodies[^1], StringComparison.Ordinal);
+
+        await page.WaitForFunctionAsync("() => document.getAnimations().every(a => a.playState !== 'running')");
+        var shot = Path.Combine(AppContext.BaseDirectory, "web-edit-e2e.png");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
+        if (Environment.GetEnvironmentVariable("VARSHARP_E2E_EDIT_SCREENSHOT") is { Length: > 0 } copy) File.Copy(shot, copy, overwrite: true);
+        Assert.Empty(problems);
+        await app.StopAsync();
+    }
 }
