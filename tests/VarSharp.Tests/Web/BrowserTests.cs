@@ -35,29 +35,9 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
     [ChromiumFact]
     public async Task GenerateFillsEveryScaleThenTheGalleryAndAClickReusesTheSettings()
     {
-        var given = Environment.GetEnvironmentVariable("VARSHARP_E2E_MODEL") is { Length: > 0 } m ? m : null;
-        var source = given is null ? new ModelSource("tiny", model.Dir) : ModelSource.Parse(given);
-        var options = new ServeOptions { Urls = "http://127.0.0.1:0", Models = [source] };
-        await using var app = VarServer.Build(options);
-        await app.StartAsync();
-        var url = app.Urls.Single();
+        await using var session = await Session.OpenAsync(model.Dir, height: 900);
+        var (page, url, served, problems) = (session.Page, session.Url, session.Served, session.Problems);
         Assert.StartsWith("http://127.0.0.1:", url, StringComparison.Ordinal);
-        var served = ((ModelRegistry)app.Services.GetService(typeof(ModelRegistry))!).Default;
-
-        Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = ChromiumFactAttribute.ChromiumPath,
-            Headless = true,
-            Args = ChromiumArgs,
-        });
-        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 900 } });
-        var problems = new List<string>();
-        page.Console += (_, msg) => { if (msg.Type == "error") problems.Add($"console: {msg.Text}"); };
-        page.PageError += (_, error) => problems.Add($"page error: {error}");
-        page.RequestFailed += (_, request) => problems.Add($"request failed: {request.Url}");
-        page.Request += (_, request) => { if (!request.Url.StartsWith(url, StringComparison.Ordinal) && !request.Url.StartsWith("data:", StringComparison.Ordinal)) problems.Add($"external request: {request.Url}"); };
 
         await page.GotoAsync(url);
         await Assertions.Expect(page.GetByTestId("classes").GetByRole(AriaRole.Radio)).ToHaveCountAsync(served.NumClasses + 1);
@@ -89,7 +69,6 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
         if (Environment.GetEnvironmentVariable("VARSHARP_E2E_SCREENSHOT") is { Length: > 0 } copy) File.Copy(shot, copy, overwrite: true);
         output.WriteLine($"screenshot: {shot}");
         Assert.Empty(problems);
-        await app.StopAsync();
     }
 
     /// <summary>
@@ -99,26 +78,9 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
     [ChromiumFact]
     public async Task EditRegeneratesTheBoxDraggedOverAGalleryImage()
     {
-        var given = Environment.GetEnvironmentVariable("VARSHARP_E2E_MODEL") is { Length: > 0 } m ? m : null;
-        var source = given is null ? new ModelSource("tiny", model.Dir) : ModelSource.Parse(given);
-        await using var app = VarServer.Build(new ServeOptions { Urls = "http://127.0.0.1:0", Models = [source] });
-        await app.StartAsync();
-        var url = app.Urls.Single();
-        var served = ((ModelRegistry)app.Services.GetService(typeof(ModelRegistry))!).Default;
-
-        Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = ChromiumFactAttribute.ChromiumPath,
-            Headless = true,
-            Args = ChromiumArgs,
-        });
-        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 1000 } });
-        var problems = new List<string>();
+        await using var session = await Session.OpenAsync(model.Dir, height: 1000);
+        var (page, url, served, problems) = (session.Page, session.Url, session.Served, session.Problems);
         var bodies = new List<string>();
-        page.Console += (_, msg) => { if (msg.Type == "error") problems.Add($"console: {msg.Text}"); };
-        page.PageError += (_, error) => problems.Add($"page error: {error}");
         page.Request += (_, request) => { if (request.Method == "POST" && request.PostData is { } body) bodies.Add(body); };
 
         await page.GotoAsync(url);
@@ -150,6 +112,62 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
         if (Environment.GetEnvironmentVariable("VARSHARP_E2E_EDIT_SCREENSHOT") is { Length: > 0 } copy) File.Copy(shot, copy, overwrite: true);
         Assert.Empty(problems);
-        await app.StopAsync();
+    }
+
+    /// <summary>
+    /// The real server (Kestrel on a free loopback port, built as `varsharp serve` builds it; VARSHARP_E2E_MODEL=DIR
+    /// serves another model) and a headless Chromium page whose console errors, failed requests and requests leaving
+    /// the server are collected in <see cref="Problems"/>.
+    /// </summary>
+    private sealed class Session : IAsyncDisposable
+    {
+        private Microsoft.AspNetCore.Builder.WebApplication _app = null!;
+        private IPlaywright _playwright = null!;
+        private IBrowser _browser = null!;
+
+        public IPage Page { get; private set; } = null!;
+        public string Url { get; private set; } = "";
+        public ServedModel Served { get; private set; } = null!;
+        public List<string> Problems { get; } = [];
+
+        public static async Task<Session> OpenAsync(string tinyModel, int height)
+        {
+            var given = Environment.GetEnvironmentVariable("VARSHARP_E2E_MODEL") is { Length: > 0 } m ? m : null;
+            var source = given is null ? new ModelSource("tiny", tinyModel) : ModelSource.Parse(given);
+            var s = new Session { _app = VarServer.Build(new ServeOptions { Urls = "http://127.0.0.1:0", Models = [source] }) };
+            await s._app.StartAsync();
+            s.Url = s._app.Urls.Single();
+            s.Served = ((ModelRegistry)s._app.Services.GetService(typeof(ModelRegistry))!).Default;
+
+            Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+            s._playwright = await Playwright.CreateAsync();
+            s._browser = await s._playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+            {
+                ExecutablePath = ChromiumFactAttribute.ChromiumPath,
+                Headless = true,
+                Args = ChromiumArgs,
+            });
+            var page = s.Page = await s._browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = height } });
+            page.Console += (_, msg) => { if (msg.Type == "error") s.Problems.Add($"console: {msg.Text}"); };
+            page.PageError += (_, error) => s.Problems.Add($"page error: {error}");
+            page.RequestFailed += (_, request) => s.Problems.Add($"request failed: {request.Url}");
+            page.Request += (_, request) =>
+            {
+                if (!request.Url.StartsWith(s.Url, StringComparison.Ordinal) && !request.Url.StartsWith("data:", StringComparison.Ordinal))
+                    s.Problems.Add($"external request: {request.Url}");
+            };
+            return s;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_browser is not null) await _browser.DisposeAsync();
+            _playwright?.Dispose();
+            if (_app is not null)
+            {
+                await _app.StopAsync();
+                await _app.DisposeAsync();
+            }
+        }
     }
 }
