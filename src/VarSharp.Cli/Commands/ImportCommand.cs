@@ -18,9 +18,10 @@ internal static class ImportCommand
         var heads = new Option<int?>("--heads") { Description = "VAR attention heads (read from the weights when attn_l2_norm; otherwise depth for official widths)" };
         var quantResi = new Option<double?>("--quant-resi") { Description = "Phi mixing ratio of the VQ-VAE (default 0.5 when it has Phi convs)" };
         var znorm = new Option<bool>("--znorm") { Description = "The VQ-VAE searches codes by cosine similarity (not recorded in the weights)" };
+        var sign = new Option<string?>("--sign") { Description = "Also sign the bundle with this private key (`varsharp keygen`), as `varsharp sign` does" };
         var command = new Command("import", "Import official PyTorch checkpoints (.pth) into a VarSharp bundle without executing them")
         {
-            vae, var, output, force, patchNums, depth, heads, quantResi, znorm,
+            vae, var, output, force, patchNums, depth, heads, quantResi, znorm, sign,
         };
         command.SetAction(parse =>
         {
@@ -32,9 +33,13 @@ internal static class ImportCommand
                 QuantResi = parse.GetValue(quantResi),
                 UsingZnorm = parse.GetValue(znorm),
             };
+            // A key that cannot sign is refused before the import, not after it has written an unsigned bundle.
+            var key = parse.GetValue(sign);
+            if (key is not null) BundleSignature.SigningKeyId(key);
             var result = CheckpointImport.Run(parse.GetValue(vae), parse.GetValue(var), parse.GetRequiredValue(output), options, parse.GetValue(force));
             var writer = parse.InvocationConfiguration.Output;
             writer.WriteLine($"wrote bundle {result.OutputDir}: {result.TensorCount} tensors, {ByteSize.Format(result.TensorBytes)}");
+            if (key is not null) writer.WriteLine($"  signed with key {BundleSignature.Sign(result.OutputDir, key).KeyId}");
             if (result.VqVae is { } q)
                 writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  vqvae: V {q.VocabSize}, Cvae {q.ZChannels}, ch {q.Ch}, ch_mult [{string.Join(",", q.ChMult)}], res blocks {q.NumResBlocks}, share_quant_resi {q.ShareQuantResi}, quant_resi {q.QuantResi}, patch_nums [{string.Join(",", q.VPatchNums)}]"));

@@ -85,6 +85,13 @@ public static class BundleSignature
         return KeyId(key.ExportSubjectPublicKeyInfo());
     }
 
+    /// <summary>Reads a private key file as <see cref="Sign"/> would and returns its key id: a check to run before long work.</summary>
+    public static string SigningKeyId(string privateKeyPath)
+    {
+        using var key = ReadKey(privateKeyPath, wantPrivate: true);
+        return KeyId(key.ExportSubjectPublicKeyInfo());
+    }
+
     /// <summary>
     /// Signs the bundle at <paramref name="bundleDir"/> with the private key at <paramref name="privateKeyPath"/>,
     /// after verifying its manifest (an altered bundle is never signed), and writes manifest.sig atomically.

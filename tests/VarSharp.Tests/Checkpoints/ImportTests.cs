@@ -77,6 +77,25 @@ public class ImportTests(ITestOutputHelper output)
     }
 
     [GoldenFact]
+    public void ImportCanSignTheBundleAndRefusesABadKeyBeforeWriting()
+    {
+        using var tmp = new TempFolder();
+        BundleSignature.CreateKeyPair(tmp.File("team"));
+        string[] Args(string output, string key) =>
+            ["import", "--vae", Path.Combine(Case("tiny-32"), "weights_vae.pth"), "--patch-nums", "1,2,3,4,6,8", "--output", output, "--sign", key];
+
+        var signed = CliRun.Of(Args(tmp.File("signed"), tmp.File("team.key")));
+        Assert.True(signed.ExitCode == 0, signed.Error);
+        Assert.Contains("signed with key", signed.Output, StringComparison.Ordinal);
+        BundleSignature.Verify(tmp.File("signed"), BundleTrust.Load([tmp.File("team.pub")]));
+
+        var badKey = CliRun.Of(Args(tmp.File("unsigned"), tmp.File("team.pub")));
+        Assert.Equal(1, badKey.ExitCode);
+        Assert.StartsWith($"error: {tmp.File("team.pub")} holds no private key", badKey.Error, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(tmp.File("unsigned")));
+    }
+
+    [GoldenFact]
     public void AmbiguousArchitecturesAskForTheOptionThatSettlesThem()
     {
         using var tmp = new TempFolder();
