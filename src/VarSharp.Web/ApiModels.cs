@@ -83,11 +83,11 @@ public sealed record DefaultsDto(int Count, double Cfg, int TopK, double TopP);
 
 public sealed record ModelDto(
     string Name, int ImageSize, int Channels, int NumClasses, IReadOnlyList<string> ClassNames, int VocabSize,
-    IReadOnlyList<int> PatchNums, DefaultsDto Defaults, int MaxCount)
+    IReadOnlyList<int> PatchNums, DefaultsDto Defaults, int MaxCount, ModelIntegrity Integrity)
 {
     public static ModelDto From(ServedModel m, ServeOptions o) => new(
         m.Name, m.ImageSize, m.Channels, m.NumClasses, m.ClassNames, m.VocabSize, m.PatchNums,
-        new DefaultsDto(1, m.DefaultCfg, m.DefaultTopK, m.DefaultTopP), o.MaxCount);
+        new DefaultsDto(1, m.DefaultCfg, m.DefaultTopK, m.DefaultTopP), o.MaxCount, m.Integrity);
 }
 
 public sealed record ModelsResponse(string DefaultModel, IReadOnlyList<ModelDto> Models);

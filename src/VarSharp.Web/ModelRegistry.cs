@@ -6,10 +6,11 @@ namespace VarSharp.Web;
 /// <summary>One loaded model: its pipeline (used by the batcher thread only) and what clients may know about it.</summary>
 public sealed class ServedModel : IDisposable
 {
-    internal ServedModel(string name, VarPipeline pipeline)
+    internal ServedModel(string name, VarPipeline pipeline, ModelIntegrity integrity)
     {
         Name = name;
         Pipeline = pipeline;
+        Integrity = integrity;
         ClassNames = pipeline.ClassNames;
         var cfg = pipeline.Model.Config;
         DefaultTopK = pipeline.DefaultOptions().ResolveTopK(pipeline.VocabSize);
@@ -28,7 +29,33 @@ public sealed class ServedModel : IDisposable
     public double DefaultCfg => Pipeline.Defaults.Cfg;
     public double DefaultTopP => Pipeline.Defaults.TopP;
 
+    /// <summary>What was checked when the model was loaded.</summary>
+    public ModelIntegrity Integrity { get; }
+
     public void Dispose() => Pipeline.Dispose();
+}
+
+/// <summary>
+/// How far a served model was verified at load: <c>signature</c> (a bundle whose manifest a trusted key signed:
+/// <c>serve --trust</c>), <c>manifest</c> (a bundle whose files match its manifest; <see cref="SignedBy"/> is the key it
+/// claims, not checked) or <c>none</c> (a plain model folder).
+/// </summary>
+public sealed record ModelIntegrity(string Check, string? SignedBy)
+{
+    internal static ModelIntegrity Of(string dir, BundleTrust? trust)
+    {
+        if (!ModelBundle.IsBundle(dir)) return new("none", null);
+        string? signer;
+        try
+        {
+            signer = BundleSignature.SignedBy(dir);
+        }
+        catch (ModelBundleException)
+        {
+            signer = null;   // a malformed signature file: only --trust makes that an error
+        }
+        return new(trust is null ? "manifest" : "signature", signer);
+    }
 }
 
 /// <summary>The models a server holds, loaded (and their bundle manifests verified) when the server starts.</summary>
@@ -72,7 +99,7 @@ public sealed class ModelRegistry : IDisposable
                 }
                 try
                 {
-                    loaded.Add(new ServedModel(source.Name, pipe));
+                    loaded.Add(new ServedModel(source.Name, pipe, ModelIntegrity.Of(source.Directory, options.Trust)));
                 }
                 catch
                 {

@@ -52,12 +52,30 @@ function selectModel(name) {
   $("top-p").value = m.defaults.top_p;
   $("count").max = Math.min(PAGE_MAX_COUNT, m.max_count);
   syncOutputs();
+  showIntegrity(m.integrity);
   if (state.edit) clearEdit();   // an image of another model's size cannot be edited by this one
   const grid = $("classes");
   const buttons = [classButton(null, "Random")].concat(m.class_names.map((n, i) => classButton(i, n)));
   grid.replaceChildren(...buttons);
   if (state.classId !== null && state.classId >= m.num_classes) state.classId = null;
   pickClass(state.classId ?? (m.num_classes > 0 ? 0 : null));
+}
+
+// What the server checked when it loaded the model (serve --trust checks signatures; a bundle's digests are always checked).
+function showIntegrity(integrity) {
+  const pill = $("integrity");
+  const check = integrity?.check ?? "none";
+  pill.hidden = check === "none";
+  if (check === "signature") {
+    pill.textContent = "signed";
+    pill.className = "pill ok";
+    pill.title = `Signed by trusted key ${integrity.signed_by}; every file matches its manifest`;
+  } else if (check === "manifest") {
+    pill.textContent = "verified";
+    pill.className = "pill";
+    pill.title = "Every file matches the bundle's manifest" +
+      (integrity.signed_by ? `; signed by key ${integrity.signed_by}, not checked (start the server with --trust)` : "; not signed");
+  }
 }
 
 function classButton(id, name) {

@@ -188,6 +188,22 @@ public sealed class BundleSignatureTests : IDisposable
     }
 
     [Fact]
+    public async Task TheServerSaysHowEachModelWasVerified()
+    {
+        var (bundle, _, trust) = SignedBundle();
+        var id = trust.KeyIds.Single();
+        foreach (var (withTrust, check) in new[] { (true, "signature"), (false, "manifest") })
+        {
+            using var server = VarSharp.Tests.Web.VarServerFactory.ForModel(bundle, o => o with { Trust = withTrust ? trust : null });
+            using var client = server.CreateClient();
+            var body = System.Text.Json.JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement;
+            var integrity = body.GetProperty("models")[0].GetProperty("integrity");
+            Assert.Equal(check, integrity.GetProperty("check").GetString());
+            Assert.Equal(id, integrity.GetProperty("signed_by").GetString());
+        }
+    }
+
+    [Fact]
     public void TrustNeedsABundleNotLooseFiles()
     {
         var folder = TinyModels.WriteFolder(_temp.File("plain"));

@@ -72,6 +72,7 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
         Assert.Equal([1, 2, 3, 4], m.Get<int[]>("patch_nums")!);
         Assert.Equal(4, m.GetProperty("defaults").GetProperty("top_k").GetInt32());
         Assert.Equal(6, m.GetProperty("max_count").GetInt32());
+        Assert.Equal("none", m.GetProperty("integrity").GetProperty("check").GetString());   // a plain folder
         Assert.DoesNotContain(model.Dir, models.GetRawText(), StringComparison.Ordinal);
 
         var health = await (await client.GetAsync("/healthz")).ReadJson();

@@ -41,6 +41,9 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
 
         await page.GotoAsync(url);
         await Assertions.Expect(page.GetByTestId("classes").GetByRole(AriaRole.Radio)).ToHaveCountAsync(served.NumClasses + 1);
+        // The header says what was verified at load: nothing for a plain folder, the manifest (or signature) for a bundle.
+        if (served.Integrity.Check == "none") await Assertions.Expect(page.GetByTestId("integrity")).ToBeHiddenAsync();
+        else await Assertions.Expect(page.GetByTestId("integrity")).ToBeVisibleAsync();
         var class2 = page.Locator("[data-class-id='2']");
         await class2.ClickAsync();
         await page.Locator("#cfg").FillAsync("3");
