@@ -56,7 +56,14 @@ echo "official VAR: autoregressive_infer_cfg with cfg $cfg, top-k $top_k, top-p 
   --train-batch "$train_batch" --train-steps "$train_steps" \
   >"$out/official.json" 2>"$out/official.log" || { cat "$out/official.log" >&2; exit 1; }
 
-/usr/bin/python3 - "$out/varsharp.json" "$out/official.json" <<'EOF'
+# Parity on this model: greedy samples (top-k 1) of every class, both ways, compared pixel by pixel.
+classes=$(/usr/bin/python3 -c "import json; n = json.load(open('$model/config.json'))['var']['num_classes']; print(','.join(map(str, range(n))))")
+"$root/varsharp" sample --model "$model" --class "$classes" --count 2 --seed 0 --shared-rng --top-k 1 --top-p 0 --cfg "$cfg" \
+  -o "$out/greedy" >/dev/null
+/usr/bin/python3 "$root/bench/reference/official_parity.py" --bundle "$model" --var-repo "$var_repo" --ours "$out/greedy" \
+  --threads "$threads" >"$out/parity.json" 2>>"$out/official.log" || { cat "$out/official.log" >&2; exit 1; }
+
+/usr/bin/python3 - "$out/varsharp.json" "$out/official.json" "$out/parity.json" <<'EOF'
 import json, sys
 ours, ref = (json.load(open(p)) for p in sys.argv[1:3])
 print(f"sampling images/s, {ours['threads']} threads; official code on torch {ref['torch']} ({ref['threads']} threads)")
@@ -68,4 +75,7 @@ if ours.get("training") and ref.get("training"):
     a, b = ours["training"], ref["training"]
     print(f"training steps/s, batch {a['batch_size']} (forward, loss, backward, clipping, AdamW)")
     print(f"  VarSharp {a['steps_per_second']:.3f} | official {b['steps_per_second']:.3f} | VarSharp / official {a['steps_per_second'] / b['steps_per_second']:.2f}x")
+p = json.load(open(sys.argv[3]))
+print(f"greedy samples (top-k 1, cfg {p['cfg']}), both ways: {p['within_rounding']}/{p['images']} images equal within 8-bit rounding "
+      f"(largest difference {p['max_level_difference']:.2f} levels)")
 EOF

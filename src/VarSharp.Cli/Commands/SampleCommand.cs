@@ -41,7 +41,7 @@ internal static class SampleCommand
         var moreSmooth = new Option<bool>("--more-smooth") { Description = "Gumbel-softmax smoothing of the fed-back embeddings (the reference's more_smooth; for looks)" };
         var sharedRng = new Option<bool>("--shared-rng")
         {
-            Description = "One generator for the whole run, consumed exactly like autoregressive_infer_cfg(g_seed=seed) " +
+            Description = "One generator for the whole run, consumed exactly like autoregressive_infer_cfg(g_seed=seed) on PyTorch 2.x " +
                           "(all images in one batch; an image then depends on the others requested)",
         };
         var batch = new Option<int>("--batch-size") { Description = "Images sampled together (does not change the results)", DefaultValueFactory = _ => 8 };
