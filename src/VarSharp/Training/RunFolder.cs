@@ -40,7 +40,7 @@ public static class RunFolder
     public static void Abandon(string runDir, bool existedBefore)
     {
         if (!Directory.Exists(runDir)) return;
-        foreach (var name in new[] { ConfigFile, LogFile, PlotFile })
+        foreach (var name in new[] { ConfigFile, LogFile, PlotFile, RunLock.FileName })
             File.Delete(Path.Combine(runDir, name));
         foreach (var cache in Directory.EnumerateFiles(runDir, "tokens-*.safetensors")) File.Delete(cache);
         var samples = Path.Combine(runDir, SamplesDir);
@@ -94,14 +94,26 @@ public static class RunFolder
         }
     }
 
-    /// <summary>Creates the run folder with its checkpoints/ and samples/ folders; returns the log's path.</summary>
-    public static string Create(string runDir)
+    /// <summary>
+    /// Creates the run folder with its checkpoints/ and samples/ folders and takes its <see cref="RunLock"/> before
+    /// anything is written there; returns the lock (the caller holds it until the session ends) and the log's path.
+    /// </summary>
+    public static RunLock Create(string runDir, out string logPath)
     {
         Directory.CreateDirectory(runDir);
+        var runLock = RunLock.Acquire(runDir);
         Directory.CreateDirectory(Path.Combine(runDir, CheckpointWriter.CheckpointsDir));
         Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
-        return Path.Combine(runDir, LogFile);
+        logPath = Path.Combine(runDir, LogFile);
+        return runLock;
     }
+
+    /// <summary>The fields every start line of a log carries about the process: who holds the run folder, since when.</summary>
+    public static IEnumerable<KeyValuePair<string, JsonNode?>> ProcessFields() =>
+    [
+        new("pid", Environment.ProcessId),
+        new("started", DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture)),
+    ];
 
     /// <summary>A seed of its own for one random stream of a run (weights, remedy, label dropout …), from the run's seed.</summary>
     public static ulong StreamSeed(ulong seed, ulong stream) => SplitMix.Keyed(seed, stream).Next() & 0x7FFF_FFFF_FFFF_FFFFUL;

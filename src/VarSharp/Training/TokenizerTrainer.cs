@@ -58,6 +58,7 @@ public sealed class TokenizerTrainer : IDisposable
     private const ulong RemedyStream = 0xDEAD;
 
     private readonly string runDir;
+    private RunLock? runLock;
     private readonly VqVae vae;
     private readonly AdamWOptimizer optimizer;
     private readonly LrSchedule schedule;
@@ -234,7 +235,7 @@ public sealed class TokenizerTrainer : IDisposable
     /// <summary>Creates the folders and the data loader, reloads the history for the plot, opens the log.</summary>
     private void Open(DataPosition start, long? truncateLogAfter)
     {
-        var logPath = RunFolder.Create(runDir);
+        runLock = RunFolder.Create(runDir, out var logPath);
         if (truncateLogAfter is { } after)
         {
             TrainLog.TruncateAfter(logPath, after);
@@ -248,7 +249,7 @@ public sealed class TokenizerTrainer : IDisposable
 
     private void LogStart(string? resumedFrom)
     {
-        log.Write("start", step, new Dictionary<string, JsonNode?>
+        log.Write("start", step, new Dictionary<string, JsonNode?>(RunFolder.ProcessFields())
         {
             ["resumed_from"] = resumedFrom,
             ["threads"] = torch.get_num_threads(),
@@ -503,6 +504,7 @@ public sealed class TokenizerTrainer : IDisposable
     {
         loader?.Dispose();
         log?.Dispose();
+        runLock?.Dispose();
         evalImages?.Dispose();
         optimizer?.Dispose();
         remedyGenerator?.Dispose();

@@ -62,6 +62,7 @@ public sealed class VarTrainer : IDisposable
     private const ulong TrainStream = 0x7A1E;
 
     private readonly string runDir;
+    private RunLock? runLock;
     private readonly VqVae vae;
     private readonly bool ownsVae;
     private readonly VarModel model;
@@ -352,7 +353,7 @@ public sealed class VarTrainer : IDisposable
     /// <summary>Creates the folders, settles the data position, reloads the plot's history, opens the log.</summary>
     private void Open(DataPosition start, long? truncateLogAfter)
     {
-        var logPath = RunFolder.Create(runDir);
+        runLock = RunFolder.Create(runDir, out var logPath);
         if (truncateLogAfter is { } after)
         {
             TrainLog.TruncateAfter(logPath, after);
@@ -371,7 +372,7 @@ public sealed class VarTrainer : IDisposable
 
     private void LogStart(string? resumedFrom)
     {
-        log.Write("start", step, new Dictionary<string, JsonNode?>
+        log.Write("start", step, new Dictionary<string, JsonNode?>(RunFolder.ProcessFields())
         {
             ["resumed_from"] = resumedFrom,
             ["threads"] = torch.get_num_threads(),
@@ -689,6 +690,7 @@ public sealed class VarTrainer : IDisposable
     {
         loader?.Dispose();
         log?.Dispose();
+        runLock?.Dispose();
         trainTokens?.Dispose();
         evalTokens?.Dispose();
         trainStep?.Dispose();
