@@ -25,6 +25,7 @@ internal static class Program
         TrainCommand.Create(),
         TrainClassifierCommand.Create(),
         EvalCommand.Create(),
+        StatusCommand.Create(),
         RecommendCommand.Create(),
         BenchCommand.Create(),
         ServeCommand.Create(),

@@ -37,6 +37,27 @@ public sealed class RunLock : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether a trainer holds <paramref name="runDir"/> now: probed by opening the lock file exclusively for an instant,
+    /// never creating or deleting it.
+    /// </summary>
+    public static bool IsHeld(string runDir)
+    {
+        try
+        {
+            using var probe = new FileStream(Path.Combine(runDir, FileName), FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            return false;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return false;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+    }
+
     /// <summary>Who holds the folder, from its log's last start line (the lock file itself cannot be read while held).</summary>
     private static string Holder(string runDir)
     {

@@ -39,3 +39,46 @@ public class RunLockTests
         Assert.Equal(3, second.Step);
     }
 }
+
+/// <summary>`status` reads a run folder without touching it: running, stopped, finished, and the figures of its log.</summary>
+public class RunStatusTests
+{
+    [Fact]
+    public void AStatusFollowsARunThroughItsLife()
+    {
+        using var tmp = new TempFolder();
+        var (tokenizer, data) = VarTrainerTests.Inputs(tmp);
+        var run = tmp.File("run");
+        var tok = VarSharp.Checkpoints.ModelFolder.ReadVqVaeConfig(VarSharp.Checkpoints.ModelFolder.ConfigPath(tokenizer));
+        using (var t = VarTrainer.Start(run, VarTrainerTests.Model(tok), VarTrainerTests.Train(tokenizer, data)))
+        {
+            t.Run(stopAtStep: 3);
+            var running = RunStatus.Read(run);
+            Assert.Equal(("transformer", "running", 3L, 6L, 1), (running.Kind, running.State, running.Step, running.TotalSteps, running.Sessions));
+            Assert.NotNull(running.LastTrain);
+            Assert.EndsWith("step-0000003", running.LastCheckpoint);
+            Assert.True(running.EtaSeconds > 0);
+        }
+        var stopped = RunStatus.Read(run);
+        Assert.Equal("stopped", stopped.State);
+        Assert.Null(stopped.EtaSeconds);
+        Assert.Contains($"continue with: varsharp train --resume {run}", stopped.Describe());
+
+        using (var t = VarTrainer.Resume(run)) t.Run();
+        var finished = RunStatus.Read(run);
+        Assert.Equal(("finished", 6L, 2), (finished.State, finished.Step, finished.Sessions));
+        Assert.Equal(6L, (long)finished.LastEval!["step"]!);   // evaluations every 3 steps, the last at the end
+        var json = VarSharp.Tests.Cli.CliRun.Of("status", run, "--json");
+        Assert.Equal(0, json.ExitCode);
+        Assert.Equal("finished", System.Text.Json.Nodes.JsonNode.Parse(json.Output)!["state"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void AFolderThatIsNoRunIsOneSentence()
+    {
+        using var tmp = new TempFolder();
+        var run = VarSharp.Tests.Cli.CliRun.Of("status", tmp.Path);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal($"error: {tmp.Path} has no run.json, so it is not a training run folder.", run.Error.TrimEnd());
+    }
+}
