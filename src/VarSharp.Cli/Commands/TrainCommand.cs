@@ -26,6 +26,7 @@ internal static class TrainCommand
     {
         public readonly TrainRunOptions Run = new();
         public readonly Option<string?> Tokenizer = new("--tokenizer", "-t") { Description = "Model folder of the trained tokenizer (e.g. RUN/checkpoints/step-N/model); on --resume optional, must match" };
+        public readonly Option<string[]> Trust = TrustOption.Create("Only train on a --tokenizer bundle signed by this public key (repeatable)");
         public readonly Option<int?> Depth = new("--depth") { Description = $"Transformer blocks; width 64·depth and depth heads unless given ({DefaultDepth})" };
         public readonly Option<int?> EmbedDim = new("--embed-dim") { Description = "Width C (default 64·depth)" };
         public readonly Option<int?> NumHeads = new("--num-heads") { Description = "Attention heads (default depth)" };
@@ -49,7 +50,7 @@ internal static class TrainCommand
             .FilePath("--token-cache", "token_cache", "Folder for the token cache; shareable between runs", defaultNote: "the run folder");
 
         public IEnumerable<Option> All => Run.All
-            .Concat(new Option[] { Tokenizer, Depth, EmbedDim, NumHeads, MlpRatio, AttnL2Norm, SharedAln, CondDropRate, DropPath })
+            .Concat(new Option[] { Tokenizer, Trust, Depth, EmbedDim, NumHeads, MlpRatio, AttnL2Norm, SharedAln, CondDropRate, DropPath })
             .Concat(Train.All);
     }
 
@@ -60,6 +61,11 @@ internal static class TrainCommand
         var resume = parse.GetValue(o.Run.Resume);
         var outDir = parse.GetValue(o.Run.Out);
         var tokenizer = parse.GetValue(o.Tokenizer);
+        if (TrustOption.Of(parse.GetValue(o.Trust)) is { } trust)
+        {
+            if (tokenizer is null) throw new VarSharpException("--trust checks the --tokenizer bundle, so give one with --tokenizer DIR.");
+            BundleSignature.Verify(Path.GetFullPath(tokenizer), trust);
+        }
         VarTrainer trainer;
         if (resume is not null)
         {

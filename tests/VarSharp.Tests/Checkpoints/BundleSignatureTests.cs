@@ -204,6 +204,17 @@ public sealed class BundleSignatureTests : IDisposable
     }
 
     [Fact]
+    public void TrainingRefusesAnUntrustedTokenizerBeforeWritingAnything()
+    {
+        var tokenizer = TinyModels.WriteFolder(_temp.File("plain"));
+        BundleSignature.CreateKeyPair(_temp.File("team"));
+        var run = CliRun.Of("train", "--tokenizer", tokenizer, "--trust", _temp.File("team.pub"), "--out", _temp.File("run"), "--steps", "1");
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal($"error: Model bundle {tokenizer} has no manifest.json, so its files cannot be verified.", run.Error.TrimEnd());
+        Assert.False(Directory.Exists(_temp.File("run")));
+    }
+
+    [Fact]
     public void TrustNeedsABundleNotLooseFiles()
     {
         var folder = TinyModels.WriteFolder(_temp.File("plain"));
