@@ -21,7 +21,7 @@ internal static class BenchCommand
         var cfg = new Option<double?>("--cfg") { Description = "Guidance scale (default: the model's recommended value, else 4)" };
         var topK = new Option<int?>("--top-k") { Description = "top-k, 0 = off (default: the model's recommended value)" };
         var topP = new Option<double?>("--top-p") { Description = "top-p, 0 = off (default: the model's recommended value)" };
-        var threads = new Option<int?>("--threads") { Description = "torch threads" };
+        var threads = LongRun.ThreadsOption();
         var trainBatch = new Option<int>("--train-batch") { Description = "Batch of the training-step measurement, 0 = skip it", DefaultValueFactory = _ => 64 };
         var trainSteps = new Option<int>("--train-steps") { Description = "Training steps per measurement", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "Also write the figures to this JSON file" };

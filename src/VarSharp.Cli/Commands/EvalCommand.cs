@@ -39,7 +39,7 @@ internal static class EvalCommand
         public readonly Option<string?> Json = new("--json") { Description = "Also write the results as JSON to this file" };
         public readonly Option<string?> CacheDir = new("--cache-dir") { Description = "--model: where test-set classifier features are cached (default $VARSHARP_CACHE, else ~/.cache/varsharp)" };
         public readonly Option<bool> NoCache = new("--no-cache") { Description = "--model: compute the test-set features afresh and store nothing" };
-        public readonly Option<int?> Threads = new("--threads") { Description = "torch threads" };
+        public readonly Option<int?> Threads = LongRun.ThreadsOption();
         public readonly Option<string[]> Trust = TrustOption.Create("Only load bundles (tokenizer, model and classifier) signed by this public key (repeatable)");
 
         public IEnumerable<Option> All => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
@@ -6,6 +7,9 @@ namespace VarSharp.Cli.Commands;
 /// <summary>What the long-running verbs (training, evaluation) share: the thread count and a clean stop on Ctrl+C or SIGTERM.</summary>
 internal static class LongRun
 {
+    /// <summary>The --threads option (torch's intra-op threads; default: libtorch's choice, one per core).</summary>
+    public static Option<int?> ThreadsOption() => new("--threads") { Description = "torch threads (default: one per core)" };
+
     /// <summary>Applies --threads when given; the thread count is part of what makes CPU runs bit-reproducible.</summary>
     public static void SetThreads(int? threads)
     {

@@ -54,13 +54,15 @@ internal static class SampleCommand
         {
             Description = "With --edit: a token is taken from the image when at least this share of its cell is kept (0.5)",
         };
+        var threads = LongRun.ThreadsOption();
         var command = new Command("sample", "Generate class-conditional images with a VAR model, or complete a partly kept image (--edit)")
         {
-            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales, edit, box, outpaint, knownThreshold,
+            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales, edit, box, outpaint, knownThreshold, threads,
         };
         models.AddTo(command);
         command.SetAction(parse =>
         {
+            LongRun.SetThreads(parse.GetValue(threads));
             var classTexts = SplitClasses(parse.GetValue(classes));
             var outDir = parse.GetRequiredValue(output);
             var writer = parse.InvocationConfiguration.Output;

@@ -25,12 +25,14 @@ internal static class ServeCommand
         var queue = new Option<int>("--queue") { Description = "Requests that may wait; beyond it the server answers 429", DefaultValueFactory = _ => defaults.QueueCapacity };
         var timeout = new Option<double>("--timeout") { Description = "Seconds a request may take, queue wait included (then 503)", DefaultValueFactory = _ => defaults.RequestTimeout.TotalSeconds };
         var trust = TrustOption.Create("Only serve bundles signed by this public key (repeatable)");
+        var threads = LongRun.ThreadsOption();
         var command = new Command("serve", "Serve a web page and an HTTP API that generate images, streaming every scale")
         {
-            models, urls, maxCount, maxBatch, window, queue, timeout, trust,
+            models, urls, maxCount, maxBatch, window, queue, timeout, trust, threads,
         };
         command.SetAction(parse =>
         {
+            LongRun.SetThreads(parse.GetValue(threads));
             var sources = (parse.GetValue(models) ?? []).Select(ModelSource.Parse).ToList();
             if (sources.Count == 0)
             {

@@ -82,6 +82,7 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     [InlineData("top-k must be 0 (off) or a positive number of tokens to keep, found -3.", "--top-k", "-3")]
     [InlineData("top-p must be in [0, 1] (0 is off), found 1.5.", "--top-p", "1.5")]
     [InlineData("count must be positive, found 0.", "--count", "0")]
+    [InlineData("--threads must be at least 1 but is 0.", "--threads", "0")]
     public void BadInputExitsOneWithASentence(string expected, params string[] extra)
     {
         var outDir = _temp.File("bad");

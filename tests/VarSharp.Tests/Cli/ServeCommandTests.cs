@@ -42,6 +42,7 @@ public sealed class ServeCommandTests(TinyModelFolderFixture model) : IClassFixt
     [InlineData("--queue", "-1", "error: the queue capacity must be 0 or more, found -1.")]
     [InlineData("--timeout", "0", "error: --timeout must be more than 0 and at most 86400 seconds, found 0.")]
     [InlineData("--batch-window-ms", "-5", "error: --batch-window-ms must be between 0 and 10000, found -5.")]
+    [InlineData("--threads", "0", "error: --threads must be at least 1 but is 0.")]
     public void BadLimitsAreRefused(string option, string value, string expected)
     {
         var run = CliRun.Of("serve", "-m", "tiny=" + model.Dir, option, value);
