@@ -1,12 +1,16 @@
 using System.CommandLine;
 using VarSharp.Sampling;
+using VarSharp.Web;
 
 namespace VarSharp.Cli.Commands;
 
 /// <summary>The options that name a full model (tokenizer + transformer): a model folder, or a config file plus a weights file.</summary>
 internal sealed class PipelineOptions
 {
-    public Option<string?> Model { get; } = new("--model", "-m") { Description = "Model folder: config.json (vqvae + var blocks) + model.safetensors (or weights.safetensors)" };
+    public Option<string?> Model { get; } = new("--model", "-m")
+    {
+        Description = $"Model folder: config.json (vqvae + var blocks) + model.safetensors (or weights.safetensors). Default: {ServeOptions.DefaultModelPath} when it exists",
+    };
     public Option<string?> Config { get; } = new("--config") { Description = "Config file with 'vqvae' and 'var' blocks (with --weights, instead of --model)" };
     public Option<string?> Weights { get; } = new("--weights") { Description = "safetensors file with 'vae.*' and 'var.*' keys (with --config, instead of --model)" };
 
@@ -27,6 +31,10 @@ internal sealed class PipelineOptions
         var weights = parse.GetValue(Weights);
         if (model is not null && (config is not null || weights is not null))
             throw new VarSharpException("Give either --model or --config with --weights, not both.");
+        // Nothing named at all: the bundled model, as `serve` does, so that a first `varsharp sample --class bag -o out` works.
+        if (model is null && config is null && weights is null)
+            model = ServeOptions.FindDefaultModel()
+                ?? throw new VarSharpException($"Name a model with --model DIR ({ServeOptions.DefaultModelPath} was not found), or with both --config FILE and --weights FILE.");
         var trust = TrustOption.Of(parse.GetValue(Trust));
         if (trust is not null && model is null) throw new VarSharpException("--trust checks a signed bundle, so name the model with --model DIR.");
         if (model is not null) return VarPipeline.Load(model, trust: trust);

@@ -131,11 +131,21 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     }
 
     [Fact]
+    public void WithoutAModelTheBundledOneSamples()
+    {
+        // The test binaries live inside the repository, so models/fashion-var is found above them, as for ./varsharp.
+        var run = CliRun.Of("sample", "--class", "Bag", "--seed", "2", "-o", _temp.File("bundled"));
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.Contains("of 32x32", run.Output);
+        Assert.Contains("\"class_name\":\"Bag\"", File.ReadAllText(Path.Combine(_temp.File("bundled"), "samples.jsonl")));
+    }
+
+    [Fact]
     public void AMissingOrAmbiguousModelExitsOne()
     {
-        var none = CliRun.Of("sample", "-o", _temp.File("x"));
-        Assert.Equal(1, none.ExitCode);
-        Assert.Contains("Name a model with --model DIR", none.Error);
+        var half = CliRun.Of("sample", "--config", "c.json", "-o", _temp.File("x"));
+        Assert.Equal(1, half.ExitCode);
+        Assert.Contains("Name a model with --model DIR, or with both --config FILE and --weights FILE.", half.Error);
 
         var both = CliRun.Of("sample", "-m", _model, "--config", "c.json", "-o", _temp.File("x"));
         Assert.Equal(1, both.ExitCode);
