@@ -86,7 +86,7 @@ internal static class TrainingConsole
             if (s.Step % logEvery != 0) return;
             double eta = (s.TotalSteps - s.Step) / Math.Max(s.StepsPerSecond, 1e-9);
             writer.WriteLine(Invariant(
-                $"step {s.Step}/{s.TotalSteps} {s.Text} {s.StepsPerSecond:0.00} it/s ETA {TimeSpan.FromSeconds(Math.Min(eta, 8.6e6)):d\\.hh\\:mm\\:ss}"));
+                $"step {s.Step}/{s.TotalSteps} {s.Text} {s.StepsPerSecond:0.00} it/s ETA {RunStatus.Duration(eta)}"));
         }
         else if (describe(e) is { } line)
         {

@@ -56,6 +56,13 @@ public sealed record RunStatus(
 
     private static string? KindOf(JsonObject line) => line["kind"] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
 
+    /// <summary>Hours:minutes:seconds, hours unbounded (26:03:10 rather than 1.02:03:10).</summary>
+    public static string Duration(double seconds)
+    {
+        var t = TimeSpan.FromSeconds(Math.Round(Math.Clamp(seconds, 0, 8.6e6)));
+        return string.Create(CultureInfo.InvariantCulture, $"{(long)t.TotalHours}:{t.Minutes:00}:{t.Seconds:00}");
+    }
+
     /// <summary>A few lines for a terminal.</summary>
     public string Describe()
     {
@@ -74,7 +81,7 @@ public sealed record RunStatus(
                 ? $"  last evaluation (step {e["step"]}): held-out loss {F(e, "loss_mean", "0.0000")}, accuracy {F(e, "acc_mean", "0.00")}%"
                 : $"  last evaluation (step {e["step"]}): held-out PSNR {F(e, "psnr", "0.00")} dB");
         lines.Add(LastCheckpoint is null ? "  no checkpoint yet" : $"  last checkpoint: {LastCheckpoint}");
-        if (EtaSeconds is { } eta) lines.Add($"  about {TimeSpan.FromSeconds(Math.Round(eta)):d\\.hh\\:mm\\:ss} left at the last measured rate");
+        if (EtaSeconds is { } eta) lines.Add($"  about {Duration(eta)} left at the last measured rate");
         if (Error is not null) lines.Add($"  ended with: {Error}");
         if (State is "stopped" or "interrupted" or "failed" && LastCheckpoint is not null)
             lines.Add($"  continue with: varsharp {(Kind == "transformer" ? "train" : "train-tokenizer")} --resume {RunDir}");
