@@ -25,7 +25,9 @@ public static class RunFolder
     public static string ForNewRun(string runDir)
     {
         runDir = Path.GetFullPath(runDir);
-        if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any())
+        // A run.lock alone is no run (a trainer that lost the race for this folder, or a stale file); its holder, if
+        // any, is found when the lock is taken.
+        if (Directory.Exists(runDir) && Directory.EnumerateFileSystemEntries(runDir).Any(e => Path.GetFileName(e) != RunLock.FileName))
             throw new VarSharpException($"Run folder {runDir} already exists and is not empty; choose a new output folder, or continue that run with --resume {runDir}.");
         if (File.Exists(runDir)) throw new VarSharpException($"{runDir} is a file; expected a folder for the run.");
         return runDir;

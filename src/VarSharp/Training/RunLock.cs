@@ -21,7 +21,10 @@ public sealed class RunLock : IDisposable
         _path = path;
     }
 
-    /// <summary>Takes the lock of <paramref name="runDir"/> (which must exist), or throws a one-sentence <see cref="VarSharpException"/>.</summary>
+    /// <summary>
+    /// Takes the lock of <paramref name="runDir"/> (which must exist). Another holder is a <see cref="RunFolderInUseException"/>;
+    /// any other failure (a read-only disk, no permission) is a <see cref="VarSharpException"/> saying so.
+    /// </summary>
     public static RunLock Acquire(string runDir)
     {
         var path = Path.Combine(runDir, FileName);
@@ -29,13 +32,24 @@ public sealed class RunLock : IDisposable
         {
             return new RunLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None), path);
         }
-        catch (IOException)
+        catch (IOException e) when (IsSharingViolation(e))
         {
-            throw new VarSharpException(
+            throw new RunFolderInUseException(
                 $"Run folder {runDir} is in use by another training process{Holder(runDir)}; wait for it to end or stop it " +
-                "(Ctrl+C, or kill PID: it checkpoints first), or train into another folder.");
+                "(Ctrl+C, or kill its process: it checkpoints first), or train into another folder.");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new VarSharpException($"Cannot lock run folder {runDir} for training: {e.Message.TrimEnd('.')}.", e);
         }
     }
+
+    /// <summary>
+    /// Another handle holds the lock: ERROR_SHARING_VIOLATION on Windows; on Unix .NET reports flock's errno,
+    /// EWOULDBLOCK (11 on Linux, 35 on macOS).
+    /// </summary>
+    private static bool IsSharingViolation(IOException e) =>
+        e.HResult == unchecked((int)0x80070020) || (!OperatingSystem.IsWindows() && e.HResult == (OperatingSystem.IsMacOS() ? 35 : 11));
 
     /// <summary>
     /// Whether a trainer holds <paramref name="runDir"/> now: probed by opening the lock file exclusively for an instant,
@@ -45,16 +59,16 @@ public sealed class RunLock : IDisposable
     {
         try
         {
-            using var probe = new FileStream(Path.Combine(runDir, FileName), FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            using var probe = new FileStream(Path.Combine(runDir, FileName), FileMode.Open, FileAccess.Read, FileShare.None);
             return false;
         }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return false;
-        }
-        catch (IOException)
+        catch (IOException e) when (IsSharingViolation(e))
         {
             return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;   // no lock file, or one this user may not open: no trainer of ours holds it
         }
     }
 
@@ -62,7 +76,8 @@ public sealed class RunLock : IDisposable
     private static string Holder(string runDir)
     {
         var start = TrainLog.Read(Path.Combine(runDir, RunFolder.LogFile)).LastOrDefault(l => (string?)l["kind"] == "start");
-        return start?["pid"] is JsonValue pid && start["started"] is JsonValue started ? $" (pid {pid}, started {started})" : "";
+        // The log's last start may be a dead session's while a resume is still setting up, hence "per its log".
+        return start?["pid"] is JsonValue pid && start["started"] is JsonValue started ? $" (pid {pid}, started {started}, per its log)" : "";
     }
 
     public void Dispose()
@@ -79,3 +94,6 @@ public sealed class RunLock : IDisposable
         _stream.Dispose();
     }
 }
+
+/// <summary>Another training process holds the run folder: nothing of it may be touched, not even to clean up.</summary>
+public sealed class RunFolderInUseException(string message) : VarSharpException(message);

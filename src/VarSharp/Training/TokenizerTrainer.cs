@@ -124,10 +124,11 @@ public sealed class TokenizerTrainer : IDisposable
             t.LogStart(resumedFrom: null);
             return t;
         }
-        catch
+        catch (Exception e)
         {
             t.Dispose();
-            RunFolder.Abandon(runDir, existed);
+            // Losing the race for a new folder to another trainer must not delete what that trainer writes.
+            if (e is not RunFolderInUseException) RunFolder.Abandon(runDir, existed);
             throw;
         }
     }

@@ -203,12 +203,13 @@ public sealed class VarTrainer : IDisposable
             t.LogStart(resumedFrom: null);
             return t;
         }
-        catch
+        catch (Exception e)
         {
             if (t is not null)
             {
                 t.Dispose();
-                RunFolder.Abandon(runDir, existed);
+                // Losing the race for a new folder to another trainer must not delete what that trainer writes.
+                if (e is not RunFolderInUseException) RunFolder.Abandon(runDir, existed);
             }
             else if (tokenizer is null) vae.Dispose();
             throw;

@@ -11,13 +11,30 @@ public class RunLockTests
     {
         using var tmp = new TempFolder();
         var first = RunLock.Acquire(tmp.Path);
-        var e = Assert.Throws<VarSharpException>(() => RunLock.Acquire(tmp.Path));
-        Assert.Equal($"Run folder {tmp.Path} is in use by another training process; wait for it to end or stop it (Ctrl+C, or kill PID: it checkpoints first), or train into another folder.", e.Message);
+        var e = Assert.Throws<RunFolderInUseException>(() => RunLock.Acquire(tmp.Path));
+        Assert.Equal($"Run folder {tmp.Path} is in use by another training process; wait for it to end or stop it (Ctrl+C, or kill its process: it checkpoints first), or train into another folder.", e.Message);
+        Assert.True(RunLock.IsHeld(tmp.Path));
         first.Dispose();
         Assert.False(File.Exists(Path.Combine(tmp.Path, RunLock.FileName)));
+        Assert.False(RunLock.IsHeld(tmp.Path));
         // A leftover file (a process killed before it could delete it) blocks nobody: only a live holder does.
         File.WriteAllText(Path.Combine(tmp.Path, RunLock.FileName), "stale");
         RunLock.Acquire(tmp.Path).Dispose();
+    }
+
+    [Fact]
+    public void ANewRunThatLosesTheFolderToAnotherTrainerDeletesNothingOfIt()
+    {
+        using var tmp = new TempFolder();
+        var (tokenizer, data) = VarTrainerTests.Inputs(tmp);
+        var run = tmp.File("run");
+        Directory.CreateDirectory(run);
+        var tok = VarSharp.Checkpoints.ModelFolder.ReadVqVaeConfig(VarSharp.Checkpoints.ModelFolder.ConfigPath(tokenizer));
+        // The other trainer took the (still empty) folder a moment earlier: it holds the lock, its files are to come.
+        using var other = RunLock.Acquire(run);
+        Assert.Throws<RunFolderInUseException>(() => VarTrainer.Start(run, VarTrainerTests.Model(tok), VarTrainerTests.Train(tokenizer, data)));
+        Assert.True(RunLock.IsHeld(run));
+        Assert.True(File.Exists(Path.Combine(run, RunLock.FileName)));
     }
 
     [Fact]
@@ -31,7 +48,7 @@ public class RunLockTests
         {
             first.Run(stopAtStep: 3);
             var log = File.ReadAllText(Path.Combine(run, RunFolder.LogFile));
-            var e = Assert.Throws<VarSharpException>(() => VarTrainer.Resume(run));
+            var e = Assert.Throws<RunFolderInUseException>(() => VarTrainer.Resume(run));
             Assert.StartsWith($"Run folder {run} is in use by another training process (pid {Environment.ProcessId}, started ", e.Message);
             Assert.Equal(log, File.ReadAllText(Path.Combine(run, RunFolder.LogFile)));
         }
