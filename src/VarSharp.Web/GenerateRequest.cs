@@ -73,12 +73,7 @@ public static class GenerateRequest
         {
             using var doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 8 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad("the request body must be a JSON object such as {\"class\": 3}.");
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var p in doc.RootElement.EnumerateObject())
-            {
-                if (!seen.Add(p.Name)) throw Bad($"the field '{Clip(p.Name)}' is given twice; give each field once.");
-                if (p.Value.ValueKind == JsonValueKind.String) _ = p.Value.GetString();   // decodes escapes: see below
-            }
+            CheckNames(doc.RootElement, "");
             return JsonObject.Create(doc.RootElement.Clone())!;
         }
         catch (JsonException e)
@@ -89,6 +84,31 @@ public static class GenerateRequest
         {
             // A name or string holding an escape such as \ud800 (half of a UTF-16 pair) is valid JSON syntax but no text.
             throw Bad("the request body holds a string that is not valid Unicode (a lone surrogate escape such as \\ud800).");
+        }
+    }
+
+    /// <summary>
+    /// Every object of the body, nested ones (the edit) included: no name given twice, and every name and string
+    /// decodable (see below) — both would otherwise fail later, inside JsonNode, as a 500.
+    /// </summary>
+    private static void CheckNames(JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var p in element.EnumerateObject())
+                {
+                    if (!seen.Add(p.Name)) throw Bad($"the field '{Clip(path + p.Name)}' is given twice; give each field once.");
+                    CheckNames(p.Value, path + p.Name + ".");
+                }
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray()) CheckNames(item, path);
+                break;
+            case JsonValueKind.String:
+                _ = element.GetString();   // decodes escapes
+                break;
         }
     }
 
@@ -227,13 +247,18 @@ public static class GenerateRequest
         }
         bool outpaint = e["outpaint"] is not null && BoolOf(e["outpaint"], "edit.outpaint");
         double threshold = e["known_threshold"] is null ? 0.5 : NumberOf(e["known_threshold"], "edit.known_threshold");
+        var png = bytes[..length];
+        // The size its header declares, before any decoding: a small file may declare (and would allocate) gigabytes.
+        var (w, h) = ImageIO.DeclaredSize(png) ?? throw Bad("'edit.image' is not a readable PNG or JPEG image (no image header).");
+        if (w != model.ImageSize || h != model.ImageSize)
+            throw Bad($"'edit.image' is {w}×{h} but model '{model.Name}' makes {model.ImageSize}×{model.ImageSize} images.");
         try
         {
-            using var image = ImageIO.Decode(bytes[..length], model.Channels, "'edit.image'");
-            if (image.shape[2] != model.ImageSize || image.shape[3] != model.ImageSize)
-                throw Bad($"'edit.image' is {image.shape[3]}×{image.shape[2]} but model '{model.Name}' makes {model.ImageSize}×{model.ImageSize} images.");
+            using var image = ImageIO.Decode(png, model.Channels, "'edit.image'");
             var edit = ImageEdit.Box(image, b[0], b[1], b[2], b[3], outpaint, threshold);
             edit.Validate(model.Pipeline.Tokenizer);
+            // What the sampler will need, checked now (a box too small to free a token at any scale) for a 400, not a 500.
+            using (TokenConstraint.From(edit, model.Pipeline.Tokenizer)) { }
             return new EditRequest(edit, b, outpaint);
         }
         catch (VarSharpException ex)
@@ -258,7 +283,7 @@ public static class GenerateRequest
         {
             if (v.TryGetValue<long>(out var l)) return l;
             // 9e15 or 2.0: an integer written as a float. Beyond ±2^63 it is out of any range the fields allow.
-            var d = v.GetValue<double>();
+            if (!v.TryGetValue<double>(out var d)) throw Bad($"'{name}' is out of range.");
             if (Math.Floor(d) != d) throw Bad($"'{name}' must be an integer, found {Fmt(d)}.");
             if (Math.Abs(d) >= 9.2e18) throw Bad($"'{name}' is out of range, found {Fmt(d)}.");
             return (long)d;
@@ -266,8 +291,12 @@ public static class GenerateRequest
         throw Bad($"'{name}' must be an integer, found {Kind(node)}.");
     }
 
-    private static double NumberOf(JsonNode? node, string name) =>
-        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? v.GetValue<double>() : throw Bad($"'{name}' must be a number, found {Kind(node)}.");
+    private static double NumberOf(JsonNode? node, string name)
+    {
+        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number) throw Bad($"'{name}' must be a number, found {Kind(node)}.");
+        // 1e400 is valid JSON but no double.
+        return v.TryGetValue<double>(out var d) ? d : throw Bad($"'{name}' is out of range.");
+    }
 
     private static bool BoolOf(JsonNode? node, string name) =>
         node is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False ? v.GetValue<bool>() : throw Bad($"'{name}' must be true or false, found {Kind(node)}.");

@@ -34,6 +34,21 @@ public static class ImageIO
         return Decode(stream, channels, path);
     }
 
+    /// <summary>The width and height a PNG or JPEG header declares, read without decoding; null when there is no such header.</summary>
+    public static (int Width, int Height)? DeclaredSize(byte[] bytes)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        try
+        {
+            using var stream = new MemoryStream(bytes, writable: false);
+            return ImageInfo.FromStream(stream) is { Width: > 0, Height: > 0 } i ? (i.Width, i.Height) : null;
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Decodes PNG or JPEG bytes as (1, channels, H, W) float32 in [−1, 1]; <paramref name="what"/> names them in errors.</summary>
     public static Tensor Decode(byte[] bytes, int channels, string what)
     {
@@ -70,7 +85,8 @@ public static class ImageIO
             throw new VarSharpException($"{what} is not a readable PNG or JPEG image (no pixels).");
         using var hwc = tensor(image.Data, [image.Height, image.Width, channels], dtype: ScalarType.Byte);
         using var chw = hwc.permute(2, 0, 1).to(float32);
-        return chw.div(127.5).sub_(1).unsqueeze(0);
+        using var scaled = chw.div(127.5).sub_(1);
+        return scaled.unsqueeze(0);
     }
 
     /// <summary>Converts an image (C, H, W) in [−1, 1] (values outside are clamped) to 8-bit and writes a PNG atomically.</summary>

@@ -17,6 +17,14 @@ public sealed class EditApiTests(TinyModelFolderFixture model) : IClassFixture<T
         _temp.Dispose();
     }
 
+    /// <summary>A small grayscale PNG whose header declares 30000×30000 pixels (decoding it would allocate 900 MB).</summary>
+    private string BombPng()
+    {
+        var path = TinyModelFolder.WritePng(_temp.File("bomb.png"), 8, 1);
+        VarSharp.Tests.Data.ImageFolderDatasetTests.ClaimSize(path, 30000, 30000);
+        return Convert.ToBase64String(File.ReadAllBytes(path));
+    }
+
     private string Base64Png(int size) => Convert.ToBase64String(File.ReadAllBytes(TinyModelFolder.WritePng(_temp.File($"in{size}.png"), size, 3)));
 
     [Theory]
@@ -77,9 +85,15 @@ public sealed class EditApiTests(TinyModelFolderFixture model) : IClassFixture<T
     [InlineData("""{"image": "IMG8", "box": [0, 0, 4, 4], "known_threshold": 0}""", "the known threshold must be in (0, 1], found 0.")]
     [InlineData("""{"image": "IMG8", "box": [0, 0, 4, 4], "outpaint": "yes"}""", "'edit.outpaint' must be true or false, found a string.")]
     [InlineData("""{"image": "IMG8", "box": [0, 0, 4, 4], "mask": 1}""", "unknown field 'edit.mask'; the edit fields are image, box, outpaint, known_threshold.")]
+    [InlineData("""{"image": "IMG8", "image": "IMG8", "box": [0, 0, 4, 4]}""", "the field 'edit.image' is given twice; give each field once.")]
+    [InlineData("""{"image": "\ud800", "box": [0, 0, 4, 4]}""", "the request body holds a string that is not valid Unicode")]
+    [InlineData("""{"image": "IMG8", "box": [0, 0, 4, 4], "known_threshold": 1e400}""", "the known threshold must be in (0, 1]")]
+    [InlineData("""{"image": "IMG8", "box": [0, 0, 4, 1e400]}""", "'edit.box[3]' is out of range")]
+    [InlineData("""{"image": "IMG8", "box": [0, 0, 1, 1]}""", "the region to generate covers less than 0.5 of every token's cell")]
+    [InlineData("""{"image": "BOMB", "box": [0, 0, 4, 4]}""", "'edit.image' is 30000×30000 but model 'tiny' makes 8×8 images.")]
     public async Task EveryMistakeIsA400WithOneSentence(string edit, string expected)
     {
-        var body = $$$"""{"class": 1, "edit": {{{edit.Replace("IMG16", Base64Png(16)).Replace("IMG8", Base64Png(8))}}}}""";
+        var body = $$$"""{"class": 1, "edit": {{{edit.Replace("IMG16", Base64Png(16)).Replace("IMG8", Base64Png(8)).Replace("BOMB", BombPng())}}}}""";
         using var client = _server.CreateClient();
         using var response = await client.Generate(body);
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
