@@ -98,9 +98,10 @@ public static class BundleSignature
     /// </summary>
     public static BundleSignatureInfo Sign(string bundleDir, string privateKeyPath)
     {
-        ModelBundle.Verify(bundleDir);
+        // The bytes signed are the bytes the files were just checked against.
+        byte[] manifest = [];
+        ModelBundle.Verify(bundleDir, bytes => manifest = bytes);
         using var key = ReadKey(privateKeyPath, wantPrivate: true);
-        var manifest = File.ReadAllBytes(Path.Combine(bundleDir, ModelBundle.ManifestFileName));
         var keyId = KeyId(key.ExportSubjectPublicKeyInfo());
         var node = new JsonObject
         {
@@ -121,15 +122,21 @@ public static class BundleSignature
     /// a bundle without manifest.sig, signed by a key not trusted, or whose signature does not match its manifest is
     /// refused with a <see cref="ModelBundleException"/>.
     /// </summary>
-    public static BundleSignatureInfo Verify(string bundleDir, BundleTrust trust)
+    public static BundleSignatureInfo Verify(string bundleDir, BundleTrust trust) => VerifyBundle(bundleDir, trust).Signature;
+
+    /// <summary>
+    /// <see cref="Verify"/> returning the verified manifest too. The manifest is read once: its bytes are checked against
+    /// the signature, then parsed and the files checked against them, so no other manifest can slip in between.
+    /// </summary>
+    internal static (BundleManifest Manifest, BundleSignatureInfo Signature) VerifyBundle(string bundleDir, BundleTrust trust)
     {
         ArgumentNullException.ThrowIfNull(trust);
-        ModelBundle.Verify(bundleDir);
-        return CheckSignature(bundleDir, trust);
+        BundleSignatureInfo? info = null;
+        var manifest = ModelBundle.Verify(bundleDir, bytes => info = CheckSignature(bundleDir, bytes, trust));
+        return (manifest, info!);
     }
 
-    /// <summary>The signature half of <see cref="Verify"/>, for callers that have just verified the manifest themselves.</summary>
-    internal static BundleSignatureInfo CheckSignature(string bundleDir, BundleTrust trust)
+    private static BundleSignatureInfo CheckSignature(string bundleDir, byte[] manifest, BundleTrust trust)
     {
         var (keyId, signature) = Read(bundleDir);
         if (!trust.TryGet(keyId, out var keyPath, out var spki))
@@ -137,7 +144,6 @@ public static class BundleSignature
                 $"Model bundle {bundleDir} is signed by key {keyId}, which is not among the trusted keys ({string.Join(", ", trust.KeyIds)}).");
         using var key = ECDsa.Create();
         key.ImportSubjectPublicKeyInfo(spki, out _);
-        var manifest = File.ReadAllBytes(Path.Combine(bundleDir, ModelBundle.ManifestFileName));
         if (!key.VerifyData(manifest, signature, HashAlgorithmName.SHA256))
             throw new ModelBundleException(ModelBundleProblem.SignatureInvalid,
                 $"Model bundle {bundleDir} has a signature by key {keyId} that does not match its manifest, so the manifest was altered after signing.");
@@ -153,10 +159,10 @@ public static class BundleSignature
         if (!File.Exists(path))
             throw new ModelBundleException(ModelBundleProblem.SignatureMissing, $"Model bundle {bundleDir} has no {FileName}, so it is not signed.");
         ModelBundleException Invalid(string why) => new(ModelBundleProblem.SignatureInvalid, $"Signature file {path} is not a valid {FormatName} file: {why}.");
-        if (new FileInfo(path).Length > MaxSignatureBytes) throw Invalid($"it is larger than {MaxSignatureBytes} bytes");
+        var bytes = ModelBundle.ReadSmallFile(path, MaxSignatureBytes, Invalid);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(bytes);
             var root = doc.RootElement;
             string Text(string name) => root.ValueKind == JsonValueKind.Object && root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String
                 ? v.GetString()! : throw Invalid($"\"{name}\" is missing or not a string");

@@ -110,18 +110,26 @@ public static partial class ModelBundle
     }
 
     /// <summary>Checks manifest.json against the folder: every listed file present with its length and SHA-256, nothing else.</summary>
-    public static BundleManifest Verify(string dir)
+    public static BundleManifest Verify(string dir) => Verify(dir, check: null);
+
+    /// <summary>
+    /// <see cref="Verify(string)"/>, with <paramref name="check"/> run on the manifest's bytes before they are parsed:
+    /// a signature check then covers exactly the manifest that the files are checked against.
+    /// </summary>
+    internal static BundleManifest Verify(string dir, Action<byte[]>? check)
     {
         if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Model bundle");
         var manifestPath = Path.Combine(dir, ManifestFileName);
         if (!File.Exists(manifestPath))
             throw new ModelBundleException(ModelBundleProblem.ManifestMissing, $"Model bundle {dir} has no {ManifestFileName}, so its files cannot be verified.");
-        var manifest = ReadManifest(manifestPath);
+        var manifest = ReadManifest(manifestPath, check);
 
         foreach (var entry in Directory.EnumerateFileSystemEntries(dir).Order(StringComparer.Ordinal))
         {
             var name = Path.GetFileName(entry);
-            if (name is ManifestFileName or BundleSignature.FileName) continue;   // the signature covers the manifest, not vice versa
+            if (name == ManifestFileName) continue;
+            // The signature covers the manifest, not vice versa; but only a plain file may carry that name.
+            if (name == BundleSignature.FileName && File.Exists(entry) && new FileInfo(entry).LinkTarget is null) continue;
             if (!manifest.Files.ContainsKey(name) || Directory.Exists(entry))
                 throw new ModelBundleException(ModelBundleProblem.ExtraFile,
                     $"Model bundle {dir} holds '{name}', which its manifest does not list, so the folder was modified after it was written.");
@@ -171,16 +179,36 @@ public static partial class ModelBundle
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
 
-    private static BundleManifest ReadManifest(string path)
+    /// <summary>
+    /// A small metadata file read whole, but only if it is a plain, non-empty file of at most <paramref name="cap"/>
+    /// bytes: a symbolic link to /dev/zero or a FIFO named manifest.json would otherwise be read forever or block.
+    /// </summary>
+    internal static byte[] ReadSmallFile(string path, long cap, Func<string, ModelBundleException> invalid)
+    {
+        var info = new FileInfo(path);
+        if (info.LinkTarget is not null) throw invalid("it is a symbolic link, not a plain file");
+        if (!info.Exists) throw invalid("it is not a plain file");
+        if (info.Length == 0) throw invalid("it is empty (or a device or pipe, not a plain file)");
+        if (info.Length > cap) throw invalid($"it is larger than {cap} bytes");
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        var buffer = new byte[cap + 1];
+        int total = 0, n;
+        while (total < buffer.Length && (n = stream.Read(buffer, total, buffer.Length - total)) > 0) total += n;
+        if (total > cap) throw invalid($"it is larger than {cap} bytes");
+        return buffer[..total];
+    }
+
+    private static BundleManifest ReadManifest(string path, Action<byte[]>? check)
     {
         ModelBundleException Invalid(string why) =>
             new(ModelBundleProblem.ManifestInvalid, $"Manifest {path} is not a valid {FormatName} manifest: {why}.");
 
-        if (new FileInfo(path).Length > MaxManifestBytes) throw Invalid($"it is larger than {MaxManifestBytes} bytes");
+        var content = ReadSmallFile(path, MaxManifestBytes, Invalid);
+        check?.Invoke(content);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            doc = JsonDocument.Parse(content);
         }
         catch (JsonException e)
         {

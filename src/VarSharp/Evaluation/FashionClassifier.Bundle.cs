@@ -37,8 +37,7 @@ public sealed partial class FashionClassifier
         if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Classifier folder");
         if (!ModelBundle.IsBundle(dir))
             throw new VarSharpException($"Classifier folder {dir} has no {ModelBundle.ManifestFileName}; train one with `varsharp train-classifier --out DIR`.");
-        var manifest = ModelBundle.Verify(dir);
-        if (trust is not null) BundleSignature.CheckSignature(dir, trust);
+        var manifest = trust is null ? ModelBundle.Verify(dir) : BundleSignature.VerifyBundle(dir, trust).Manifest;
         var configPath = Path.Combine(dir, ModelBundle.ConfigFileName);
         var weightsPath = Path.Combine(dir, ModelBundle.WeightsFileName);
         if (!manifest.Files.TryGetValue(ModelBundle.WeightsFileName, out var weightsEntry) || !manifest.Files.ContainsKey(ModelBundle.ConfigFileName))

@@ -96,6 +96,30 @@ public sealed class BundleSignatureTests : IDisposable
     }
 
     [Fact]
+    public void OnlyAPlainFileCountsAsASignatureOrAManifest()
+    {
+        var (bundle, _, trust) = SignedBundle();
+        var sig = Path.Combine(bundle, BundleSignature.FileName);
+        // A link to an endless device would be read until memory runs out; it is refused unread.
+        File.Delete(sig);
+        File.CreateSymbolicLink(sig, "/dev/zero");
+        var e = Assert.Throws<ModelBundleException>(() => BundleSignature.Verify(bundle, trust));
+        Assert.Equal(ModelBundleProblem.SignatureInvalid, e.Problem);
+        Assert.Contains("it is a symbolic link, not a plain file", e.Message);
+        Assert.Equal(ModelBundleProblem.ExtraFile, Problem(() => ModelBundle.Verify(bundle)));
+
+        // A folder named manifest.sig is no signature: an unsigned bundle with one is an altered bundle.
+        File.Delete(sig);
+        Directory.CreateDirectory(sig);
+        File.WriteAllText(Path.Combine(sig, "payload"), "x");
+        Assert.Equal(ModelBundleProblem.ExtraFile, Problem(() => ModelBundle.Verify(bundle)));
+        Directory.Delete(sig, recursive: true);
+
+        File.WriteAllBytes(Path.Combine(bundle, ModelBundle.ManifestFileName), []);
+        Assert.Contains("it is empty", Assert.Throws<ModelBundleException>(() => ModelBundle.Verify(bundle)).Message);
+    }
+
+    [Fact]
     public void AnAlteredBundleIsNeverSigned()
     {
         var bundle = TinyModels.WriteBundle(_temp.File("bundle"));
