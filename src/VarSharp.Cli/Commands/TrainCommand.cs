@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using VarSharp.Checkpoints;
 using VarSharp.Config;
+using VarSharp.Tokenizer;
 using VarSharp.Training;
 using static TorchSharp.torch;
 
@@ -61,16 +62,16 @@ internal static class TrainCommand
         var resume = parse.GetValue(o.Run.Resume);
         var outDir = parse.GetValue(o.Run.Out);
         var tokenizer = parse.GetValue(o.Tokenizer);
-        if (TrustOption.Of(parse.GetValue(o.Trust)) is { } trust)
-        {
-            if (tokenizer is null) throw new VarSharpException("--trust checks the --tokenizer bundle, so give one with --tokenizer DIR.");
-            BundleSignature.Verify(Path.GetFullPath(tokenizer), trust);
-        }
+        var trust = TrustOption.Of(parse.GetValue(o.Trust));
+        if (trust is not null && tokenizer is null) throw new VarSharpException("--trust checks the --tokenizer bundle, so give one with --tokenizer DIR.");
         VarTrainer trainer;
+        VqVae? trusted = null;
         if (resume is not null)
         {
             var (_, storedModel, storedTrain, _) = VarTrainer.ReadCheckpointConfig(resume);
             var train = o.Train.Apply(parse, storedTrain);
+            // A resume checks the given tokenizer against the checkpoint's own copy, which it then uses.
+            if (trust is not null) BundleSignature.Verify(Path.GetFullPath(tokenizer!), trust);
             if (tokenizer is not null) train = train with { Tokenizer = Path.GetFullPath(tokenizer) };
             trainer = VarTrainer.Resume(resume, ApplyModel(parse, o, storedModel), train, tokenizer, outDir);
         }
@@ -80,14 +81,25 @@ internal static class TrainCommand
             if (tokenizer is null) throw new VarSharpException("Give the trained tokenizer with --tokenizer DIR (a model folder such as RUN/checkpoints/step-N/model).");
             var folder = Path.GetFullPath(tokenizer);
             if (!Directory.Exists(folder)) throw PathErrors.FolderMissing(folder, "Tokenizer folder");
-            var tokenizerConfig = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
-            var train = o.Train.Apply(parse, new VarTrainConfig { Tokenizer = folder });
-            var data = VarTrainer.OpenData(tokenizerConfig, train);
-            int depth = parse.GetValue(o.Depth) ?? DefaultDepth;
-            if (depth < 1) throw new VarSharpException($"--depth must be at least 1 but is {depth}.");
-            var model = ApplyModel(parse, o, VarTrainer.DefaultModelConfig(tokenizerConfig, data.Train.ClassNames.Count, depth));
-            trainer = VarTrainer.Start(outDir, model, train, data: data);
+            // With --trust the tokenizer is loaded first, signature checked, and handed over: what was checked is what trains.
+            trusted = trust is null ? null : ModelFolder.LoadTokenizer(folder, trust: trust);
+            try
+            {
+                var tokenizerConfig = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
+                var train = o.Train.Apply(parse, new VarTrainConfig { Tokenizer = folder });
+                var data = VarTrainer.OpenData(tokenizerConfig, train);
+                int depth = parse.GetValue(o.Depth) ?? DefaultDepth;
+                if (depth < 1) throw new VarSharpException($"--depth must be at least 1 but is {depth}.");
+                var model = ApplyModel(parse, o, VarTrainer.DefaultModelConfig(tokenizerConfig, data.Train.ClassNames.Count, depth));
+                trainer = VarTrainer.Start(outDir, model, train, tokenizer: trusted, data: data);
+            }
+            catch
+            {
+                trusted?.Dispose();
+                throw;
+            }
         }
+        using (trusted)
         using (trainer)
             return Train(parse, trainer, stopAt);
     }
