@@ -180,13 +180,18 @@ public sealed class VarPipeline : IDisposable
     {
         ArgumentNullException.ThrowIfNull(idOrName);
         var text = idOrName.Trim();
+        int named = -1;
+        for (int i = 0; i < ClassNames.Count && named < 0; i++)
+            if (string.Equals(ClassNames[i], text, StringComparison.OrdinalIgnoreCase)) named = i;
         if (int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int id))
         {
+            // Folder classes named "0" … "11" sort as 0, 1, 10, 11, 2, …: "2" could then mean id 2 or the class named 2.
+            if (named >= 0 && named != id)
+                throw new VarSharpException($"'{text}' is both class id {text} and the name of class {named}; this model's names are numbers, so give the id of the class you mean.");
             if (id < 0 || id >= NumClasses) throw new VarSharpException($"class id {id} is unknown: this model has classes 0 to {NumClasses - 1}.");
             return id;
         }
-        for (int i = 0; i < ClassNames.Count; i++)
-            if (string.Equals(ClassNames[i], text, StringComparison.OrdinalIgnoreCase)) return i;
+        if (named >= 0) return named;
         throw new VarSharpException($"'{text}' is neither a class id (0 to {NumClasses - 1}) nor a class name of this model ({string.Join(", ", ClassNames)}).");
     }
 

@@ -73,6 +73,11 @@ public sealed class VarPipelineTests(TinyModelFolderFixture model) : IClassFixtu
         var (vae, var) = TinyModels.Create();
         using var named = new VarPipeline(vae, var, ownsModels: true) { ClassNames = ["a", "b", "c", "d", "e"] };
         Assert.Equal(2, named.ClassId("C"));
+        // Names that are numbers in another order (image folders "0" … "11" sort as text) make a number ambiguous.
+        using var numbered = new VarPipeline(vae, var) { ClassNames = ["0", "1", "10", "11", "2"] };
+        Assert.Equal(1, numbered.ClassId("1"));
+        Assert.Equal("'2' is both class id 2 and the name of class 4; this model's names are numbers, so give the id of the class you mean.",
+            Assert.Throws<VarSharpException>(() => numbered.ClassId("2")).Message);
         Assert.Throws<VarSharpException>(() => new VarPipeline(vae, var) { ClassNames = ["a"] });
     }
 
