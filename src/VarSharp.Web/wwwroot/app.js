@@ -244,8 +244,10 @@ function setEditSource(src, what) {
     ctx.imageSmoothingEnabled = image.naturalWidth > size;
     ctx.drawImage(image, 0, 0, size, size);
     const png = canvas.toDataURL("image/png").split(",")[1];
+    const model = state.model;
     const scaled = new Image();
     scaled.onload = () => {
+      if (state.model !== model) return;   // the model changed meanwhile: this image has the old one's size
       state.edit = { png, image: scaled, box: null };
       $("edit-canvas").hidden = false;
       $("edit-clear").disabled = false;
@@ -307,6 +309,8 @@ function wireEditCanvas() {
     canvas.setPointerCapture(ev.pointerId);
   });
   canvas.addEventListener("pointermove", (ev) => { if (anchor) update(ev); });
+  // A drag the browser takes away (a touch turning into a scroll, a lost capture) ends without moving the box further.
+  for (const type of ["pointercancel", "lostpointercapture"]) canvas.addEventListener(type, () => { anchor = null; });
   canvas.addEventListener("pointerup", (ev) => {
     if (!anchor) return;
     update(ev);
@@ -376,6 +380,10 @@ async function* readEvents(body) {
 
 async function generate() {
   if (state.running || !state.model) return;
+  if (state.edit && !state.edit.box) {
+    setStatus("Drag a box over the image to edit (or press Clear to generate from scratch).", true);
+    return;
+  }
   const params = readParams();
   const controller = new AbortController();
   state.running = controller;

@@ -95,6 +95,9 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
         await page.Locator("#gallery .edit-this").First.ClickAsync();
         var canvas = page.GetByTestId("edit-canvas");
         await Assertions.Expect(canvas).ToBeVisibleAsync();
+        // An image without a box is not silently ignored.
+        await page.GetByTestId("generate").ClickAsync();
+        await Assertions.Expect(page.GetByTestId("status")).ToContainTextAsync("Drag a box over the image to edit");
         var box = (await canvas.BoundingBoxAsync())!;
         await page.Mouse.MoveAsync(box.X + box.Width * 0.25f, box.Y + box.Height * 0.25f);
         await page.Mouse.DownAsync();
