@@ -256,9 +256,9 @@ public static class GenerateRequest
         {
             using var image = ImageIO.Decode(png, model.Channels, "'edit.image'");
             var edit = ImageEdit.Box(image, b[0], b[1], b[2], b[3], outpaint, threshold);
+            // Checks the mask too (a box too small to free a token at any scale), without encoding the image: that, like
+            // all model work, happens in the batcher.
             edit.Validate(model.Pipeline.Tokenizer);
-            // What the sampler will need, checked now (a box too small to free a token at any scale) for a 400, not a 500.
-            using (TokenConstraint.From(edit, model.Pipeline.Tokenizer)) { }
             return new EditRequest(edit, b, outpaint);
         }
         catch (VarSharpException ex)

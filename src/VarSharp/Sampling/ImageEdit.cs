@@ -52,6 +52,36 @@ public sealed record ImageEdit(float[] Pixels, int Channels, int Size, bool[] Ke
         if (!(KnownThreshold > 0 && KnownThreshold <= 1))
             throw new VarSharpException($"the known threshold must be in (0, 1], found {KnownThreshold}.");
         if (Keep.All(k => k)) throw new VarSharpException("the edit keeps every pixel, so there is nothing to generate.");
+        // The mask alone (no encoding) decides whether any token is left to sample.
+        var known = KnownPerScale(tokenizer.Config.VPatchNums, CPU);
+        try
+        {
+            if (known.All(k => k.all().item<bool>()))
+                throw new VarSharpException(
+                    $"the region to generate covers less than {1 - KnownThreshold:0.##} of every token's cell, so every token stays the image's; make it larger or raise the known threshold (at 1 every token that touches it is generated).");
+        }
+        finally
+        {
+            foreach (var k in known) k.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Per scale, which tokens the image keeps, (1, pn²) bool: those whose cell is kept for at least
+    /// <see cref="KnownThreshold"/> of its area (area average of the mask, the tokenizer's own downsampling).
+    /// </summary>
+    internal List<Tensor> KnownPerScale(IReadOnlyList<int> patchNums, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var keep_11HW = tensor(Keep.Select(k => k ? 1f : 0f).ToArray(), [1, 1, Size, Size]).to(device);
+        var known = new List<Tensor>();
+        foreach (var pn in patchNums)
+        {
+            // A small epsilon absorbs float error in the average.
+            var share = nn.functional.adaptive_avg_pool2d(keep_11HW, [pn, pn]).reshape(1, pn * pn);
+            known.Add(share.ge(KnownThreshold - 1e-6).MoveToOuterDisposeScope());
+        }
+        return known;
     }
 }
 
@@ -90,20 +120,7 @@ public sealed class TokenConstraint : IDisposable
         using var noGrad = no_grad();
         var image = tensor(edit.Pixels, [1, edit.Channels, edit.Size, edit.Size]).to(device);
         var tokens = tokenizer.ImageToIndices(image);
-        var keep_11HW = tensor(edit.Keep.Select(k => k ? 1f : 0f).ToArray(), [1, 1, edit.Size, edit.Size]).to(device);
-        var known = new List<Tensor>();
-        foreach (var pn in tokenizer.Config.VPatchNums)
-        {
-            // The share of each token's cell that is kept; a small epsilon absorbs float error in the average.
-            var share = nn.functional.adaptive_avg_pool2d(keep_11HW, [pn, pn]).reshape(1, pn * pn);
-            known.Add(share.ge(edit.KnownThreshold - 1e-6).MoveToOuterDisposeScope());
-        }
-        if (known.All(k => k.all().item<bool>()))
-        {
-            foreach (var k in known) k.Dispose();
-            throw new VarSharpException(
-                $"the region to generate covers less than {1 - edit.KnownThreshold:0.##} of every token's cell, so every token stays the image's; make it larger or raise the known threshold (at 1 every token that touches it is generated).");
-        }
+        var known = edit.KnownPerScale(tokenizer.Config.VPatchNums, device).Select(k => k.MoveToOuterDisposeScope()).ToList();
         return new TokenConstraint(tokens.Select(t => t.MoveToOuterDisposeScope()).ToList(), known);
     }
 
