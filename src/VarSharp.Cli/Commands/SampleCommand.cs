@@ -20,7 +20,7 @@ internal static class SampleCommand
         var models = new PipelineOptions();
         var classes = new Option<string[]>("--class", "-c")
         {
-            Description = "Class to generate, by id or name (7 or Sneaker); repeat it or give a comma list (3,Bag). Omitted: classes are drawn uniformly",
+            Description = "Class to generate, by id or name (7 or Sneaker; name:10 for a class named with a number); repeat it or give a comma list (3,Bag). Omitted: classes are drawn uniformly",
         };
         var count = new Option<int>("--count", "-n")
         {

@@ -173,26 +173,25 @@ public sealed class VarPipeline : IDisposable
     private IReadOnlyList<string>? _classNames;
 
     /// <summary>
-    /// The class id that <paramref name="idOrName"/> stands for: an integer id, or one of <see cref="ClassNames"/>
-    /// (case-insensitive). Anything else is a one-sentence <see cref="VarSharpException"/>.
+    /// The class id that <paramref name="idOrName"/> stands for: an integer is an id; other text is one of
+    /// <see cref="ClassNames"/> (case-insensitive); <c>name:TEXT</c> is always a name, for models whose class names are
+    /// numbers (image folders "0" … "11" sort as 0, 1, 10, 11, 2, …, so the class named 2 has id 4). Anything else is a
+    /// one-sentence <see cref="VarSharpException"/>.
     /// </summary>
     public int ClassId(string idOrName)
     {
         ArgumentNullException.ThrowIfNull(idOrName);
         var text = idOrName.Trim();
-        int named = -1;
-        for (int i = 0; i < ClassNames.Count && named < 0; i++)
-            if (string.Equals(ClassNames[i], text, StringComparison.OrdinalIgnoreCase)) named = i;
-        if (int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int id))
+        bool nameOnly = text.StartsWith("name:", StringComparison.OrdinalIgnoreCase);
+        if (nameOnly) text = text[5..].Trim();
+        else if (int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int id))
         {
-            // Folder classes named "0" … "11" sort as 0, 1, 10, 11, 2, …: "2" could then mean id 2 or the class named 2.
-            if (named >= 0 && named != id)
-                throw new VarSharpException($"'{text}' is both class id {text} and the name of class {named}; this model's names are numbers, so give the id of the class you mean.");
             if (id < 0 || id >= NumClasses) throw new VarSharpException($"class id {id} is unknown: this model has classes 0 to {NumClasses - 1}.");
             return id;
         }
-        if (named >= 0) return named;
-        throw new VarSharpException($"'{text}' is neither a class id (0 to {NumClasses - 1}) nor a class name of this model ({string.Join(", ", ClassNames)}).");
+        for (int i = 0; i < ClassNames.Count; i++)
+            if (string.Equals(ClassNames[i], text, StringComparison.OrdinalIgnoreCase)) return i;
+        throw new VarSharpException($"'{text}' is {(nameOnly ? "not" : "neither a class id (0 to " + (NumClasses - 1) + ") nor")} a class name of this model ({string.Join(", ", ClassNames)}).");
     }
 
     public VqVae Tokenizer => Sampler.Tokenizer;

@@ -73,11 +73,12 @@ public sealed class VarPipelineTests(TinyModelFolderFixture model) : IClassFixtu
         var (vae, var) = TinyModels.Create();
         using var named = new VarPipeline(vae, var, ownsModels: true) { ClassNames = ["a", "b", "c", "d", "e"] };
         Assert.Equal(2, named.ClassId("C"));
-        // Names that are numbers in another order (image folders "0" … "11" sort as text) make a number ambiguous.
+        // Names that are numbers in another order (image folders "0" … "11" sort as text): a number is an id, name:N a name.
         using var numbered = new VarPipeline(vae, var) { ClassNames = ["0", "1", "10", "11", "2"] };
-        Assert.Equal(1, numbered.ClassId("1"));
-        Assert.Equal("'2' is both class id 2 and the name of class 4; this model's names are numbers, so give the id of the class you mean.",
-            Assert.Throws<VarSharpException>(() => numbered.ClassId("2")).Message);
+        Assert.Equal(2, numbered.ClassId("2"));
+        Assert.Equal(4, numbered.ClassId("name:2"));
+        Assert.Equal(2, numbered.ClassId("name: 10"));
+        Assert.Equal("'7' is not a class name of this model (0, 1, 10, 11, 2).", Assert.Throws<VarSharpException>(() => numbered.ClassId("name:7")).Message);
         Assert.Throws<VarSharpException>(() => new VarPipeline(vae, var) { ClassNames = ["a"] });
     }
 
