@@ -235,7 +235,10 @@ function showDone(rows, done) {
 const EDIT_VIEW = 192;
 
 // Any image (a gallery PNG or a file) is drawn at the model's size, so what is sent is always what the model takes.
+let editLoads = 0;   // each load's number: a load overtaken by another one, or by Clear, is dropped
+
 function setEditSource(src, what) {
+  const load = ++editLoads;
   const image = new Image();
   image.onload = () => {
     const size = state.model.image_size;
@@ -247,7 +250,8 @@ function setEditSource(src, what) {
     const model = state.model;
     const scaled = new Image();
     scaled.onload = () => {
-      if (state.model !== model) return;   // the model changed meanwhile: this image has the old one's size
+      // The model changed meanwhile (this image has the old one's size), or Clear or another image came after it.
+      if (state.model !== model || load !== editLoads) return;
       state.edit = { png, image: scaled, box: null };
       $("edit-canvas").hidden = false;
       $("edit-clear").disabled = false;
@@ -321,6 +325,7 @@ function wireEditCanvas() {
 }
 
 function clearEdit() {
+  editLoads++;
   state.edit = null;
   $("edit-canvas").hidden = true;
   $("edit-clear").disabled = true;

@@ -6,20 +6,15 @@ namespace VarSharp.Training;
 /// One training process per run folder. The trainer holds run.lock open exclusively for as long as it runs (on Linux an
 /// advisory flock, which the kernel releases when the process ends, however it ends), so a second trainer on the same
 /// folder — the same resume started twice — fails at once instead of interleaving its log and checkpoints with the
-/// first one's. The file itself means nothing: a leftover run.lock of a dead process does not block.
+/// first one's. The file itself means nothing: it stays after the run, and blocks nobody.
 /// </summary>
 public sealed class RunLock : IDisposable
 {
     public const string FileName = "run.lock";
 
     private readonly FileStream _stream;
-    private readonly string _path;
 
-    private RunLock(FileStream stream, string path)
-    {
-        _stream = stream;
-        _path = path;
-    }
+    private RunLock(FileStream stream) => _stream = stream;
 
     /// <summary>
     /// Takes the lock of <paramref name="runDir"/> (which must exist). Another holder is a <see cref="RunFolderInUseException"/>;
@@ -28,19 +23,27 @@ public sealed class RunLock : IDisposable
     public static RunLock Acquire(string runDir)
     {
         var path = Path.Combine(runDir, FileName);
-        try
+        // A few tries: `status` takes the lock for an instant to see whether anyone holds it.
+        for (int attempt = 0; ; attempt++)
         {
-            return new RunLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None), path);
-        }
-        catch (IOException e) when (IsSharingViolation(e))
-        {
-            throw new RunFolderInUseException(
-                $"Run folder {runDir} is in use by another training process{Holder(runDir)}; wait for it to end or stop it " +
-                "(Ctrl+C, or kill its process: it checkpoints first), or train into another folder.");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new VarSharpException($"Cannot lock run folder {runDir} for training: {e.Message.TrimEnd('.')}.", e);
+            try
+            {
+                return new RunLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+            }
+            catch (IOException e) when (IsSharingViolation(e) && attempt < 4)
+            {
+                Thread.Sleep(50);
+            }
+            catch (IOException e) when (IsSharingViolation(e))
+            {
+                throw new RunFolderInUseException(
+                    $"Run folder {runDir} is in use by another training process{Holder(runDir)}; wait for it to end or stop it " +
+                    "(Ctrl+C, or kill its process: it checkpoints first), or train into another folder.");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new VarSharpException($"Cannot lock run folder {runDir} for training: {e.Message.TrimEnd('.')}.", e);
+            }
         }
     }
 
@@ -80,19 +83,11 @@ public sealed class RunLock : IDisposable
         return start?["pid"] is JsonValue pid && start["started"] is JsonValue started ? $" (pid {pid}, started {started}, per its log)" : "";
     }
 
-    public void Dispose()
-    {
-        // Deleted while still held, so no other process can take a lock on a file about to disappear.
-        try
-        {
-            File.Delete(_path);
-        }
-        catch (IOException)
-        {
-            // Only tidiness is lost: a leftover run.lock blocks nobody.
-        }
-        _stream.Dispose();
-    }
+    /// <summary>
+    /// Lets go. The file stays: deleting it could let a trainer that opened it a moment earlier lock a file no one else
+    /// sees, while a third one creates and locks a new one. A leftover run.lock blocks nobody.
+    /// </summary>
+    public void Dispose() => _stream.Dispose();
 }
 
 /// <summary>Another training process holds the run folder: nothing of it may be touched, not even to clean up.</summary>

@@ -7,7 +7,7 @@ namespace VarSharp.Tests.Training;
 public class RunLockTests
 {
     [Fact]
-    public void ALockIsExclusiveUntilDisposedAndLeavesNoFile()
+    public void ALockIsExclusiveUntilDisposed()
     {
         using var tmp = new TempFolder();
         var first = RunLock.Acquire(tmp.Path);
@@ -15,10 +15,9 @@ public class RunLockTests
         Assert.Equal($"Run folder {tmp.Path} is in use by another training process; wait for it to end or stop it (Ctrl+C, or kill its process: it checkpoints first), or train into another folder.", e.Message);
         Assert.True(RunLock.IsHeld(tmp.Path));
         first.Dispose();
-        Assert.False(File.Exists(Path.Combine(tmp.Path, RunLock.FileName)));
+        // The file stays and blocks nobody: only a live holder does.
+        Assert.True(File.Exists(Path.Combine(tmp.Path, RunLock.FileName)));
         Assert.False(RunLock.IsHeld(tmp.Path));
-        // A leftover file (a process killed before it could delete it) blocks nobody: only a live holder does.
-        File.WriteAllText(Path.Combine(tmp.Path, RunLock.FileName), "stale");
         RunLock.Acquire(tmp.Path).Dispose();
     }
 
