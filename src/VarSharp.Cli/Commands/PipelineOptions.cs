@@ -35,8 +35,7 @@ internal sealed class PipelineOptions
         if (model is null && config is null && weights is null)
             model = ServeOptions.FindDefaultModel()
                 ?? throw new VarSharpException($"Name a model with --model DIR ({ServeOptions.DefaultModelPath} was not found), or with both --config FILE and --weights FILE.");
-        var trust = TrustOption.Of(parse.GetValue(Trust));
-        if (trust is not null && model is null) throw new VarSharpException("--trust checks a signed bundle, so name the model with --model DIR.");
+        var trust = TrustOption.ForModel(parse.GetValue(Trust), model);
         if (model is not null) return VarPipeline.Load(model, trust: trust);
         if (config is null || weights is null)
             throw new VarSharpException("Name a model with --model DIR, or with both --config FILE and --weights FILE.");

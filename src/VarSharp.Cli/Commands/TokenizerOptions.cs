@@ -28,8 +28,7 @@ internal sealed class TokenizerOptions
         var weights = parse.GetValue(Weights);
         if (model is not null && (config is not null || weights is not null))
             throw new VarSharpException("Give either --model or --config with --weights, not both.");
-        var trust = TrustOption.Of(parse.GetValue(Trust));
-        if (trust is not null && model is null) throw new VarSharpException("--trust checks a signed bundle, so name the model with --model DIR.");
+        var trust = TrustOption.ForModel(parse.GetValue(Trust), model);
         if (model is not null) return ModelFolder.LoadTokenizer(model, trust: trust);
         if (config is null || weights is null)
             throw new VarSharpException("Name a tokenizer with --model DIR, or with both --config FILE and --weights FILE.");

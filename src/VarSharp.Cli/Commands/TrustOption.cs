@@ -11,4 +11,12 @@ internal static class TrustOption
 
     /// <summary>The trust list of the given --trust values, or null when none was given.</summary>
     public static BundleTrust? Of(string[]? keys) => keys is { Length: > 0 } ? BundleTrust.Load(keys) : null;
+
+    /// <summary><see cref="Of(string[])"/> for options that name a model by --model DIR or by loose files: trust needs the folder.</summary>
+    public static BundleTrust? ForModel(string[]? keys, string? modelDir)
+    {
+        var trust = Of(keys);
+        if (trust is not null && modelDir is null) throw new VarSharpException("--trust checks a signed bundle, so name the model with --model DIR.");
+        return trust;
+    }
 }

@@ -109,8 +109,7 @@ public sealed class ImageFolderDataset : IImageDataset
             var size = (info.Value.W, info.Value.H);
             if ((long)size.W * size.H > ImageIO.MaxPixels)
             {
-                if (options.Strict)
-                    throw new VarSharpException($"{path} declares {size.W}×{size.H} pixels, more than the {ImageIO.MaxPixels / 1_000_000} megapixels an input image may have.");
+                if (options.Strict) throw ImageIO.TooLarge(path, size.W, size.H);
                 issues.Skipped(path);
                 continue;
             }
@@ -216,9 +215,7 @@ public sealed class ImageFolderDataset : IImageDataset
         try
         {
             using var stream = File.OpenRead(path);
-            var info = ImageInfo.FromStream(stream);
-            if (info is not { } i || i.Width <= 0 || i.Height <= 0) return null;
-            return (i.Width, i.Height);
+            return ImageIO.DeclaredSize(stream);
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException or UnauthorizedAccessException)
         {

@@ -20,11 +20,11 @@ public static class ImageIO
     /// <summary>Reads the header's size and throws a one-sentence <see cref="VarSharpException"/> above <see cref="MaxPixels"/>; rewinds the stream.</summary>
     internal static void CheckDeclaredSize(Stream stream, string path)
     {
-        var info = ImageInfo.FromStream(stream);
-        stream.Position = 0;
-        if (info is { } i && (long)i.Width * i.Height > MaxPixels)
-            throw new VarSharpException($"{path} declares {i.Width}×{i.Height} pixels, more than the {MaxPixels / 1_000_000} megapixels an input image may have.");
+        if (DeclaredSize(stream) is var (w, h) && (long)w * h > MaxPixels) throw TooLarge(path, w, h);
     }
+
+    internal static VarSharpException TooLarge(string what, int width, int height) =>
+        new($"{what} declares {width}×{height} pixels, more than the {MaxPixels / 1_000_000} megapixels an input image may have.");
 
     /// <summary>Loads an image as (1, channels, H, W) float32 in [−1, 1].</summary>
     public static Tensor Load(string path, int channels)
@@ -38,14 +38,24 @@ public static class ImageIO
     public static (int Width, int Height)? DeclaredSize(byte[] bytes)
     {
         ArgumentNullException.ThrowIfNull(bytes);
+        using var stream = new MemoryStream(bytes, writable: false);
+        return DeclaredSize(stream);
+    }
+
+    /// <summary><see cref="DeclaredSize(byte[])"/> of a stream, which is rewound afterwards.</summary>
+    internal static (int Width, int Height)? DeclaredSize(Stream stream)
+    {
         try
         {
-            using var stream = new MemoryStream(bytes, writable: false);
             return ImageInfo.FromStream(stream) is { Width: > 0, Height: > 0 } i ? (i.Width, i.Height) : null;
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException)
         {
             return null;
+        }
+        finally
+        {
+            stream.Position = 0;
         }
     }
 
