@@ -100,6 +100,7 @@ internal static class CommonTrainSettings
         .FilePath("--data", "data", "Fashion-MNIST idx folder or image folder")
         .Int("--steps", "steps", "Optimizer steps")
         .Int("--batch-size", "batch_size", "Images per step", alias: "-b")
+        .Int("--grad-accum", "grad_accum", "Run each batch in N slices whose gradients add up: the same step, with only one slice's activations in memory at a time")
         .Int("--warmup-steps", "warmup_steps", "Linear warmup steps", defaultNote: warmupNote)
         .Double("--min-lr-ratio", "min_lr_ratio", "Final lr / peak lr")
         .Double("--weight-decay", "weight_decay", "AdamW decoupled weight decay")

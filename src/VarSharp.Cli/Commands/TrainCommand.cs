@@ -111,7 +111,7 @@ internal static class TrainCommand
         var m = trainer.ModelConfig;
         long startStep = trainer.Step;
         writer.WriteLine(Invariant(
-            $"run {trainer.RunDirectory}: VAR depth {m.Depth}, width {m.EmbedDim}, {m.NumHeads} heads, {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters; {m.NumClasses} classes, V={m.VocabSize}, scales {string.Join(",", m.PatchNums)} ({m.L} tokens); batch {cfg.BatchSize}, peak lr {cfg.Lr:0.###e+0}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
+            $"run {trainer.RunDirectory}: VAR depth {m.Depth}, width {m.EmbedDim}, {m.NumHeads} heads, {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters; {m.NumClasses} classes, V={m.VocabSize}, scales {string.Join(",", m.PatchNums)} ({m.L} tokens); batch {cfg.BatchSize}{TrainingConsole.Slices(cfg.GradAccum)}, peak lr {cfg.Lr:0.###e+0}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
 
         // The rate is that of this session's training steps, not counting tokenization.
         var (result, rate) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,

@@ -80,7 +80,7 @@ internal static class TrainTokenizerCommand
         var m = trainer.ModelConfig;
         long startStep = trainer.Step;
         writer.WriteLine(Invariant(
-            $"run {trainer.RunDirectory}: {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters, {m.ImageSize}x{m.ImageSize}x{m.InChannels}, scales {string.Join(",", m.VPatchNums)}, V={m.VocabSize}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
+            $"run {trainer.RunDirectory}: {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters, {m.ImageSize}x{m.ImageSize}x{m.InChannels}, scales {string.Join(",", m.VPatchNums)}, V={m.VocabSize}; batch {cfg.BatchSize}{TrainingConsole.Slices(cfg.GradAccum)}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
 
         var (result, rate) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,
             (observe, token) => trainer.Run(observe, token, stopAfter),

@@ -16,6 +16,9 @@ internal sealed record StepLine(long Step, long TotalSteps, double StepsPerSecon
 /// </summary>
 internal static class TrainingConsole
 {
+    /// <summary>" in N slices" when a batch runs with gradient accumulation, for the start line; empty otherwise.</summary>
+    public static string Slices(int gradAccum) => gradAccum > 1 ? $" in {gradAccum} slices" : "";
+
     /// <summary>
     /// Calls <paramref name="run"/> with an observer and a stop token. <paramref name="step"/> recognises step events;
     /// <paramref name="describe"/> gives the line for any other event worth printing (null: none). Returns the run's

@@ -6,7 +6,9 @@ namespace VarSharp.Config;
 /// <summary>
 /// Every setting of a tokenizer training run (the `train_tokenizer` block of a checkpoint's config.json). Together
 /// with the `vqvae` block it determines the run: same blocks + same seed + same thread count → the same weights, bit
-/// for bit. Fields in <see cref="ChangeableOnResume"/> only affect reporting (and `steps` the schedule's length).
+/// for bit. Fields in <see cref="ChangeableOnResume"/> only affect reporting (and `steps` the schedule's
+/// length; `grad_accum` the memory a step needs and the order in which gradients are summed, so a resumed run equals an
+/// uninterrupted one bit for bit only when it keeps the value).
 /// </summary>
 public sealed record TokenizerTrainConfig
 {
@@ -15,6 +17,13 @@ public sealed record TokenizerTrainConfig
 
     public int Steps { get; init; } = 20000;
     public int BatchSize { get; init; } = 32;
+
+    /// <summary>
+    /// Gradient accumulation: each batch runs forward and backward in this many slices before one optimizer step; the
+    /// losses are weighted by each slice's share and the code hits summed, so the step equals the whole batch's up to
+    /// float summation order, with a fraction of the activation memory.
+    /// </summary>
+    public int GradAccum { get; init; } = 1;
     public ulong Seed { get; init; }
 
     /// <summary>Peak learning rate of AdamW.</summary>
@@ -58,6 +67,7 @@ public sealed record TokenizerTrainConfig
     /// <summary>Settings that may differ between a checkpoint and the run resuming it.</summary>
     public static IReadOnlySet<string> ChangeableOnResume { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
+        "grad_accum",
         "steps", "log_every", "eval_every", "eval_images", "grid_images", "checkpoint_every", "keep_checkpoints", "prefetch", "strict",
     };
 
@@ -65,6 +75,7 @@ public sealed record TokenizerTrainConfig
     {
         Require(Steps >= 1, $"steps must be positive but is {Steps}");
         Require(BatchSize >= 1, $"batch_size must be positive but is {BatchSize}");
+        Require(GradAccum >= 1 && GradAccum <= BatchSize, $"grad_accum must lie in [1, batch_size = {BatchSize}] but is {GradAccum}");
         Require(Lr > 0 && double.IsFinite(Lr), $"lr must be positive but is {Lr}");
         Require(WarmupSteps >= 0, $"warmup_steps must be 0 or more but is {WarmupSteps}");
         Require(WarmupStartRatio is >= 0 and <= 1, $"warmup_start_ratio must lie in [0, 1] but is {WarmupStartRatio}");

@@ -7,7 +7,9 @@ namespace VarSharp.Config;
 /// Every setting of a transformer training run (the `train_var` block of a checkpoint's config.json), defaults after
 /// the reference trainer (train.py, utils/arg_util.py) scaled to small CPU runs. Together with the `var` block and the
 /// tokenizer's weights it determines the run: same blocks + same seed + same thread count → the same weights, bit for
-/// bit. Fields in <see cref="ChangeableOnResume"/> only affect reporting (and `steps` the schedule's length).
+/// bit. Fields in <see cref="ChangeableOnResume"/> only affect reporting (and `steps` the schedule's
+/// length; `grad_accum` the memory a step needs and the order in which gradients are summed, so a resumed run equals an
+/// uninterrupted one bit for bit only when it keeps the value).
 /// </summary>
 public sealed record VarTrainConfig
 {
@@ -19,6 +21,13 @@ public sealed record VarTrainConfig
 
     public int Steps { get; init; } = 20000;
     public int BatchSize { get; init; } = 64;
+
+    /// <summary>
+    /// Gradient accumulation (the reference's ac): each batch of <see cref="BatchSize"/> images runs forward and backward
+    /// in this many slices before one optimizer step, for the same lr and, up to float summation order, the same update
+    /// with a fraction of the activation memory.
+    /// </summary>
+    public int GradAccum { get; init; } = 1;
     public ulong Seed { get; init; }
 
     /// <summary>
@@ -85,6 +94,7 @@ public sealed record VarTrainConfig
     /// <summary>Settings that may differ between a checkpoint and the run resuming it.</summary>
     public static IReadOnlySet<string> ChangeableOnResume { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
+        "grad_accum",
         "tokenizer", "steps", "log_every", "eval_every", "eval_images", "sample_every", "sample_classes", "sample_cfg", "sample_seed",
         "checkpoint_every", "keep_checkpoints", "prefetch", "strict", "token_cache",
     };
@@ -93,6 +103,7 @@ public sealed record VarTrainConfig
     {
         Require(Steps >= 1, $"steps must be positive but is {Steps}");
         Require(BatchSize >= 1, $"batch_size must be positive but is {BatchSize}");
+        Require(GradAccum >= 1 && GradAccum <= BatchSize, $"grad_accum must lie in [1, batch_size = {BatchSize}] but is {GradAccum}");
         Require(Tblr > 0 && double.IsFinite(Tblr), $"tblr must be positive but is {Tblr}");
         Require(WarmupSteps is null or >= 0, $"warmup_steps must be 0 or more but is {WarmupSteps}");
         Require(WarmupStartRatio is >= 0 and <= 1, $"warmup_start_ratio must lie in [0, 1] but is {WarmupStartRatio}");

@@ -183,9 +183,10 @@ public sealed class MultiScaleQuantizer : nn.Module
     /// <summary>
     /// The training forward (VectorQuantizer2.forward): straight-through f_hat, vq loss = mean over scales of
     /// β·mse(f_hat.detach, f) + mse(f_hat, f.detach) on the cumulative f_hat, code hits per scale (S, V).
-    /// Updates the hit EMA buffer as the reference does on a single process.
+    /// Updates the hit EMA buffer as the reference does on a single process, unless <paramref name="recordHits"/> is
+    /// false: then the caller sums the hits of several micro-batches and records them once with <see cref="RecordHits"/>.
     /// </summary>
-    public (Tensor fHatStraightThrough, Tensor vqLoss, Tensor hits_SV) TrainForward(Tensor f_BChw)
+    public (Tensor fHatStraightThrough, Tensor vqLoss, Tensor hits_SV) TrainForward(Tensor f_BChw, bool recordHits = true)
     {
         CheckLatent(f_BChw);
         using var scope = NewDisposeScope();
@@ -211,13 +212,14 @@ public sealed class MultiScaleQuantizer : nn.Module
             var term = F.mse_loss(fHat_BChw.detach(), f_BChw).mul(cfg.Beta) + F.mse_loss(fHat_BChw, fNoGrad);
             lossSum = lossSum is null ? term : lossSum + term;
         }
-        UpdateHitEma(hits_SV);
+        if (recordHits) RecordHits(hits_SV);
         var vqLoss = lossSum!.mul(1.0 / S);
         var straightThrough = (fHat_BChw.detach() - fNoGrad).add_(f_BChw);
         return (straightThrough.MoveToOuterDisposeScope(), vqLoss.MoveToOuterDisposeScope(), hits_SV.MoveToOuterDisposeScope());
     }
 
-    private void UpdateHitEma(Tensor hits_SV)
+    /// <summary>Folds one batch's code hits per scale (S, V) into the hit EMA that usage and the dead-code remedy read.</summary>
+    public void RecordHits(Tensor hits_SV)
     {
         using var noGrad = no_grad();
         for (int si = 0; si < S; si++)

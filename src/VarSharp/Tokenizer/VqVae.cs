@@ -107,13 +107,14 @@ public sealed class VqVae : nn.Module
     /// <summary>
     /// The training forward (VQVAE.forward): the decoder output of the straight-through f_hat, NOT clamped, with the vq
     /// loss. Gradients reach the encoder through the straight-through path and the codebook and φ through the vq loss.
+    /// <paramref name="recordHits"/>: see <see cref="MultiScaleQuantizer.TrainForward"/>.
     /// </summary>
-    public VqVaeTrainOutput TrainForward(Tensor img_BCHW)
+    public VqVaeTrainOutput TrainForward(Tensor img_BCHW, bool recordHits = true)
     {
         CheckImage(img_BCHW);
         using var scope = NewDisposeScope();
         var f = quant_conv.call(encoder.call(img_BCHW));
-        var (fHat, vqLoss, hits) = quantize.TrainForward(f);
+        var (fHat, vqLoss, hits) = quantize.TrainForward(f, recordHits);
         var rec = decoder.call(post_quant_conv.call(fHat));
         return new VqVaeTrainOutput(rec.MoveToOuterDisposeScope(), vqLoss.MoveToOuterDisposeScope(), hits.MoveToOuterDisposeScope());
     }

@@ -299,28 +299,18 @@ public sealed class TokenizerTrainer : IDisposable
             var x = torch.tensor(batch.Pixels, batch.Shape);
             double lr = schedule.At(step);
             optimizer.ZeroGrad();
-            using var output = vae.TrainForward(x);
-            var rec = output.Reconstruction;
-            var recLoss = Config.RecLoss switch
-            {
-                "l1" => F.l1_loss(rec, x),
-                "l2" => F.mse_loss(rec, x),
-                _ => F.l1_loss(rec, x) + F.mse_loss(rec, x),
-            };
-            var loss = Config.VqWeight == 0 ? recLoss : recLoss + output.VqLoss.mul(Config.VqWeight);
-            loss.backward();
+            var (lossValue, recValue, vqValue) = ForwardBackward(vae, x, Config);
             double gradNorm = Config.GradClip > 0
                 ? nn.utils.clip_grad_norm_(optimizer.Parameters, Config.GradClip)
                 : GradNorm(optimizer.Parameters);
             optimizer.Step(lr);
             step++;
 
-            double lossValue = loss.item<float>();
             if (!double.IsFinite(lossValue))
                 throw new VarSharpException($"The loss became {lossValue} at step {step}; lower the learning rate or check the data.");
             windowLoss += lossValue;
-            windowRec += recLoss.item<float>();
-            windowVq += output.VqLoss.item<float>();
+            windowRec += recValue;
+            windowVq += vqValue;
             windowGrad += gradNorm;
             windowSteps++;
             double rate = (step - sessionStart) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
@@ -368,6 +358,45 @@ public sealed class TokenizerTrainer : IDisposable
         });
         WritePlot();
         return new TrainResult(step, finished, lastCheckpoint, lastPsnr, finalUsage);
+    }
+
+    /// <summary>
+    /// Forward and backward of one batch in grad_accum slices (one slice: the whole batch), each slice's losses weighted
+    /// by its share of the batch; the code hits of all slices are recorded once, as one batch's. Returns the batch's
+    /// total, reconstruction and vq losses.
+    /// </summary>
+    internal static (double Loss, double Rec, double Vq) ForwardBackward(VqVae vae, Tensor x, TokenizerTrainConfig config)
+    {
+        long B = x.shape[0];
+        int slices = config.GradAccum;
+        double loss = 0, rec = 0, vq = 0;
+        Tensor? hits = null;
+        for (int i = 0; i < slices; i++)
+        {
+            long from = B * i / slices, to = B * (i + 1) / slices;
+            using var scope = NewDisposeScope();
+            var xs = slices == 1 ? x : x[TensorIndex.Slice(from, to)];
+            using var output = vae.TrainForward(xs, recordHits: slices == 1);
+            var recLoss = config.RecLoss switch
+            {
+                "l1" => F.l1_loss(output.Reconstruction, xs),
+                "l2" => F.mse_loss(output.Reconstruction, xs),
+                _ => F.l1_loss(output.Reconstruction, xs) + F.mse_loss(output.Reconstruction, xs),
+            };
+            var total = config.VqWeight == 0 ? recLoss : recLoss + output.VqLoss.mul(config.VqWeight);
+            double share = (to - from) / (double)B;
+            (slices == 1 ? total : total.mul(share)).backward();
+            loss += total.item<float>() * share;
+            rec += recLoss.item<float>() * share;
+            vq += output.VqLoss.item<float>() * share;
+            if (slices > 1) hits = hits is null ? output.Hits_SV.clone().MoveToOuterDisposeScope() : hits.add_(output.Hits_SV);
+        }
+        if (hits is not null)
+        {
+            vae.Quantizer.RecordHits(hits);
+            hits.Dispose();
+        }
+        return (loss, rec, vq);
     }
 
     private static double GradNorm(IEnumerable<TorchSharp.Modules.Parameter> parameters)

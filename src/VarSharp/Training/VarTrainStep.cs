@@ -192,17 +192,47 @@ public sealed class VarTrainStep : IDisposable
     /// <param name="lr">This step's learning rate (a schedule's value); null uses <see cref="VarTrainSettings.Lr"/>.</param>
     /// <param name="measureGradNorms">Measure every parameter's gradient norm (<see cref="VarTrainStepResult.GradNorms"/>).</param>
     /// <param name="measureMetrics">Compute <see cref="VarTrainStepResult.Metrics"/> from the logits.</param>
+    /// <param name="microBatches">
+    /// Gradient accumulation (the reference's <c>ac</c>): the batch runs forward and backward in this many consecutive
+    /// slices, each slice's loss weighted by its share of the batch, so the summed gradients are the whole batch's
+    /// (up to float summation order) while only one slice's activations are alive at a time. Slices draw their label
+    /// dropout and drop-path from <paramref name="generator"/> one after the other.
+    /// </param>
     public VarTrainStepResult Step(Tensor labels, Tensor xWoFirstL, Tensor gt_BL, Generator? generator = null,
-        bool keepGradients = false, bool keepLogits = false, double? lr = null, bool measureGradNorms = true, bool measureMetrics = false)
+        bool keepGradients = false, bool keepLogits = false, double? lr = null, bool measureGradNorms = true, bool measureMetrics = false,
+        int microBatches = 1)
     {
+        long B = labels.shape[0];
+        if (microBatches < 1 || microBatches > B)
+            throw new VarSharpException($"A batch of {B} cannot be split into {microBatches} micro-batches; use 1 to {B}.");
         using var scope = NewDisposeScope();
         _model.train();
         Optimizer.ZeroGrad();
-        var logits_BLV = _model.Forward(labels, xWoFirstL, generator);
-        var loss = Loss(logits_BLV, gt_BL, Settings.LabelSmooth);
-        double lossValue = loss.item<float>();
-        loss.backward();
-        VarTokenMetrics? metrics = measureMetrics ? VarTokenMetrics.Of(logits_BLV, gt_BL, _model.Config.PatchNums[^1] * _model.Config.PatchNums[^1]) : null;
+        double lossValue = 0;
+        bool needLogits = keepLogits || measureMetrics;
+        var logitParts = new List<Tensor>(microBatches);
+        for (int i = 0; i < microBatches; i++)
+        {
+            long from = B * i / microBatches, to = B * (i + 1) / microBatches;
+            using var slice = NewDisposeScope();
+            var part = microBatches == 1 ? TensorIndex.Colon : TensorIndex.Slice(from, to);
+            var logits_bLV = _model.Forward(labels[part], xWoFirstL[part], generator);
+            var loss = Loss(logits_bLV, gt_BL[part], Settings.LabelSmooth);
+            if (microBatches == 1)
+            {
+                lossValue = loss.item<float>();
+                loss.backward();
+            }
+            else
+            {
+                double share = (to - from) / (double)B;
+                lossValue += loss.item<float>() * share;
+                loss.mul(share).backward();
+            }
+            if (needLogits) logitParts.Add(logits_bLV.detach().MoveToOuterDisposeScope());
+        }
+        var logits_BLV = needLogits ? (logitParts.Count == 1 ? logitParts[0] : cat(logitParts, 0)) : null;
+        VarTokenMetrics? metrics = measureMetrics ? VarTokenMetrics.Of(logits_BLV!, gt_BL, _model.Config.PatchNums[^1] * _model.Config.PatchNums[^1]) : null;
 
         var norms = new Dictionary<string, double>(StringComparer.Ordinal);
         Dictionary<string, Tensor>? grads = keepGradients ? new(StringComparer.Ordinal) : null;
@@ -225,7 +255,7 @@ public sealed class VarTrainStep : IDisposable
         Optimizer.Step(lr ?? Settings.Lr);
 
         return new VarTrainStepResult(lossValue, total, coef, norms, grads,
-            keepLogits ? logits_BLV.detach().MoveToOuterDisposeScope() : null, metrics);
+            keepLogits ? logits_BLV!.MoveToOuterDisposeScope() : null, metrics);
     }
 
     private static double TotalNorm(IEnumerable<Parameter> parameters)

@@ -497,7 +497,8 @@ public sealed class VarTrainer : IDisposable
             var (labels, gt_BL, at) = NextBatch();
             var x = VarInput(gt_BL);
             double lr = schedule.At(step);
-            using var r = trainStep.Step(labels, x, gt_BL, generator, lr: lr, measureGradNorms: false, measureMetrics: true);
+            using var r = trainStep.Step(labels, x, gt_BL, generator, lr: lr, measureGradNorms: false, measureMetrics: true,
+                microBatches: Config.GradAccum);
             step++;
 
             if (!double.IsFinite(r.Loss))

@@ -117,8 +117,9 @@ public class VarTrainerTests(ITestOutputHelper output)
         using var tmp = new TempFolder();
         var (tok, data) = Inputs(tmp);
         // 6 batches per epoch: the 8 steps cross an epoch, the resume point (5) lies inside the first. With hflip the
-        // data augments, so batches are tokenized as they come (through the prefetching loader).
-        var cfg = Train(tok, data, steps: 8) with { Hflip = perBatchTokens };
+        // data augments, so batches are tokenized as they come (through the prefetching loader); that case also runs
+        // every batch in two slices (grad_accum), whose label dropout and drop path must resume exactly as well.
+        var cfg = Train(tok, data, steps: 8) with { Hflip = perBatchTokens, GradAccum = perBatchTokens ? 2 : 1 };
         var full = Run(tmp.File("full"), cfg);
 
         var part = Run(tmp.File("part"), cfg, stopAt: 5);
