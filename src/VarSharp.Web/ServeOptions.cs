@@ -55,6 +55,9 @@ public sealed partial record ServeOptions
     /// <summary>When set, every model must be a bundle signed by one of these keys (<see cref="BundleSignature"/>).</summary>
     public BundleTrust? Trust { get; init; }
 
+    /// <summary>Where the models are loaded and sampled (null: the CPU).</summary>
+    public TorchSharp.torch.Device? Device { get; init; }
+
     /// <summary>The most images one request may ask for.</summary>
     public int MaxCount { get; init; } = 16;
 

@@ -125,7 +125,9 @@ internal sealed class TrainRunOptions
     public readonly Option<long?> StopAfter = new("--stop-after") { Description = "Stop (and checkpoint) once this step is reached, to resume later" };
     public readonly Option<int?> Threads = new("--threads") { Description = "torch threads (same seed + same threads → identical weights)" };
 
-    public IEnumerable<Option> All => [Out, Resume, StopAfter, Threads];
+    public readonly Option<string?> Device = DeviceOption.Create();
+
+    public IEnumerable<Option> All => [Out, Resume, StopAfter, Threads, Device];
 
     /// <summary>--stop-after, checked: a step to stop at is at least 1.</summary>
     public long? StopAt(ParseResult parse) => parse.GetValue(StopAfter) switch

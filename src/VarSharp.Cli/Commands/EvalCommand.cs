@@ -40,6 +40,7 @@ internal static class EvalCommand
         public readonly Option<string?> CacheDir = new("--cache-dir") { Description = "--model: where test-set classifier features are cached (default $VARSHARP_CACHE, else ~/.cache/varsharp)" };
         public readonly Option<bool> NoCache = new("--no-cache") { Description = "--model: compute the test-set features afresh and store nothing" };
         public readonly Option<int?> Threads = LongRun.ThreadsOption();
+        public readonly Option<string?> Device = DeviceOption.Create();
         public readonly Option<string[]> Trust = TrustOption.Create("Only load bundles (tokenizer, model and classifier) signed by this public key (repeatable)");
 
         public IEnumerable<Option> All => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();
@@ -72,7 +73,7 @@ internal static class EvalCommand
         int images = parse.GetValue(o.Images);
         if (images < 0) throw new VarSharpException($"--images must be 0 (all) or positive but is {images}.");
         RequireFolder(dir, "Tokenizer");
-        using var vae = ModelFolder.LoadTokenizer(dir, trust: TrustOption.Of(parse.GetValue(o.Trust)));
+        using var vae = ModelFolder.LoadTokenizer(dir, DeviceOption.Of(parse, o.Device), TrustOption.Of(parse.GetValue(o.Trust)));
         var cfg = vae.Config;
         var data = Datasets.Open(parse.GetValue(o.Data)!, DataSplit.Test, cfg.InChannels, cfg.ImageSize);
         int n = images == 0 ? data.Count : Math.Min(images, data.Count);
@@ -148,8 +149,9 @@ internal static class EvalCommand
         RequireFolder(modelDir, "Model");
         RequireFolder(classifierDir, "Classifier");
         var trust = TrustOption.Of(parse.GetValue(o.Trust));
-        using var classifier = FashionClassifier.Load(classifierDir, trust: trust);
-        using var pipe = VarPipeline.Load(modelDir, trust: trust);
+        var device = DeviceOption.Of(parse, o.Device);
+        using var classifier = FashionClassifier.Load(classifierDir, device, trust);
+        using var pipe = VarPipeline.Load(modelDir, device, trust);
         // The filters default to the model's recommended ones, as in `sample`; the guidance scales are always listed.
         var options = new GenerationEvalOptions
         {

@@ -15,6 +15,7 @@ internal sealed class PipelineOptions
     public Option<string?> Weights { get; } = new("--weights") { Description = "safetensors file with 'vae.*' and 'var.*' keys (with --config, instead of --model)" };
 
     public Option<string[]> Trust { get; } = TrustOption.Create();
+    public Option<string?> Device { get; } = DeviceOption.Create();
 
     public void AddTo(Command command)
     {
@@ -22,6 +23,7 @@ internal sealed class PipelineOptions
         command.Options.Add(Model);
         command.Options.Add(Config);
         command.Options.Add(Weights);
+        command.Options.Add(Device);
     }
 
     public VarPipeline Load(ParseResult parse)
@@ -36,9 +38,10 @@ internal sealed class PipelineOptions
             model = ServeOptions.FindDefaultModel()
                 ?? throw new VarSharpException($"Name a model with --model DIR ({ServeOptions.DefaultModelPath} was not found), or with both --config FILE and --weights FILE.");
         var trust = TrustOption.ForModel(parse.GetValue(Trust), model);
-        if (model is not null) return VarPipeline.Load(model, trust: trust);
+        var device = DeviceOption.Of(parse, Device);
+        if (model is not null) return VarPipeline.Load(model, device, trust);
         if (config is null || weights is null)
             throw new VarSharpException("Name a model with --model DIR, or with both --config FILE and --weights FILE.");
-        return VarPipeline.Load(config, weights);
+        return VarPipeline.Load(config, weights, device);
     }
 }

@@ -23,7 +23,7 @@ internal static class ReconstructCommand
             using var vae = tokenizer.Load(parse);
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            var img = ImageIO.Load(parse.GetRequiredValue(input), vae.Config.InChannels);
+            var img = ImageIO.Load(parse.GetRequiredValue(input), vae.Config.InChannels).to(vae.Device);
             vae.CheckImage(img);
             var idx = vae.ImageToIndices(img);
             var perScale = vae.IndicesToImages(idx, lastOnly: false);

@@ -26,9 +26,10 @@ internal static class ServeCommand
         var timeout = new Option<double>("--timeout") { Description = "Seconds a request may take, queue wait included (then 503)", DefaultValueFactory = _ => defaults.RequestTimeout.TotalSeconds };
         var trust = TrustOption.Create("Only serve bundles signed by this public key (repeatable)");
         var threads = LongRun.ThreadsOption();
+        var device = DeviceOption.Create();
         var command = new Command("serve", "Serve a web page and an HTTP API that generate images, streaming every scale")
         {
-            models, urls, maxCount, maxBatch, window, queue, timeout, trust, threads,
+            models, urls, maxCount, maxBatch, window, queue, timeout, trust, threads, device,
         };
         command.SetAction(parse =>
         {
@@ -53,6 +54,7 @@ internal static class ServeCommand
                 QueueCapacity = parse.GetValue(queue),
                 RequestTimeout = TimeSpan.FromSeconds(timeoutS),
                 Trust = TrustOption.Of(parse.GetValue(trust)),
+                Device = DeviceOption.Of(parse, device),
             }.Validate();
 
             VarServer.Run(options, parse.InvocationConfiguration.Output);

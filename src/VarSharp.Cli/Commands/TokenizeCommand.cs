@@ -20,9 +20,9 @@ internal static class TokenizeCommand
         {
             using var vae = tokenizer.Load(parse);
             using var noGrad = no_grad();
-            using var img = ImageIO.Load(parse.GetRequiredValue(input), vae.Config.InChannels);
+            using var img = ImageIO.Load(parse.GetRequiredValue(input), vae.Config.InChannels).to(vae.Device);
             var idx = vae.ImageToIndices(img);
-            var pyramid = idx.Select(t => t[0].data<long>().ToArray()).ToList();
+            var pyramid = idx.Select(t => t[0].cpu().data<long>().ToArray()).ToList();
             foreach (var t in idx) t.Dispose();
             var patchNums = vae.Config.VPatchNums;
             var outPath = parse.GetValue(output);

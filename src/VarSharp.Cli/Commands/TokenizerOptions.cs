@@ -12,6 +12,7 @@ internal sealed class TokenizerOptions
     public Option<string?> Weights { get; } = new("--weights") { Description = "safetensors file with 'vae.*' keys (with --config, instead of --model)" };
 
     public Option<string[]> Trust { get; } = TrustOption.Create();
+    public Option<string?> Device { get; } = DeviceOption.Create();
 
     public void AddTo(Command command)
     {
@@ -19,6 +20,7 @@ internal sealed class TokenizerOptions
         command.Options.Add(Model);
         command.Options.Add(Config);
         command.Options.Add(Weights);
+        command.Options.Add(Device);
     }
 
     public VqVae Load(ParseResult parse)
@@ -29,9 +31,10 @@ internal sealed class TokenizerOptions
         if (model is not null && (config is not null || weights is not null))
             throw new VarSharpException("Give either --model or --config with --weights, not both.");
         var trust = TrustOption.ForModel(parse.GetValue(Trust), model);
-        if (model is not null) return ModelFolder.LoadTokenizer(model, trust: trust);
+        var device = DeviceOption.Of(parse, Device);
+        if (model is not null) return ModelFolder.LoadTokenizer(model, device, trust);
         if (config is null || weights is null)
             throw new VarSharpException("Name a tokenizer with --model DIR, or with both --config FILE and --weights FILE.");
-        return ModelFolder.LoadTokenizer(config, weights);
+        return ModelFolder.LoadTokenizer(config, weights, device);
     }
 }

@@ -31,15 +31,17 @@ internal static class TrainClassifierCommand
         var threads = new Option<int?>("--threads") { Description = "torch threads (same seed + same threads → identical weights)" };
         var imageSize = new Option<int>("--image-size") { Description = $"Input size, a multiple of 8; Fashion-MNIST's 28×28 is padded ({FashionClassifier.DefaultImageSize})", DefaultValueFactory = _ => FashionClassifier.DefaultImageSize };
         var trainImages = new Option<int>("--train-images") { Description = "Use only the first N training images (0 = all)", DefaultValueFactory = _ => 0 };
+        var device = DeviceOption.Create();
         var testImages = new Option<int>("--test-images") { Description = "Measure accuracy on the first N test images (0 = all)", DefaultValueFactory = _ => 0 };
         var command = new Command("train-classifier",
             "Train the Fashion-MNIST classifier that `eval` uses as its judge, report its test accuracy and write it as a bundle; see docs/evaluation.md")
         {
-            data, output, force, epochs, batch, lr, weightDecay, seed, threads, imageSize, trainImages, testImages,
+            data, output, force, epochs, batch, lr, weightDecay, seed, threads, imageSize, trainImages, testImages, device,
         };
         command.SetAction(parse =>
         {
             LongRun.SetThreads(parse.GetValue(threads));
+            var onDevice = DeviceOption.Of(parse, device);
             var outDir = parse.GetRequiredValue(output);
             ModelBundle.CheckOutput(Path.GetFullPath(outDir), parse.GetValue(force));
             int size = parse.GetValue(imageSize);
@@ -74,9 +76,9 @@ internal static class TrainClassifierCommand
                     $"training the classifier on {trainX.shape[0]} images of {train.Description}; {options.NumClasses} classes, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate}, seed {options.Seed}, {get_num_threads()} threads"));
                 var clock = Stopwatch.StartNew();
                 using var model = CliConsole.IsTerminal(writer)
-                    ? WithProgress(writer, trainX, trainY, options)
+                    ? WithProgress(writer, trainX, trainY, options, onDevice)
                     : ClassifierTrainer.Train(trainX, trainY, options, (step, total, loss) =>
-                        writer.WriteLine(Invariant($"step {step}/{total} loss {loss:0.0000}")));
+                        writer.WriteLine(Invariant($"step {step}/{total} loss {loss:0.0000}")), onDevice);
                 double trainSeconds = clock.Elapsed.TotalSeconds;
                 double accuracy = ClassifierTrainer.Accuracy(model, testX, testY);
                 var info = new ClassifierInfo
@@ -105,7 +107,7 @@ internal static class TrainClassifierCommand
 
     private static int[]? FirstN(IImageDataset data, int n) => n <= 0 || n >= data.Count ? null : Enumerable.Range(0, n).ToArray();
 
-    private static FashionClassifier WithProgress(TextWriter writer, Tensor x, Tensor y, ClassifierTrainOptions options) =>
+    private static FashionClassifier WithProgress(TextWriter writer, Tensor x, Tensor y, ClassifierTrainOptions options, Device device) =>
         CliConsole.For(writer).Progress()
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
             .Start(ctx =>
@@ -116,7 +118,7 @@ internal static class TrainClassifierCommand
                     task.MaxValue = total;
                     task.Value = step;
                     task.Description = Invariant($"step {step}/{total} loss {loss:0.0000}");
-                });
+                }, device);
             });
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

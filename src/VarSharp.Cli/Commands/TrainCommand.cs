@@ -62,6 +62,7 @@ internal static class TrainCommand
         var resume = parse.GetValue(o.Run.Resume);
         var outDir = parse.GetValue(o.Run.Out);
         var tokenizer = parse.GetValue(o.Tokenizer);
+        var device = DeviceOption.Of(parse, o.Run.Device);
         var trust = TrustOption.Of(parse.GetValue(o.Trust));
         if (trust is not null && tokenizer is null) throw new VarSharpException("--trust checks the --tokenizer bundle, so give one with --tokenizer DIR.");
         VarTrainer trainer;
@@ -73,7 +74,7 @@ internal static class TrainCommand
             // A resume checks the given tokenizer against the checkpoint's own copy, which it then uses.
             if (trust is not null) BundleSignature.Verify(Path.GetFullPath(tokenizer!), trust);
             if (tokenizer is not null) train = train with { Tokenizer = Path.GetFullPath(tokenizer) };
-            trainer = VarTrainer.Resume(resume, ApplyModel(parse, o, storedModel), train, tokenizer, outDir);
+            trainer = VarTrainer.Resume(resume, ApplyModel(parse, o, storedModel), train, tokenizer, outDir, device: device);
         }
         else
         {
@@ -82,7 +83,7 @@ internal static class TrainCommand
             var folder = Path.GetFullPath(tokenizer);
             if (!Directory.Exists(folder)) throw PathErrors.FolderMissing(folder, "Tokenizer folder");
             // With --trust the tokenizer is loaded first, signature checked, and handed over: what was checked is what trains.
-            trusted = trust is null ? null : ModelFolder.LoadTokenizer(folder, trust: trust);
+            trusted = trust is null ? null : ModelFolder.LoadTokenizer(folder, device, trust);
             try
             {
                 var tokenizerConfig = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
@@ -91,7 +92,7 @@ internal static class TrainCommand
                 int depth = parse.GetValue(o.Depth) ?? DefaultDepth;
                 if (depth < 1) throw new VarSharpException($"--depth must be at least 1 but is {depth}.");
                 var model = ApplyModel(parse, o, VarTrainer.DefaultModelConfig(tokenizerConfig, data.Train.ClassNames.Count, depth));
-                trainer = VarTrainer.Start(outDir, model, train, tokenizer: trusted, data: data);
+                trainer = VarTrainer.Start(outDir, model, train, tokenizer: trusted, data: data, device: trusted is null ? device : null);
             }
             catch
             {

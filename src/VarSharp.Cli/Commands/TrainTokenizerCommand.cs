@@ -55,19 +55,20 @@ internal static class TrainTokenizerCommand
         var stopAt = o.Run.StopAt(parse);
         var resume = parse.GetValue(o.Run.Resume);
         var outDir = parse.GetValue(o.Run.Out);
+        var device = DeviceOption.Of(parse, o.Run.Device);
         TokenizerTrainer trainer;
         if (resume is not null)
         {
             if (parse.GetValue(o.ModelConfig) is not null)
                 throw new VarSharpException("--model-config cannot be combined with --resume; the checkpoint holds the model's config.");
             var (storedModel, storedTrain, _) = TokenizerTrainer.ReadCheckpointConfig(resume);
-            trainer = TokenizerTrainer.Resume(resume, o.Model.Apply(parse, storedModel), o.Train.Apply(parse, storedTrain), outDir);
+            trainer = TokenizerTrainer.Resume(resume, o.Model.Apply(parse, storedModel), o.Train.Apply(parse, storedTrain), outDir, device: device);
         }
         else
         {
             if (outDir is null) throw new VarSharpException("Give a new run folder with --out DIR, or continue a run with --resume DIR.");
             var baseModel = parse.GetValue(o.ModelConfig) is { } file ? Checkpoints.ModelFolder.ReadVqVaeConfig(file) : TokenizerPresets.FashionMnist;
-            trainer = TokenizerTrainer.Start(outDir, o.Model.Apply(parse, baseModel), o.Train.Apply(parse, new TokenizerTrainConfig()));
+            trainer = TokenizerTrainer.Start(outDir, o.Model.Apply(parse, baseModel), o.Train.Apply(parse, new TokenizerTrainConfig()), device: device);
         }
         using (trainer)
             return Train(parse, trainer, stopAt);

@@ -68,7 +68,7 @@ public static partial class ModelFolder
         var weights = new Dictionary<string, Tensor>();
         try
         {
-            foreach (var name in names) weights[name] = SafeTensors.LoadTensor(weightsPath, header, name, device);
+            foreach (var name in names) weights[name] = SafeTensors.LoadTensor(weightsPath, header, name);   // on the CPU: copied into the model's device once
             var model = new VarModel(cfg, device);
             try
             {

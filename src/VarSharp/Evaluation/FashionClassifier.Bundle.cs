@@ -51,7 +51,7 @@ public sealed partial class FashionClassifier
             info = JsonConfig.Deserialize<ClassifierInfo>(block, "classifier").Validate($"Config file {configPath}");
         }
 
-        var weights = SafeTensors.Load(weightsPath, device);
+        var weights = SafeTensors.Load(weightsPath);   // on the CPU: copied into the model's device once
         try
         {
             var foreign = weights.Keys.Where(k => !k.StartsWith(WeightsPrefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();

@@ -45,6 +45,9 @@ public sealed partial class FashionClassifier : nn.Module<Tensor, Tensor>
     public int ImageSize { get; }
     public int NumClasses { get; }
 
+    /// <summary>Where the weights live.</summary>
+    public Device Device => head.weight!.device;
+
     /// <summary>What the bundle says about this classifier; null for one built in memory.</summary>
     public ClassifierInfo? Info { get; private set; }
 
@@ -94,7 +97,8 @@ public sealed partial class FashionClassifier : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Features (N, 256) and predicted classes (N) of a batch of images, <paramref name="batchSize"/> at a time,
-    /// without gradients; the model is switched to eval mode.
+    /// without gradients; the model is switched to eval mode. Chunks go to the classifier's device; the results are on
+    /// the CPU, where the metrics are computed.
     /// </summary>
     public (Tensor Features_ND, Tensor Predictions_N) Embed(Tensor images_NCHW, int batchSize = 256)
     {
@@ -107,11 +111,11 @@ public sealed partial class FashionClassifier : nn.Module<Tensor, Tensor>
             long n = images_NCHW.shape[0];
             for (long s = 0; s < n; s += batchSize)
             {
-                using var chunk = images_NCHW.narrow(0, s, Math.Min(batchSize, n - s));
+                using var scope = NewDisposeScope();
+                var chunk = images_NCHW.narrow(0, s, Math.Min(batchSize, n - s)).to(Device);
                 var f = Features(chunk);
-                features.Add(f);
-                using var logits = head.call(f);
-                predictions.Add(logits.argmax(1));
+                features.Add(f.cpu().DetachFromDisposeScope());
+                predictions.Add(head.call(f).argmax(1).cpu().DetachFromDisposeScope());
             }
             if (features.Count == 0) return (zeros(0, FeatureDim), zeros(0, dtype: int64));
             return (cat(features, 0), cat(predictions, 0));

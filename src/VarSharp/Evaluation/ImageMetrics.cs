@@ -17,6 +17,6 @@ public static class ImageMetrics
     {
         using var scope = NewDisposeScope();
         var mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).div(2).square().flatten(1).mean([1L]).to(float64);
-        return mse.data<double>().ToArray().Select(m => m <= 0 ? double.PositiveInfinity : -10 * Math.Log10(m)).ToArray();
+        return mse.cpu().data<double>().ToArray().Select(m => m <= 0 ? double.PositiveInfinity : -10 * Math.Log10(m)).ToArray();
     }
 }

@@ -44,13 +44,13 @@ public static class TokenizerEvaluation
         for (long s = 0; s < n; s += batchSize)
         {
             using var scope = NewDisposeScope();
-            var x = images_NCHW.narrow(0, s, Math.Min(batchSize, n - s));
+            var x = images_NCHW.narrow(0, s, Math.Min(batchSize, n - s)).to(vae.Device);
             var f = vae.Encode(x);
             using var q = vae.Quantizer.Quantize(f, keepFhats: true, keepDiagnostics: false);
             var rec = vae.FhatToImage(q.Fhats[^1]);
             squaredError += (rec - x).square().sum().to(float64).item<double>();
             psnrs.AddRange(ImageMetrics.PsnrPerImage(rec, x));
-            for (int si = 0; si < S; si++) counts_SV[si].add_(q.Indices[si].flatten().bincount(null, V));
+            for (int si = 0; si < S; si++) counts_SV[si].add_(q.Indices[si].flatten().bincount(null, V).cpu());
             progress?.Report((int)Math.Min(n, s + batchSize));
         }
         double mse = squaredError / images_NCHW.numel();

@@ -66,7 +66,8 @@ public sealed class SampleRng
     public static SampleRng PerSampleFrom(long first, int count) =>
         new(null, Enumerable.Range(0, count).Select(i => unchecked(first + i)).ToArray());
 
-    internal static Generator NewGenerator(long seed) => new(unchecked((ulong)seed));
+    /// <summary>A generator on the device the draws happen on (a CUDA multinomial refuses a CPU generator).</summary>
+    internal static Generator NewGenerator(long seed, Device device) => new(unchecked((ulong)seed), device);
 
     public override string ToString() =>
         SharedSeed is { } s ? $"shared seed {s}" : $"per-sample seeds [{string.Join(", ", RowSeeds!)}]";

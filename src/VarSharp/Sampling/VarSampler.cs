@@ -162,8 +162,8 @@ public sealed class VarSampler
         int S = cfg.NumScales, latent = cfg.PatchNums[^1];
         bool wantLogits = extras.HasFlag(SampleExtras.Logits), wantScales = extras.HasFlag(SampleExtras.ScaleImages);
 
-        Generator? shared = rng.SharedSeed is { } s ? SampleRng.NewGenerator(s) : null;
-        var rows = rng.RowSeeds?.Select(SampleRng.NewGenerator).ToArray() ?? [];
+        Generator? shared = rng.SharedSeed is { } s ? SampleRng.NewGenerator(s, device) : null;
+        var rows = rng.RowSeeds?.Select(seed => SampleRng.NewGenerator(seed, device)).ToArray() ?? [];
         try
         {
             using var noGrad = no_grad();

@@ -238,7 +238,7 @@ public sealed class MultiScaleQuantizer : nn.Module
     {
         double margin = tokensPerBatch / (double)cfg.VocabSize * 0.08;
         using var above = ema_vocab_hit_SV.ge(margin).to(float32).mean([1L]).mul(100);
-        return above.data<float>().ToArray().Select(v => (double)v).ToArray();
+        return above.cpu().data<float>().ToArray().Select(v => (double)v).ToArray();
     }
 
     private void CheckLatent(Tensor f_BChw)

@@ -43,6 +43,9 @@ public sealed class VqVae : nn.Module
     }
 
     public MultiScaleQuantizer Quantizer => quantize;
+
+    /// <summary>Where the weights live; inputs go there, results are read back with <c>.cpu()</c>.</summary>
+    public Device Device => post_quant_conv.weight!.device;
     public Encoder EncoderModule => encoder;
 
     /// <summary>The latent f = quant_conv(encoder(img)), (B, Cvae, h, w).</summary>

@@ -75,8 +75,9 @@ public sealed class AdamWOptimizer : IDisposable
     {
         var s = slots.FirstOrDefault(x => x.Name == name) ?? throw new ArgumentException($"no parameter named {name}", nameof(name));
         using var noGrad = no_grad();
-        s.ExpAvg.index_fill_(0, rows, 0);
-        s.ExpAvgSq.index_fill_(0, rows, 0);
+        using var onDevice = rows.to(s.ExpAvg.device);
+        s.ExpAvg.index_fill_(0, onDevice, 0);
+        s.ExpAvgSq.index_fill_(0, onDevice, 0);
     }
 
     /// <summary>The state as named tensors: optim.step.NAME (int64 scalar), optim.exp_avg.NAME, optim.exp_avg_sq.NAME.</summary>

@@ -48,8 +48,7 @@ public static class ClassifierTrainer
                 throw new VarSharpException($"Labels must lie in 0 to {options.NumClasses - 1} but range from {minLabel} to {maxLabel}.");
         }
         var generator = new Generator(options.Seed);
-        var model = new FashionClassifier((int)images_N1HW.shape[2], options.NumClasses, device);
-        model.InitWeights(generator);
+        var model = TrainDevice.Create(() => new FashionClassifier((int)images_N1HW.shape[2], options.NumClasses), m => m.InitWeights(generator), device ?? CPU);
         long n = images_N1HW.shape[0];
         int stepsPerEpoch = (int)((n + options.BatchSize - 1) / options.BatchSize);
         int total = stepsPerEpoch * options.Epochs;
@@ -97,8 +96,8 @@ public static class ClassifierTrainer
         {
             using var scope = NewDisposeScope();
             var len = Math.Min(batchSize, n - s);
-            var pred = model.call(images_NCHW.narrow(0, s, len)).argmax(1);
-            correct += pred.eq(labels_N.narrow(0, s, len)).sum().item<long>();
+            var pred = model.call(images_NCHW.narrow(0, s, len).to(model.Device)).argmax(1).cpu();
+            correct += pred.eq(labels_N.narrow(0, s, len).cpu()).sum().item<long>();
         }
         return (double)correct / n;
     }

@@ -28,7 +28,7 @@ public static class DeadCodeRemedy
         using var noGrad = no_grad();
         using var maxHits = quantizer.EmaVocabHits.max(0).values;
         using var dead = maxHits.lt(margin).nonzero().view(-1);
-        return dead.data<long>().ToArray();
+        return dead.cpu().data<long>().ToArray();
     }
 
     /// <summary>The usage margin for a batch of <paramref name="batchSize"/> images: ratio · B·h·w / V.</summary>
@@ -76,7 +76,7 @@ public static class DeadCodeRemedy
             perScale[si2]++;
             si2 = (si2 + 1) % scales;
         }
-        var idx = tensor(targets.ToArray(), dtype: int64);
+        var idx = tensor(targets.ToArray(), dtype: int64, device: quantizer.Codebook.weight!.device);
         var values = stack(sources).to(quantizer.Codebook.weight!.dtype);
         quantizer.Codebook.weight!.index_copy_(0, idx, values);
         return new DeadCodeReport(dead.Length, perScale, targets.ToArray());

@@ -78,7 +78,7 @@ public sealed class TokenPyramids : IDisposable
                 using var scope = NewDisposeScope();
                 int n = Math.Min(Chunk, count - start);
                 for (int i = 0; i < n; i++) set.Fill(start + i, null, pixels.AsSpan(i * per, per));
-                var x = tensor(pixels.AsSpan(0, n * per).ToArray(), [n, c, s, s]);
+                var x = tensor(pixels.AsSpan(0, n * per).ToArray(), [n, c, s, s], device: vae.Device);
                 var idx = vae.ImageToIndices(x);
                 tokens.narrow(0, start, n).copy_(cat(idx, 1));
                 progress?.Invoke(start + n, count);
@@ -168,8 +168,8 @@ public sealed class TokenPyramids : IDisposable
         ["count"] = set.Count.ToString(CultureInfo.InvariantCulture),
     };
 
-    /// <summary>Labels (B,) int64 and token ids (B, L) int64 of the given images.</summary>
-    public (Tensor Labels, Tensor Tokens) Gather(ReadOnlySpan<int> indices)
+    /// <summary>Labels (B,) int64 and token ids (B, L) int64 of the given images, on <paramref name="device"/> (default CPU; the pyramids stay on the CPU).</summary>
+    public (Tensor Labels, Tensor Tokens) Gather(ReadOnlySpan<int> indices, Device? device = null)
     {
         var idx = new long[indices.Length];
         var labels = new long[indices.Length];
@@ -180,7 +180,7 @@ public sealed class TokenPyramids : IDisposable
         }
         using var index = tensor(idx);
         using var rows = Tokens.index_select(0, index);
-        return (tensor(labels), rows.to(ScalarType.Int64));
+        return (tensor(labels, device: device), rows.to(ScalarType.Int64, device ?? CPU));
     }
 
     /// <summary>Splits token ids (B, L) into the per-scale list (B, pn²) the tokenizer's functions take.</summary>

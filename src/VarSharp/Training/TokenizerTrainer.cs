@@ -64,6 +64,7 @@ public sealed class TokenizerTrainer : IDisposable
     private readonly LrSchedule schedule;
     private readonly Generator remedyGenerator;
     private readonly TrainingData data;
+    private readonly Device device;
     // Set by Open, once the data position and the run folder are settled.
     private BatchLoader loader = null!;
     private TrainLog log = null!;
@@ -84,21 +85,28 @@ public sealed class TokenizerTrainer : IDisposable
     public string RunDirectory => runDir;
     public long Step => step;
 
-    private TokenizerTrainer(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data)
+    /// <summary>Where the run computes (default CPU).</summary>
+    public Device Device => device;
+
+    private TokenizerTrainer(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data, Device? device)
     {
         this.runDir = runDir;
         ModelConfig = model.Validate();
         Config = train.Validate();
         this.data = data ?? OpenData(model, train);
         CheckData(this.data, model, train);
-        vae = new VqVae(model);
+        this.device = device ?? CPU;
+        vae = TrainDevice.Create(() => new VqVae(model), v =>
+        {
+            using var initGenerator = new Generator(RunFolder.StreamSeed(train.Seed, InitStream));
+            TokenizerInit.Initialize(v, initGenerator);
+        }, this.device);
         try
         {
-            using (var initGenerator = new Generator(RunFolder.StreamSeed(train.Seed, InitStream)))
-                TokenizerInit.Initialize(vae, initGenerator);
             optimizer = new AdamWOptimizer(vae.named_parameters().Select(p => (p.name, p.parameter)), Decays,
                 train.Beta1, train.Beta2, train.Eps, train.WeightDecay);
             schedule = new LrSchedule(train.Lr, train.WarmupSteps, train.Steps, train.Decay, train.WarmupStartRatio, train.MinLrRatio);
+            // The remedy only draws permutations of row numbers, on the CPU wherever the model lives.
             remedyGenerator = new Generator(RunFolder.StreamSeed(train.Seed, RemedyStream));
         }
         catch
@@ -111,12 +119,12 @@ public sealed class TokenizerTrainer : IDisposable
     /// <summary>Weight decay on convolution weights only: not biases, norms or the codebook.</summary>
     private static bool Decays(string name, TorchSharp.Modules.Parameter p) => p.dim() >= 2 && name != TokenizerInit.CodebookName;
 
-    /// <summary>Starts a new run in <paramref name="runDir"/>, which must not exist or be empty.</summary>
-    public static TokenizerTrainer Start(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data = null)
+    /// <summary>Starts a new run in <paramref name="runDir"/>, which must not exist or be empty, on <paramref name="device"/> (default CPU).</summary>
+    public static TokenizerTrainer Start(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data = null, Device? device = null)
     {
         runDir = RunFolder.ForNewRun(runDir);
         bool existed = Directory.Exists(runDir);
-        var t = new TokenizerTrainer(runDir, model, train, data) { newRunFolder = existed };
+        var t = new TokenizerTrainer(runDir, model, train, data, device) { newRunFolder = existed };
         try
         {
             t.Open(new DataPosition(0, 0), truncateLogAfter: null);
@@ -156,8 +164,9 @@ public sealed class TokenizerTrainer : IDisposable
     /// <paramref name="newRunDir"/> (new or empty).
     /// </summary>
     public static TokenizerTrainer Resume(string path, VqVaeConfig? model = null, TokenizerTrainConfig? train = null,
-        string? newRunDir = null, TrainingData? data = null)
+        string? newRunDir = null, TrainingData? data = null, Device? device = null)
     {
+        device ??= CPU;
         var (storedModel, storedTrain, ckpt) = ReadCheckpointConfig(path);
         model ??= storedModel;
         train ??= storedTrain;
@@ -165,12 +174,12 @@ public sealed class TokenizerTrainer : IDisposable
 
         string runDir = CheckpointWriter.ResumeRunDir(ckpt, newRunDir);
         string source = CheckpointWriter.TrainStatePath(ckpt);
-        RunFolder.CheckStateFormat(source, StateFormat, "tokenizer");
+        TrainDevice.CheckResume(RunFolder.CheckStateFormat(source, StateFormat, "tokenizer"), device, ckpt);
         var state = SafeTensors.Load(source);
         try
         {
             RunFolder.CheckResumePoint(runDir, ckpt, CheckpointWriter.Scalar(state, "step", source), train.Steps, inPlace: newRunDir is null);
-            var t = new TokenizerTrainer(runDir, model, train, data);
+            var t = new TokenizerTrainer(runDir, model, train, data, device);
             try
             {
                 var (ckptStep, position) = RunFolder.ReadProgress(state, source, ckpt, t.data.Train);
@@ -254,6 +263,7 @@ public sealed class TokenizerTrainer : IDisposable
         {
             ["resumed_from"] = resumedFrom,
             ["threads"] = torch.get_num_threads(),
+            ["device"] = device.ToString(),
             ["data"] = data.Train.Description,
             ["eval_data"] = data.Eval?.Description,
             ["data_position"] = loader.Position.ToString(),
@@ -288,7 +298,7 @@ public sealed class TokenizerTrainer : IDisposable
         if (step == 0 && Config.DeadCodeEvery > 0 && end > 0)
         {
             var first = loader.Make(loader.Position);
-            using var x0 = torch.tensor(first.Pixels, first.Shape);
+            using var x0 = torch.tensor(first.Pixels, first.Shape, device: device);
             Remedy(x0, observe);
         }
         vae.train();
@@ -296,7 +306,7 @@ public sealed class TokenizerTrainer : IDisposable
         {
             using var scope = NewDisposeScope();
             var batch = loader.Next();
-            var x = torch.tensor(batch.Pixels, batch.Shape);
+            var x = torch.tensor(batch.Pixels, batch.Shape, device: device);
             double lr = schedule.At(step);
             optimizer.ZeroGrad();
             var (lossValue, recValue, vqValue) = ForwardBackward(vae, x, Config);
@@ -498,7 +508,7 @@ public sealed class TokenizerTrainer : IDisposable
         int c = set.Channels, s = set.ImageSize, per = c * s * s;
         var pixels = new float[n * per];
         for (int i = 0; i < n; i++) set.Fill(i, null, pixels.AsSpan(i * per, per));
-        return torch.tensor(pixels, [n, c, s, s]);
+        return torch.tensor(pixels, [n, c, s, s], device: device);
     }
 
     /// <summary>Writes a checkpoint for the current step and prunes old ones beyond keep_checkpoints.</summary>
@@ -514,7 +524,12 @@ public sealed class TokenizerTrainer : IDisposable
             if (ModelConfig.Dropout > 0) state.Add(new("rng.torch", torch.get_rng_state()));
             state.AddRange(optimizer.StateTensors());
             CheckpointWriter.Write(dir, ConfigJson(ModelConfig, Config), model, state,
-                new Dictionary<string, string> { ["format"] = StateFormat, ["step"] = step.ToString(CultureInfo.InvariantCulture) });
+                new Dictionary<string, string>
+                {
+                    ["format"] = StateFormat,
+                    ["step"] = step.ToString(CultureInfo.InvariantCulture),
+                    [TrainDevice.MetadataKey] = TrainDevice.Name(device),
+                });
         }
         lastCheckpointStep = step;
         lastCheckpoint = dir;

@@ -69,6 +69,7 @@ public sealed class VarTrainer : IDisposable
     private readonly VarTrainStep trainStep;
     private readonly LrSchedule schedule;
     private readonly Generator generator;
+    private readonly Device device;
     private readonly TrainingData data;
     private readonly string tokenizerDigest;
     private TrainLog log = null!;
@@ -98,6 +99,9 @@ public sealed class VarTrainer : IDisposable
     public string RunDirectory => runDir;
     public long Step => step;
 
+    /// <summary>Where the run computes: the tokenizer's device.</summary>
+    public Device Device => device;
+
     /// <summary>SHA-256 of the tokenizer's tensors (<see cref="TokenPyramids.Digest"/>).</summary>
     public string TokenizerDigest => tokenizerDigest;
 
@@ -124,14 +128,18 @@ public sealed class VarTrainer : IDisposable
         vae.eval();
         foreach (var p in vae.parameters()) p.requires_grad = false;
         tokenizerDigest = TokenPyramids.Digest(vae);
-        model = new VarModel(modelConfig);
+        device = vae.Device;
+        model = TrainDevice.Create(() => new VarModel(modelConfig), m =>
+        {
+            using var initGenerator = new Generator(RunFolder.StreamSeed(train.Seed, InitStream));
+            m.InitWeights(initGenerator, train.InitAdaln, train.InitAdalnGamma, train.InitHead, train.InitStd);
+        }, device);
         try
         {
-            using (var initGenerator = new Generator(RunFolder.StreamSeed(train.Seed, InitStream)))
-                model.InitWeights(initGenerator, train.InitAdaln, train.InitAdalnGamma, train.InitHead, train.InitStd);
             trainStep = new VarTrainStep(model, Settings(train));
             schedule = new LrSchedule(train.Lr, train.ResolvedWarmupSteps, train.Steps, train.Decay, train.WarmupStartRatio, train.MinLrRatio);
-            generator = new Generator(RunFolder.StreamSeed(train.Seed, TrainStream));
+            // Label dropout and drop path draw on the model's device, so the generator lives there.
+            generator = new Generator(RunFolder.StreamSeed(train.Seed, TrainStream), device);
         }
         catch
         {
@@ -174,26 +182,30 @@ public sealed class VarTrainer : IDisposable
     }.Validate();
 
     /// <summary>Loads a tokenizer from a model folder (a bundle is verified first), with a clear error when it has none.</summary>
-    public static VqVae LoadTokenizer(string dir)
+    public static VqVae LoadTokenizer(string dir, Device? device = null)
     {
         if (string.IsNullOrEmpty(dir)) throw new VarSharpException("No tokenizer given; pass the model folder of a trained tokenizer (e.g. RUN/checkpoints/step-N/model).");
         var full = Path.GetFullPath(dir);
         if (!Directory.Exists(full)) throw PathErrors.FolderMissing(full, "Tokenizer folder");
-        return ModelFolder.LoadTokenizer(full);
+        return ModelFolder.LoadTokenizer(full, device);
     }
 
     /// <summary>
     /// Starts a new run in <paramref name="runDir"/> (which must not exist or be empty) on the tokenizer
     /// <paramref name="tokenizer"/>, or, when null, the one in the model folder <see cref="VarTrainConfig.Tokenizer"/>.
-    /// A passed tokenizer stays the caller's (not disposed).
+    /// A passed tokenizer stays the caller's (not disposed). The run computes on the tokenizer's device: a passed
+    /// tokenizer's, or <paramref name="device"/> (default CPU) for one loaded here.
     /// </summary>
-    public static VarTrainer Start(string runDir, VarConfig model, VarTrainConfig train, VqVae? tokenizer = null, TrainingData? data = null)
+    public static VarTrainer Start(string runDir, VarConfig model, VarTrainConfig train, VqVae? tokenizer = null, TrainingData? data = null,
+        Device? device = null)
     {
+        if (tokenizer is not null && device is not null && !TrainDevice.Same(tokenizer.Device, device))
+            throw new VarSharpException($"The tokenizer lives on {tokenizer.Device} but the run was asked to train on {device}; load it there.");
         runDir = RunFolder.ForNewRun(runDir);
         bool existed = Directory.Exists(runDir);
         train = train.Validate() with { WarmupSteps = train.ResolvedWarmupSteps };
         if (tokenizer is null) train = train with { Tokenizer = Path.GetFullPath(train.Tokenizer) };
-        var vae = tokenizer ?? LoadTokenizer(train.Tokenizer);
+        var vae = tokenizer ?? LoadTokenizer(train.Tokenizer, device);
         VarTrainer? t = null;
         try
         {
@@ -241,8 +253,9 @@ public sealed class VarTrainer : IDisposable
     /// holding the checkpoint, or in <paramref name="newRunDir"/> (new or empty).
     /// </summary>
     public static VarTrainer Resume(string path, VarConfig? model = null, VarTrainConfig? train = null, string? tokenizer = null,
-        string? newRunDir = null, TrainingData? data = null)
+        string? newRunDir = null, TrainingData? data = null, Device? device = null)
     {
+        device ??= CPU;
         var (storedTokenizer, storedModel, storedTrain, ckpt) = ReadCheckpointConfig(path);
         model ??= storedModel;
         train ??= storedTrain;
@@ -252,6 +265,7 @@ public sealed class VarTrainer : IDisposable
         string source = CheckpointWriter.TrainStatePath(ckpt);
         var metadata = RunFolder.CheckStateFormat(source, StateFormat, "transformer");
         var storedDigest = metadata.GetValueOrDefault("tokenizer_sha256");
+        TrainDevice.CheckResume(metadata, device, ckpt);
 
         var state = SafeTensors.Load(source);
         VqVae? vae = null;
@@ -269,13 +283,13 @@ public sealed class VarTrainer : IDisposable
                     throw new VarSharpException(
                         $"The tokenizer in {folder} has {name} {ours} but the checkpoint {ckpt} was trained on a tokenizer with {theirs}; resume with the tokenizer it was trained on (or without --tokenizer).");
                 }
-                vae = LoadTokenizer(folder);
+                vae = LoadTokenizer(folder, device);
                 var digest = TokenPyramids.Digest(vae);
                 if (storedDigest is not null && digest != storedDigest)
                     throw new VarSharpException(
                         $"The tokenizer in {folder} has the checkpoint's config but other weights (SHA-256 {digest[..16]}… instead of {storedDigest[..16]}…); the tokens would change, so the run cannot continue on it.");
             }
-            else vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(ckpt));
+            else vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(ckpt), device);
 
             RunFolder.CheckResumePoint(runDir, ckpt, CheckpointWriter.Scalar(state, "step", source), train.Steps, inPlace: newRunDir is null);
 
@@ -377,6 +391,7 @@ public sealed class VarTrainer : IDisposable
         {
             ["resumed_from"] = resumedFrom,
             ["threads"] = torch.get_num_threads(),
+            ["device"] = device.ToString(),
             ["data"] = data.Train.Description,
             ["eval_data"] = data.Eval?.Description,
             ["data_position"] = position.ToString(),
@@ -444,10 +459,10 @@ public sealed class VarTrainer : IDisposable
         {
             var batch = loader.Next();
             using var noGrad = no_grad();
-            var x = torch.tensor(batch.Pixels, batch.Shape);
+            var x = torch.tensor(batch.Pixels, batch.Shape, device: device);
             var tokens = cat(vae.ImageToIndices(x), 1);
             position = loader.Position;
-            return (torch.tensor(batch.Labels), tokens, batch.Position);
+            return (torch.tensor(batch.Labels, device: device), tokens, batch.Position);
         }
         var at = position;
         if (order is null || orderEpoch != at.Epoch)
@@ -455,7 +470,7 @@ public sealed class VarTrainer : IDisposable
             order = EpochOrder.Permutation(Config.Seed, at.Epoch, trainTokens!.Count);
             orderEpoch = at.Epoch;
         }
-        var (labels, gt) = trainTokens!.Gather(order.AsSpan(at.Batch * Config.BatchSize, Config.BatchSize));
+        var (labels, gt) = trainTokens!.Gather(order.AsSpan(at.Batch * Config.BatchSize, Config.BatchSize), device);
         int perEpoch = trainTokens.Count / Config.BatchSize;
         position = at.Batch + 1 < perEpoch ? at with { Batch = at.Batch + 1 } : new DataPosition(at.Epoch + 1, 0);
         return (labels, gt, at);
@@ -577,7 +592,7 @@ public sealed class VarTrainer : IDisposable
                 using var scope = NewDisposeScope();
                 using var noGrad = no_grad();
                 int b = Math.Min(Config.BatchSize, n - start);
-                var (labels, gt_BL) = set.Gather(Enumerable.Range(start, b).ToArray());
+                var (labels, gt_BL) = set.Gather(Enumerable.Range(start, b).ToArray(), device);
                 var logits = model.Forward(labels, VarInput(gt_BL));
                 var m = VarTokenMetrics.Of(logits, gt_BL, lastL);
                 lm += m.LossMean * b;
@@ -668,6 +683,7 @@ public sealed class VarTrainer : IDisposable
                 ["format"] = StateFormat,
                 ["step"] = step.ToString(CultureInfo.InvariantCulture),
                 ["tokenizer_sha256"] = tokenizerDigest,
+                [TrainDevice.MetadataKey] = TrainDevice.Name(device),
             });
         }
         lastCheckpointStep = step;

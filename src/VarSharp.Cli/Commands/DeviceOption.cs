@@ -1,0 +1,37 @@
+using System.CommandLine;
+using System.Globalization;
+using static TorchSharp.torch;
+
+namespace VarSharp.Cli.Commands;
+
+/// <summary>
+/// The --device option of every verb that computes: cpu (the default) or cuda / cuda:N. The library takes the device
+/// everywhere; this build of TorchSharp is CPU-only, so asking for CUDA here is refused in one sentence rather than
+/// failing deep inside libtorch.
+/// </summary>
+internal static class DeviceOption
+{
+    public static Option<string?> Create() => new("--device")
+    {
+        Description = "Where to compute: cpu (default), cuda or cuda:N (needs a CUDA build of TorchSharp and a GPU)",
+    };
+
+    /// <summary>The device named by the option's text (null: the CPU).</summary>
+    public static Device Resolve(string? text)
+    {
+        var name = text?.Trim().ToLowerInvariant();
+        if (name is null or "cpu") return CPU;
+        int index = 0;
+        bool cuda = name == "cuda" || (name.StartsWith("cuda:", StringComparison.Ordinal)
+            && int.TryParse(name["cuda:".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out index));
+        if (!cuda) throw new VarSharpException($"--device must be cpu, cuda or cuda:N but is '{text}'.");
+        if (!TorchSharp.torch.cuda.is_available())
+            throw new VarSharpException($"--device {name} needs a CUDA build of TorchSharp and a GPU, but this build sees no CUDA device; use --device cpu.");
+        int count = TorchSharp.torch.cuda.device_count();
+        if (index >= count) throw new VarSharpException($"--device {name} names GPU {index} but only {count} CUDA device(s) are visible.");
+        return new Device(TorchSharp.DeviceType.CUDA, index);
+    }
+
+    /// <summary>Resolves the option's value from a parse result.</summary>
+    public static Device Of(ParseResult parse, Option<string?> option) => Resolve(parse.GetValue(option));
+}
