@@ -148,9 +148,26 @@ public static class SamplingBenchmark
         {
             if (tokens is not null) foreach (var t in tokens) t.Dispose();
             tokens = vae.ImageToIndices(x);
+            Finish(tokens[^1]);
         });
-        double decode = Median(repeats, _ => vae.IndicesToImage(tokens!).Dispose());
+        double decode = Median(repeats, _ =>
+        {
+            using var image = vae.IndicesToImage(tokens!);
+            Finish(image);
+        });
         return (encode, decode);
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="result"/> is computed: accelerators run kernels asynchronously, so without this a
+    /// timing would measure their launch. Copying one element to the host waits for the work before it; CPU work is
+    /// already done when the call returns.
+    /// </summary>
+    private static void Finish(Tensor result)
+    {
+        if (result.device_type == DeviceType.CPU) return;
+        using var first = result.flatten()[0];
+        using var onHost = first.cpu();
     }
 
     internal static double Median(int repeats, Action<int> once)
