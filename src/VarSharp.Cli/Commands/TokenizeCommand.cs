@@ -20,10 +20,12 @@ internal static class TokenizeCommand
         {
             using var vae = tokenizer.Load(parse);
             using var noGrad = no_grad();
-            using var img = ImageIO.Load(parse.GetRequiredValue(input), vae.Config.InChannels).to(vae.Device);
-            var idx = vae.ImageToIndices(img);
-            var pyramid = idx.Select(t => t[0].cpu().data<long>().ToArray()).ToList();
-            foreach (var t in idx) t.Dispose();
+            List<long[]> pyramid;
+            using (NewDisposeScope())
+            {
+                var img = ImageIO.Load(parse.GetRequiredValue(input), vae.Config.InChannels).to(vae.Device);
+                pyramid = vae.ImageToIndices(img).Select(t => t[0].cpu().data<long>().ToArray()).ToList();
+            }
             var patchNums = vae.Config.VPatchNums;
             var outPath = parse.GetValue(output);
             var writer = parse.InvocationConfiguration.Output;

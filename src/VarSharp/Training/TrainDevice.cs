@@ -16,8 +16,8 @@ public static class TrainDevice
     /// <summary>The device type's name as checkpoints and logs record it ("cpu", "cuda", …).</summary>
     public static string Name(Device device) => device.type.ToString().ToLowerInvariant();
 
-    /// <summary>Whether two devices are the same (type and index).</summary>
-    public static bool Same(Device a, Device b) => a.type == b.type && a.index == b.index;
+    /// <summary>Whether two devices are the same: same type, and the same index unless one leaves it open (−1, as torch.CUDA).</summary>
+    public static bool Same(Device a, Device b) => a.type == b.type && (a.index == b.index || a.index < 0 || b.index < 0);
 
     /// <summary>Builds a module on the CPU, initialises it there and moves it to <paramref name="device"/>.</summary>
     public static T Create<T>(Func<T> build, Action<T> initialize, Device device) where T : nn.Module

@@ -209,30 +209,33 @@ public sealed class VarTrainStep : IDisposable
         _model.train();
         Optimizer.ZeroGrad();
         double lossValue = 0;
-        bool needLogits = keepLogits || measureMetrics;
-        var logitParts = new List<Tensor>(microBatches);
+        long lastL = _model.Config.PatchNums[^1] * _model.Config.PatchNums[^1];
+        // Metrics are token means, so each slice's count by its share; logits are kept only when asked for, since
+        // they are the largest activation and slicing exists to bound memory.
+        double lm = 0, lt = 0, am = 0, at = 0;
+        var logitParts = new List<Tensor>(keepLogits ? microBatches : 0);
         for (int i = 0; i < microBatches; i++)
         {
             long from = B * i / microBatches, to = B * (i + 1) / microBatches;
+            double share = (to - from) / (double)B;
             using var slice = NewDisposeScope();
             var part = microBatches == 1 ? TensorIndex.Colon : TensorIndex.Slice(from, to);
             var logits_bLV = _model.Forward(labels[part], xWoFirstL[part], generator);
             var loss = Loss(logits_bLV, gt_BL[part], Settings.LabelSmooth);
-            if (microBatches == 1)
+            lossValue += loss.item<float>() * share;
+            (microBatches == 1 ? loss : loss.mul(share)).backward();
+            if (measureMetrics)
             {
-                lossValue = loss.item<float>();
-                loss.backward();
+                var m = VarTokenMetrics.Of(logits_bLV, gt_BL[part], lastL);
+                lm += m.LossMean * share;
+                lt += m.LossTail * share;
+                am += m.AccMean * share;
+                at += m.AccTail * share;
             }
-            else
-            {
-                double share = (to - from) / (double)B;
-                lossValue += loss.item<float>() * share;
-                loss.mul(share).backward();
-            }
-            if (needLogits) logitParts.Add(logits_bLV.detach().MoveToOuterDisposeScope());
+            if (keepLogits) logitParts.Add(logits_bLV.detach().MoveToOuterDisposeScope());
         }
-        var logits_BLV = needLogits ? (logitParts.Count == 1 ? logitParts[0] : cat(logitParts, 0)) : null;
-        VarTokenMetrics? metrics = measureMetrics ? VarTokenMetrics.Of(logits_BLV!, gt_BL, _model.Config.PatchNums[^1] * _model.Config.PatchNums[^1]) : null;
+        var logits_BLV = keepLogits ? (logitParts.Count == 1 ? logitParts[0] : cat(logitParts, 0)) : null;
+        VarTokenMetrics? metrics = measureMetrics ? new VarTokenMetrics(lm, lt, am, at) : null;
 
         var norms = new Dictionary<string, double>(StringComparer.Ordinal);
         Dictionary<string, Tensor>? grads = keepGradients ? new(StringComparer.Ordinal) : null;

@@ -1,6 +1,7 @@
 using VarSharp.Checkpoints;
 using VarSharp.Cli.Commands;
 using VarSharp.Tests.Support;
+using VarSharp.Tests.Training;
 using VarSharp.Training;
 using static TorchSharp.torch;
 
@@ -60,6 +61,19 @@ public sealed class DeviceOptionTests(TinyModelFolderFixture model) : IClassFixt
         var metadata = SafeTensors.ReadHeader(CheckpointWriter.TrainStatePath(ckpt)).Metadata!;
         Assert.Equal("cpu", metadata[TrainDevice.MetadataKey]);
         TrainDevice.CheckResume(metadata, CPU, ckpt);
+        var gpu = new Device(TorchSharp.DeviceType.CUDA, 0);
+        var e1 = Assert.Throws<VarSharpException>(() => TokenizerTrainer.Resume(ckpt, device: gpu));
+        Assert.Contains("was trained on cpu and its random-generator state cannot move to cuda; resume it with --device cpu.", e1.Message);
+
+        var (tok, data) = VarTrainerTests.Inputs(_temp);
+        string varCkpt;
+        using (var t = VarTrainer.Start(_temp.File("var"), VarTrainerTests.Model(TinyConfigs.VqVae()),
+                   VarTrainerTests.Train(tok, data, steps: 2) with { EvalImages = 0, SampleClasses = 0 }))
+            varCkpt = t.Run().LastCheckpoint!;
+        Assert.Equal("cpu", SafeTensors.ReadHeader(CheckpointWriter.TrainStatePath(varCkpt)).Metadata![TrainDevice.MetadataKey]);
+        var e2 = Assert.Throws<VarSharpException>(() => VarTrainer.Resume(varCkpt, device: gpu));
+        Assert.Contains("was trained on cpu and its random-generator state cannot move to cuda", e2.Message);
+        Assert.Single(Directory.GetDirectories(Path.Combine(_temp.File("var"), VarTrainer.CheckpointsDir)));
 
         var fromGpu = new Dictionary<string, string>(metadata) { [TrainDevice.MetadataKey] = "cuda" };
         var e = Assert.Throws<VarSharpException>(() => TrainDevice.CheckResume(fromGpu, CPU, ckpt));

@@ -110,16 +110,18 @@ public class VarTrainerTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void ResumeEqualsUninterruptedRun(bool perBatchTokens)
+    [InlineData(false, 1)]
+    [InlineData(true, 1)]
+    [InlineData(false, 2)]
+    [InlineData(true, 2)]
+    public void ResumeEqualsUninterruptedRun(bool perBatchTokens, int gradAccum)
     {
         using var tmp = new TempFolder();
         var (tok, data) = Inputs(tmp);
         // 6 batches per epoch: the 8 steps cross an epoch, the resume point (5) lies inside the first. With hflip the
-        // data augments, so batches are tokenized as they come (through the prefetching loader); that case also runs
-        // every batch in two slices (grad_accum), whose label dropout and drop path must resume exactly as well.
-        var cfg = Train(tok, data, steps: 8) with { Hflip = perBatchTokens, GradAccum = perBatchTokens ? 2 : 1 };
+        // data augments, so batches are tokenized as they come (through the prefetching loader). With grad_accum 2 every
+        // batch runs in two slices, whose label dropout and drop path must resume exactly as well.
+        var cfg = Train(tok, data, steps: 8) with { Hflip = perBatchTokens, GradAccum = gradAccum };
         var full = Run(tmp.File("full"), cfg);
 
         var part = Run(tmp.File("part"), cfg, stopAt: 5);
@@ -135,7 +137,7 @@ public class VarTrainerTests(ITestOutputHelper output)
         Assert.True(resumed.Finished);
         Assert.Equal(CheckpointWriter.StepDir(tmp.File("part"), 8), resumed.LastCheckpoint);
         int n = AssertSameCheckpoint(full.LastCheckpoint!, resumed.LastCheckpoint!);
-        output.WriteLine($"{n} tensors identical after 5 + resume + 3 steps vs 8 uninterrupted (per-batch tokens: {perBatchTokens})");
+        output.WriteLine($"{n} tensors identical after 5 + resume + 3 steps vs 8 uninterrupted (per-batch tokens: {perBatchTokens}, grad_accum {gradAccum})");
 
         var steps = TrainLog.Read(Path.Combine(tmp.File("part"), VarTrainer.LogFile))
             .Where(o => o["kind"]!.GetValue<string>() == "train").Select(TrainLog.StepOf).ToList();
