@@ -128,11 +128,12 @@ public static class BundleSignature
     /// <see cref="Verify"/> returning the verified manifest too. The manifest is read once: its bytes are checked against
     /// the signature, then parsed and the files checked against them, so no other manifest can slip in between.
     /// </summary>
-    internal static (BundleManifest Manifest, BundleSignatureInfo Signature) VerifyBundle(string bundleDir, BundleTrust trust)
+    internal static (BundleManifest Manifest, BundleSignatureInfo Signature) VerifyBundle(string bundleDir, BundleTrust trust,
+        IReadOnlySet<string>? deferred = null)
     {
         ArgumentNullException.ThrowIfNull(trust);
         BundleSignatureInfo? info = null;
-        var manifest = ModelBundle.Verify(bundleDir, bytes => info = CheckSignature(bundleDir, bytes, trust));
+        var manifest = ModelBundle.Verify(bundleDir, bytes => info = CheckSignature(bundleDir, bytes, trust), deferred);
         return (manifest, info!);
     }
 

@@ -114,9 +114,11 @@ public static partial class ModelBundle
 
     /// <summary>
     /// <see cref="Verify(string)"/>, with <paramref name="check"/> run on the manifest's bytes before they are parsed:
-    /// a signature check then covers exactly the manifest that the files are checked against.
+    /// a signature check then covers exactly the manifest that the files are checked against. Files named in
+    /// <paramref name="deferred"/> are checked for presence and length only: the caller hashes them as it reads them
+    /// and compares with <see cref="CheckDigest"/>, so what it uses is what was verified.
     /// </summary>
-    internal static BundleManifest Verify(string dir, Action<byte[]>? check)
+    internal static BundleManifest Verify(string dir, Action<byte[]>? check, IReadOnlySet<string>? deferred = null)
     {
         if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Model bundle");
         var manifestPath = Path.Combine(dir, ManifestFileName);
@@ -144,15 +146,28 @@ public static partial class ModelBundle
                 throw new ModelBundleException(ModelBundleProblem.SizeMismatch,
                     $"Model bundle file {path} has {actual} bytes but the manifest says {bytes}, so it was truncated or altered.");
         }
-        foreach (var (name, (sha, _)) in manifest.Files)
+        foreach (var name in manifest.Files.Keys)
         {
+            if (deferred?.Contains(name) == true) continue;
             var path = Path.Combine(dir, name);
-            var actual = FileDigest.Sha256(path);
-            if (actual != sha)
-                throw new ModelBundleException(ModelBundleProblem.DigestMismatch,
-                    $"Model bundle file {path} has SHA-256 {actual} but the manifest says {sha}, so it is corrupt or was altered.");
+            CheckDigest(manifest, dir, name, FileDigest.Sha256(path), new FileInfo(path).Length);
         }
         return manifest;
+    }
+
+    /// <summary>Throws the bundle's size or digest error unless file <paramref name="name"/> had these bytes as read.</summary>
+    internal static void CheckDigest(BundleManifest manifest, string dir, string name, string sha256, long bytes)
+    {
+        var path = Path.Combine(dir, name);
+        if (!manifest.Files.TryGetValue(name, out var expected))
+            throw new ModelBundleException(ModelBundleProblem.ExtraFile,
+                $"Model bundle {dir} holds '{name}', which its manifest does not list, so the folder was modified after it was written.");
+        if (bytes != expected.Bytes)
+            throw new ModelBundleException(ModelBundleProblem.SizeMismatch,
+                $"Model bundle file {path} has {bytes} bytes but the manifest says {expected.Bytes}, so it was truncated or altered.");
+        if (sha256 != expected.Sha256)
+            throw new ModelBundleException(ModelBundleProblem.DigestMismatch,
+                $"Model bundle file {path} has SHA-256 {sha256} but the manifest says {expected.Sha256}, so it is corrupt or was altered.");
     }
 
     private static string BuildManifest(string dir, string[] files, IReadOnlyList<BundleSource>? sources)

@@ -14,9 +14,14 @@ public static partial class ModelFolder
     /// </summary>
     public static IReadOnlyList<string> ReadClassNames(string configPath, int numClasses)
     {
-        if (numClasses <= 0) throw new VarSharpException($"a model needs at least one class, found {numClasses}.");
         using var doc = JsonConfig.ParseFile(configPath);
-        var root = doc.RootElement;
+        return ReadClassNames(doc.RootElement, configPath, numClasses);
+    }
+
+    /// <summary><see cref="ReadClassNames(string, int)"/> on a parsed config (<paramref name="configPath"/> names it in errors).</summary>
+    public static IReadOnlyList<string> ReadClassNames(JsonElement root, string configPath, int numClasses)
+    {
+        if (numClasses <= 0) throw new VarSharpException($"a model needs at least one class, found {numClasses}.");
         if (root.ValueKind == JsonValueKind.Object)
         {
             if (root.TryGetProperty("classes", out var top)) return Names(top, configPath, "classes", numClasses);

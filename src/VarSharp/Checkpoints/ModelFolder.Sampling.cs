@@ -19,7 +19,8 @@ public static partial class ModelFolder
         return ReadSamplingDefaults(doc.RootElement, configPath, vocabSize);
     }
 
-    private static SamplingDefaults ReadSamplingDefaults(JsonElement root, string configPath, int vocabSize)
+    /// <summary><see cref="ReadSamplingDefaults(string, int)"/> on a parsed config (<paramref name="configPath"/> names it in errors).</summary>
+    public static SamplingDefaults ReadSamplingDefaults(JsonElement root, string configPath, int vocabSize)
     {
         var d = SamplingDefaults.Reference;
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("sampling", out var block)) return d;

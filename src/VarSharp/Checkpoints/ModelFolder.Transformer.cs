@@ -15,7 +15,12 @@ public static partial class ModelFolder
     public static VarConfig ReadVarConfig(string configPath)
     {
         using var doc = JsonConfig.ParseFile(configPath);
-        var root = doc.RootElement;
+        return ReadVarConfig(doc.RootElement, configPath);
+    }
+
+    /// <summary><see cref="ReadVarConfig(string)"/> on a parsed config (<paramref name="configPath"/> names it in errors).</summary>
+    public static VarConfig ReadVarConfig(JsonElement root, string configPath)
+    {
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("var", out var varBlock))
             throw new VarSharpException($"Config file {configPath} has no 'var' block, so it describes no transformer.");
         // A transformer-only bundle (an imported var_d*.pth) states vocab_size and cvae in its own block.
@@ -50,41 +55,42 @@ public static partial class ModelFolder
                 $"The transformer's patch_nums [{string.Join(", ", transformer.PatchNums)}] differ from the tokenizer's v_patch_nums [{string.Join(", ", tokenizer.VPatchNums)}].");
     }
 
-    /// <summary>Builds the transformer of a model folder and loads its `var.*` weights strictly (eval mode; see <see cref="VerifyIfBundle"/> for <paramref name="trust"/>).</summary>
+    internal static bool IsTransformerKey(string name) => name.StartsWith("var.", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Builds the transformer of a model folder and loads its `var.*` weights strictly (eval mode); a bundle's files are
+    /// verified as they are read (<see cref="ModelFiles"/>; <paramref name="trust"/>: see <see cref="VerifyIfBundle"/>).
+    /// </summary>
     public static VarModel LoadTransformer(string dir, Device? device = null, BundleTrust? trust = null)
     {
-        VerifyIfBundle(dir, trust);
-        return LoadTransformer(ConfigPath(dir), WeightsPath(dir), device);
+        using var files = ModelFiles.Read(dir, IsTransformerKey, trust);
+        return BuildTransformer(files, device);
     }
 
     /// <summary>Builds the transformer from a config file and loads `var.*` weights from a safetensors file strictly (eval mode).</summary>
     public static VarModel LoadTransformer(string configPath, string weightsPath, Device? device = null)
     {
-        var cfg = ReadVarConfig(configPath);
-        if (!File.Exists(weightsPath)) throw PathErrors.FileMissing(weightsPath, "Weights file");
-        var header = SafeTensors.ReadHeader(weightsPath);
-        var names = header.Entries.Where(e => e.Name.StartsWith("var.", StringComparison.Ordinal)).Select(e => e.Name).ToList();
-        if (names.Count == 0) throw new VarSharpException($"Weights file {weightsPath} holds no transformer tensors (no 'var.' keys).");
-        var weights = new Dictionary<string, Tensor>();
+        using var files = ModelFiles.Read(configPath, weightsPath, IsTransformerKey);
+        return BuildTransformer(files, device);
+    }
+
+    /// <summary>The transformer a folder's config describes, with its `var.*` weights (eval mode, on <paramref name="device"/>).</summary>
+    public static VarModel BuildTransformer(ModelFiles files, Device? device = null)
+    {
+        var cfg = ReadVarConfig(files.Config, files.ConfigPath);
+        if (!files.Weights.Keys.Any(IsTransformerKey))
+            throw new VarSharpException($"Weights file {files.WeightsPath} holds no transformer tensors (no 'var.' keys).");
+        var model = new VarModel(cfg, device);
         try
         {
-            foreach (var name in names) weights[name] = SafeTensors.LoadTensor(weightsPath, header, name);   // on the CPU: copied into the model's device once
-            var model = new VarModel(cfg, device);
-            try
-            {
-                ModuleWeights.LoadStrict(model, weights, "var.");
-            }
-            catch
-            {
-                model.Dispose();
-                throw;
-            }
-            model.eval();
-            return model;
+            ModuleWeights.LoadStrict(model, files.Weights, "var.");
         }
-        finally
+        catch
         {
-            foreach (var t in weights.Values) t.Dispose();
+            model.Dispose();
+            throw;
         }
+        model.eval();
+        return model;
     }
 }

@@ -31,44 +31,52 @@ public static partial class ModelFolder
     public static VqVaeConfig ReadVqVaeConfig(string configPath)
     {
         using var doc = JsonConfig.ParseFile(configPath);
-        if (!doc.RootElement.TryGetProperty("vqvae", out var block))
+        return ReadVqVaeConfig(doc.RootElement, configPath);
+    }
+
+    /// <summary>Reads the `vqvae` block of a parsed config (<paramref name="configPath"/> names it in errors).</summary>
+    public static VqVaeConfig ReadVqVaeConfig(JsonElement root, string configPath)
+    {
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("vqvae", out var block))
             throw new VarSharpException($"Config file {configPath} has no 'vqvae' block, so it describes no tokenizer.");
         return VqVaeConfig.FromJson(block);
     }
 
-    /// <summary>Builds the tokenizer of a model folder and loads its `vae.*` weights strictly (see <see cref="VerifyIfBundle"/> for <paramref name="trust"/>).</summary>
+    internal static bool IsTokenizerKey(string name) => name.StartsWith("vae.", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Builds the tokenizer of a model folder and loads its `vae.*` weights strictly; a bundle's files are verified as
+    /// they are read (<see cref="ModelFiles"/>; <paramref name="trust"/>: see <see cref="VerifyIfBundle"/>).
+    /// </summary>
     public static VqVae LoadTokenizer(string dir, Device? device = null, BundleTrust? trust = null)
     {
-        VerifyIfBundle(dir, trust);
-        return LoadTokenizer(ConfigPath(dir), WeightsPath(dir), device);
+        using var files = ModelFiles.Read(dir, IsTokenizerKey, trust);
+        return BuildTokenizer(files, device);
     }
 
     /// <summary>Builds the tokenizer from a config file and loads `vae.*` weights from a safetensors file strictly.</summary>
     public static VqVae LoadTokenizer(string configPath, string weightsPath, Device? device = null)
     {
-        var cfg = ReadVqVaeConfig(configPath);
-        var header = SafeTensors.ReadHeader(weightsPath);
-        var names = header.Entries.Where(e => e.Name.StartsWith("vae.", StringComparison.Ordinal)).Select(e => e.Name).ToList();
-        if (names.Count == 0) throw new VarSharpException($"Weights file {weightsPath} holds no tokenizer tensors (no 'vae.' keys).");
-        var weights = new Dictionary<string, Tensor>();
+        using var files = ModelFiles.Read(configPath, weightsPath, IsTokenizerKey);
+        return BuildTokenizer(files, device);
+    }
+
+    /// <summary>The tokenizer a folder's config describes, with its `vae.*` weights (copied to the model's device).</summary>
+    public static VqVae BuildTokenizer(ModelFiles files, Device? device = null)
+    {
+        var cfg = ReadVqVaeConfig(files.Config, files.ConfigPath);
+        if (!files.Weights.Keys.Any(IsTokenizerKey))
+            throw new VarSharpException($"Weights file {files.WeightsPath} holds no tokenizer tensors (no 'vae.' keys).");
+        var vae = new VqVae(cfg, device);
         try
         {
-            foreach (var name in names) weights[name] = SafeTensors.LoadTensor(weightsPath, header, name);   // on the CPU: copied into the model's device once
-            var vae = new VqVae(cfg, device);
-            try
-            {
-                ModuleWeights.LoadStrict(vae, weights, "vae.");
-            }
-            catch
-            {
-                vae.Dispose();
-                throw;
-            }
-            return vae;
+            ModuleWeights.LoadStrict(vae, files.Weights, "vae.");
         }
-        finally
+        catch
         {
-            foreach (var t in weights.Values) t.Dispose();
+            vae.Dispose();
+            throw;
         }
+        return vae;
     }
 }

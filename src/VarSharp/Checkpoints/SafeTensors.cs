@@ -43,6 +43,36 @@ public static class SafeTensors
         return result;
     }
 
+    /// <summary>
+    /// Loads the tensors <paramref name="keep"/> selects (on the CPU) in one forward pass over the file and returns
+    /// them with the SHA-256 and length of the whole file as it was read: the digest covers exactly the bytes the tensors
+    /// came from, so checking it against a manifest leaves no moment in which the file could change unseen.
+    /// </summary>
+    public static (Dictionary<string, torch.Tensor> Tensors, string Sha256, long Bytes) LoadHashed(string path, Func<string, bool> keep)
+    {
+        ArgumentNullException.ThrowIfNull(keep);
+        using var file = OpenRead(path);
+        using var stream = new HashingReadStream(file);
+        var header = ReadHeader(stream, path);
+        var result = new Dictionary<string, torch.Tensor>(StringComparer.Ordinal);
+        try
+        {
+            // Data order, not header order: the pass only moves forward (the layout has no gaps or overlaps).
+            foreach (var entry in header.Entries.OrderBy(e => e.Begin))
+            {
+                if (keep(entry.Name)) result.Add(entry.Name, ReadTensor(stream, header, entry, device: null));
+                else stream.Seek(header.DataStart + entry.End, SeekOrigin.Begin);
+            }
+            stream.Seek(stream.Length, SeekOrigin.Begin);
+            return (result, stream.Sha256(), stream.Position);
+        }
+        catch
+        {
+            foreach (var tensor in result.Values) tensor.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Loads one tensor using a header already read from the same file.</summary>
     public static torch.Tensor LoadTensor(string path, SafeTensorsHeader header, string name, torch.Device? device = null)
     {

@@ -47,12 +47,21 @@ public static class JsonConfig
 
     private static string Compact(string json) => string.Concat(json.Where(c => !char.IsWhiteSpace(c)));
 
-    public static JsonDocument ParseFile(string path)
+    public static JsonDocument ParseFile(string path) => Parse(ReadFile(path), path);
+
+    /// <summary>A config file's bytes, with a one-sentence error when it is missing.</summary>
+    public static byte[] ReadFile(string path)
     {
         if (!File.Exists(path)) throw PathErrors.FileMissing(path, "Config file");
+        return File.ReadAllBytes(path);
+    }
+
+    /// <summary>Parses config bytes read from <paramref name="path"/> (named in the error).</summary>
+    public static JsonDocument Parse(byte[] bytes, string path)
+    {
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(path));
+            return JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {

@@ -37,44 +37,34 @@ public sealed partial class FashionClassifier
         if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Classifier folder");
         if (!ModelBundle.IsBundle(dir))
             throw new VarSharpException($"Classifier folder {dir} has no {ModelBundle.ManifestFileName}; train one with `varsharp train-classifier --out DIR`.");
-        var manifest = trust is null ? ModelBundle.Verify(dir) : BundleSignature.VerifyBundle(dir, trust).Manifest;
-        var configPath = Path.Combine(dir, ModelBundle.ConfigFileName);
-        var weightsPath = Path.Combine(dir, ModelBundle.WeightsFileName);
-        if (!manifest.Files.TryGetValue(ModelBundle.WeightsFileName, out var weightsEntry) || !manifest.Files.ContainsKey(ModelBundle.ConfigFileName))
+        // Config and weights are hashed as they are read and checked against the manifest (ModelFiles).
+        using var files = ModelFiles.Read(dir, _ => true, trust);
+        var manifest = files.Manifest!;
+        var configPath = files.ConfigPath;
+        var weightsPath = files.WeightsPath;
+        if (Path.GetFileName(weightsPath) != ModelBundle.WeightsFileName || !manifest.Files.TryGetValue(ModelBundle.WeightsFileName, out var weightsEntry))
             throw new VarSharpException($"Classifier bundle {dir} must hold {ModelBundle.ConfigFileName} and {ModelBundle.WeightsFileName}.");
 
-        ClassifierInfo info;
-        using (var doc = JsonConfig.ParseFile(configPath))
-        {
-            if (!doc.RootElement.TryGetProperty("classifier", out var block))
-                throw new VarSharpException($"Config file {configPath} has no 'classifier' block, so it describes no classifier.");
-            info = JsonConfig.Deserialize<ClassifierInfo>(block, "classifier").Validate($"Config file {configPath}");
-        }
+        if (files.Config.ValueKind != JsonValueKind.Object || !files.Config.TryGetProperty("classifier", out var block))
+            throw new VarSharpException($"Config file {configPath} has no 'classifier' block, so it describes no classifier.");
+        var info = JsonConfig.Deserialize<ClassifierInfo>(block, "classifier").Validate($"Config file {configPath}");
 
-        var weights = SafeTensors.Load(weightsPath);   // on the CPU: copied into the model's device once
+        var foreign = files.Weights.Keys.Where(k => !k.StartsWith(WeightsPrefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        if (foreign.Count > 0)
+            throw new VarSharpException($"Weights file {weightsPath} holds {foreign.Count} tensor(s) outside '{WeightsPrefix}*', e.g. '{foreign[0]}'; a classifier bundle holds only the classifier.");
+        var model = new FashionClassifier(info.ImageSize, info.NumClasses, device);
         try
         {
-            var foreign = weights.Keys.Where(k => !k.StartsWith(WeightsPrefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
-            if (foreign.Count > 0)
-                throw new VarSharpException($"Weights file {weightsPath} holds {foreign.Count} tensor(s) outside '{WeightsPrefix}*', e.g. '{foreign[0]}'; a classifier bundle holds only the classifier.");
-            var model = new FashionClassifier(info.ImageSize, info.NumClasses, device);
-            try
-            {
-                ModuleWeights.LoadStrict(model, weights, WeightsPrefix);
-            }
-            catch
-            {
-                model.Dispose();
-                throw;
-            }
-            model.eval();
-            model.Info = info;
-            model.WeightsDigest = weightsEntry.Sha256;
-            return model;
+            ModuleWeights.LoadStrict(model, files.Weights, WeightsPrefix);
         }
-        finally
+        catch
         {
-            foreach (var t in weights.Values) t.Dispose();
+            model.Dispose();
+            throw;
         }
+        model.eval();
+        model.Info = info;
+        model.WeightsDigest = weightsEntry.Sha256;
+        return model;
     }
 }

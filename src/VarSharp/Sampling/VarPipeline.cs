@@ -123,20 +123,29 @@ public sealed class VarPipeline : IDisposable
     /// </summary>
     public static VarPipeline Load(string modelDir, Device? device = null, BundleTrust? trust = null)
     {
-        ModelFolder.VerifyIfBundle(modelDir, trust);
-        return Load(ModelFolder.ConfigPath(modelDir), ModelFolder.WeightsPath(modelDir), device);
+        using var files = ModelFiles.Read(modelDir, IsModelKey, trust);
+        return Load(files, device);
     }
 
     /// <summary>Loads from a config file and a weights file holding `vae.*` and `var.*` tensors.</summary>
     public static VarPipeline Load(string configPath, string weightsPath, Device? device = null)
     {
-        var model = ModelFolder.LoadTransformer(configPath, weightsPath, device);
+        using var files = ModelFiles.Read(configPath, weightsPath, IsModelKey);
+        return Load(files, device);
+    }
+
+    private static bool IsModelKey(string name) => ModelFolder.IsTokenizerKey(name) || ModelFolder.IsTransformerKey(name);
+
+    /// <summary>Builds both models, the sampling defaults and the class names from one reading of a folder's files.</summary>
+    public static VarPipeline Load(ModelFiles files, Device? device = null)
+    {
+        var model = ModelFolder.BuildTransformer(files, device);
         VqVae? vae = null;
         try
         {
-            vae = ModelFolder.LoadTokenizer(configPath, weightsPath, device);
-            var defaults = ModelFolder.ReadSamplingDefaults(configPath, model.Config.VocabSize);
-            var names = ModelFolder.ReadClassNames(configPath, model.Config.NumClasses);
+            vae = ModelFolder.BuildTokenizer(files, device);
+            var defaults = ModelFolder.ReadSamplingDefaults(files.Config, files.ConfigPath, model.Config.VocabSize);
+            var names = ModelFolder.ReadClassNames(files.Config, files.ConfigPath, model.Config.NumClasses);
             return new VarPipeline(vae, model, ownsModels: true) { Defaults = defaults, ClassNames = names };
         }
         catch

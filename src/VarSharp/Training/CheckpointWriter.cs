@@ -60,22 +60,17 @@ public static class CheckpointWriter
     /// <summary>The folder of a run's checkpoints.</summary>
     public const string CheckpointsDir = "checkpoints";
 
-    /// <summary>Verifies a checkpoint's model bundle and loads its `prefix` weights into the module strictly.</summary>
+    /// <summary>Loads a checkpoint's `prefix` weights into the module strictly, verifying its bundle as they are read.</summary>
     public static void LoadModelWeights(string checkpoint, nn.Module module, string prefix)
     {
-        ModelFolder.VerifyIfBundle(ModelFolderOf(checkpoint));
-        var weights = SafeTensors.Load(ModelPath(checkpoint));
+        using var files = ModelFiles.Read(ModelFolderOf(checkpoint), _ => true);
         try
         {
-            ModuleWeights.LoadStrict(module, weights, prefix);
+            ModuleWeights.LoadStrict(module, files.Weights, prefix);
         }
         catch (VarSharpException e)
         {
             throw new VarSharpException($"{ModelPath(checkpoint)}: {e.Message}", e);
-        }
-        finally
-        {
-            foreach (var w in weights.Values) w.Dispose();
         }
     }
 
