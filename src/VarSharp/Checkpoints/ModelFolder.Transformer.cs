@@ -80,16 +80,7 @@ public static partial class ModelFolder
         var cfg = ReadVarConfig(files.Config, files.ConfigPath);
         if (!files.Weights.Keys.Any(IsTransformerKey))
             throw new VarSharpException($"Weights file {files.WeightsPath} holds no transformer tensors (no 'var.' keys).");
-        var model = new VarModel(cfg, device);
-        try
-        {
-            ModuleWeights.LoadStrict(model, files.Weights, "var.");
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        var model = LoadInto(new VarModel(cfg, device), files, "var.");
         model.eval();
         return model;
     }

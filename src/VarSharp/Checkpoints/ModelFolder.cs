@@ -67,16 +67,21 @@ public static partial class ModelFolder
         var cfg = ReadVqVaeConfig(files.Config, files.ConfigPath);
         if (!files.Weights.Keys.Any(IsTokenizerKey))
             throw new VarSharpException($"Weights file {files.WeightsPath} holds no tokenizer tensors (no 'vae.' keys).");
-        var vae = new VqVae(cfg, device);
+        return LoadInto(new VqVae(cfg, device), files, "vae.");
+    }
+
+    /// <summary>Loads the `prefix` weights into a freshly built module strictly; the module is disposed if they do not fit.</summary>
+    private static T LoadInto<T>(T module, ModelFiles files, string prefix) where T : nn.Module
+    {
         try
         {
-            ModuleWeights.LoadStrict(vae, files.Weights, "vae.");
+            ModuleWeights.LoadStrict(module, files.Weights, prefix);
+            return module;
         }
         catch
         {
-            vae.Dispose();
+            module.Dispose();
             throw;
         }
-        return vae;
     }
 }
