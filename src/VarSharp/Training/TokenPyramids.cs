@@ -115,7 +115,9 @@ public sealed class TokenPyramids : IDisposable
         try
         {
             using var labels = tensor(Labels);
-            SafeTensors.Save(temp, [new("tokens", Tokens), new("labels", labels)], Metadata(tokenizerDigest, set));
+            var metadata = Metadata(tokenizerDigest, set);
+            metadata[ContentKey] = ContentDigest(Tokens, labels);
+            SafeTensors.Save(temp, [new("tokens", Tokens), new("labels", labels)], metadata);
             File.Move(temp, full, overwrite: true);
         }
         catch
@@ -126,38 +128,73 @@ public sealed class TokenPyramids : IDisposable
         }
     }
 
+    /// <summary>The metadata key of the SHA-256 over the cached tensors' bytes, checked on every load.</summary>
+    private const string ContentKey = "content_sha256";
+
     /// <summary>
     /// Loads a cache written by <see cref="Save"/> for the same tokenizer and data; null when the file is missing,
-    /// unreadable or made for something else (the caller recomputes).
+    /// unreadable, made for something else, or its tensors do not match the digest it records (the caller recomputes).
+    /// <paramref name="ignored"/> says why an existing file was not used.
     /// </summary>
-    public static TokenPyramids? TryLoad(string path, string tokenizerDigest, IImageDataset set, long length)
+    public static TokenPyramids? TryLoad(string path, string tokenizerDigest, IImageDataset set, long length, out string? ignored)
     {
+        ignored = null;
         if (!File.Exists(path)) return null;
         Dictionary<string, Tensor>? loaded = null;
         try
         {
             var header = SafeTensors.ReadHeader(path);
             var expected = Metadata(tokenizerDigest, set);
-            if (header.Metadata is null || expected.Any(kv => !header.Metadata.TryGetValue(kv.Key, out var v) || v != kv.Value)) return null;
+            if (header.Metadata is null || expected.Any(kv => !header.Metadata.TryGetValue(kv.Key, out var v) || v != kv.Value))
+            {
+                ignored = "it was made for another tokenizer or other data";
+                return null;
+            }
             loaded = SafeTensors.Load(path);
             if (!loaded.TryGetValue("tokens", out var tokens) || !loaded.TryGetValue("labels", out var labels)
                 || tokens.dtype != ScalarType.Int32 || !tokens.shape.SequenceEqual([set.Count, length])
                 || labels.dtype != ScalarType.Int64 || !labels.shape.SequenceEqual([set.Count]))
+            {
+                ignored = "its tensors do not have the expected names, types or shapes";
                 return null;
+            }
+            // The metadata read above is not trusted for the content: the digest is recomputed over what was loaded.
+            if (!header.Metadata.TryGetValue(ContentKey, out var recorded) || recorded != ContentDigest(tokens, labels))
+            {
+                ignored = "its tokens do not match the content digest it records (corrupt, altered or written by an older version)";
+                return null;
+            }
             var labelArray = labels.data<long>().ToArray();
             for (int i = 0; i < labelArray.Length; i++)
-                if (labelArray[i] != set.Label(i)) return null;
+                if (labelArray[i] != set.Label(i))
+                {
+                    ignored = $"its label of image {i} differs from the data's";
+                    return null;
+                }
             loaded.Remove("tokens");
             return new TokenPyramids(tokens, labelArray);
         }
-        catch (VarSharpException)
+        catch (VarSharpException e)
         {
+            ignored = $"it cannot be read ({e.Message})";
             return null;
         }
         finally
         {
             if (loaded is not null) foreach (var t in loaded.Values) t.Dispose();
         }
+    }
+
+    /// <summary>SHA-256 over the token ids' bytes, then the labels' bytes.</summary>
+    private static string ContentDigest(Tensor tokens, Tensor labels)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var t in new[] { tokens, labels })
+        {
+            using var c = t.detach().contiguous().cpu();
+            hash.AppendData(c.bytes);
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
     private static Dictionary<string, string> Metadata(string tokenizerDigest, IImageDataset set) => new()

@@ -418,8 +418,9 @@ public sealed class VarTrainer : IDisposable
             var path = Path.Combine(folder, TokenPyramids.CacheFileName(tokenizerDigest, set));
             var clock = Stopwatch.StartNew();
             long L = model.Config.L;
-            var tokens = TokenPyramids.TryLoad(path, tokenizerDigest, set, L);
+            var tokens = TokenPyramids.TryLoad(path, tokenizerDigest, set, L, out var ignored);
             bool loaded = tokens is not null;
+            if (ignored is not null) Say(observe, $"ignored the token cache {path}: {ignored}; tokenizing again");
             if (tokens is null)
             {
                 string what = $"tokenizing {set.Count} training images";
@@ -435,6 +436,7 @@ public sealed class VarTrainer : IDisposable
                 ["images"] = trainTokens.Count,
                 ["cache"] = path,
                 ["from_cache"] = loaded,
+                ["cache_ignored"] = ignored,
                 ["seconds"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
             });
             Say(observe, loaded

@@ -109,6 +109,33 @@ public class VarTrainerTests(ITestOutputHelper output)
         Assert.False(wa.contiguous().bytes.SequenceEqual(wc.contiguous().bytes), "another seed should give other weights");
     }
 
+    [Fact]
+    public void AnAlteredTokenCacheIsIgnoredAndRecomputed()
+    {
+        using var tmp = new TempFolder();
+        var (tok, data) = Inputs(tmp);
+        var cfg = Train(tok, data, steps: 2) with { TokenCache = tmp.File("cache"), EvalImages = 0, SampleClasses = 0 };
+        var a = Run(tmp.File("a"), cfg);
+        var cache = Assert.Single(Directory.GetFiles(tmp.File("cache")));
+        // One token id changed in place: header, shapes and metadata still look right, only the content digest can tell.
+        var bytes = File.ReadAllBytes(cache);
+        bytes[bytes.Length / 2] ^= 0x01;
+        File.WriteAllBytes(cache, bytes);
+
+        var messages = new List<string>();
+        VarTrainResult b;
+        using (var t = VarTrainer.Start(tmp.File("b"), Model(TinyConfigs.VqVae()), cfg))
+            b = t.Run(e => { if (e is MessageEvent m) messages.Add(m.Text); });
+        Assert.Contains(messages, m => m.Contains("ignored the token cache") && m.Contains("do not match the content digest"));
+        var tokens = TrainLog.Read(Path.Combine(tmp.File("b"), VarTrainer.LogFile)).Single(o => o["kind"]!.GetValue<string>() == "tokens");
+        Assert.False(tokens["from_cache"]!.GetValue<bool>());
+        AssertSameCheckpoint(a.LastCheckpoint!, b.LastCheckpoint!);
+        // The cache was rewritten with the right tokens and loads again.
+        var c = Run(tmp.File("c"), cfg);
+        Assert.True(TrainLog.Read(Path.Combine(tmp.File("c"), VarTrainer.LogFile)).Single(o => o["kind"]!.GetValue<string>() == "tokens")["from_cache"]!.GetValue<bool>());
+        AssertSameCheckpoint(a.LastCheckpoint!, c.LastCheckpoint!);
+    }
+
     [Theory]
     [InlineData(false, 1)]
     [InlineData(true, 1)]
