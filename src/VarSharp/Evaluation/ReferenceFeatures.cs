@@ -13,6 +13,7 @@ namespace VarSharp.Evaluation;
 public sealed class ReferenceFeatures : IDisposable
 {
     private const string CacheFormat = "varsharp-classifier-features-v1";
+    private const string ContentKey = "content_sha256";
 
     private ReferenceFeatures(Tensor features, Tensor predictions, Tensor labels, string? cacheFile, bool fromCache, string? cacheProblem = null)
     {
@@ -131,18 +132,22 @@ public sealed class ReferenceFeatures : IDisposable
     {
         if (!File.Exists(path)) return null;
         Dictionary<string, Tensor> loaded;
+        string? recorded;
         try
         {
             loaded = SafeTensors.Load(path);
+            recorded = SafeTensors.ReadHeader(path).Metadata?.GetValueOrDefault(ContentKey);
         }
         catch (Exception e) when (e is VarSharpException or IOException)
         {
             return null;
         }
+        // The content digest is recomputed over what was loaded, so a damaged or edited cache is never scored against.
         bool ok = loaded.TryGetValue("features", out var f) && loaded.TryGetValue("predictions", out var p) && loaded.TryGetValue("labels", out var l)
                   && f.dtype == float32 && f.dim() == 2 && f.shape[0] == count && f.shape[1] == FashionClassifier.FeatureDim
                   && p.dtype == int64 && p.dim() == 1 && p.shape[0] == count
-                  && l.dtype == int64 && l.dim() == 1 && l.shape[0] == count && SameValues(l, labels);
+                  && l.dtype == int64 && l.dim() == 1 && l.shape[0] == count && SameValues(l, labels)
+                  && recorded == TensorDigest.Of(f, p, l);
         if (!ok)
         {
             foreach (var t in loaded.Values) t.Dispose();
@@ -165,7 +170,7 @@ public sealed class ReferenceFeatures : IDisposable
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
             SafeTensors.Save(path, [new("features", features), new("predictions", predictions), new("labels", labels)],
-                new Dictionary<string, string> { ["format"] = CacheFormat });
+                new Dictionary<string, string> { ["format"] = CacheFormat, [ContentKey] = TensorDigest.Of(features, predictions, labels) });
             return null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or VarSharpException)

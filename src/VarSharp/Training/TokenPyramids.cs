@@ -186,16 +186,7 @@ public sealed class TokenPyramids : IDisposable
     }
 
     /// <summary>SHA-256 over the token ids' bytes, then the labels' bytes.</summary>
-    private static string ContentDigest(Tensor tokens, Tensor labels)
-    {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var t in new[] { tokens, labels })
-        {
-            using var c = t.detach().contiguous().cpu();
-            hash.AppendData(c.bytes);
-        }
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
-    }
+    private static string ContentDigest(Tensor tokens, Tensor labels) => TensorDigest.Of(tokens, labels);
 
     private static Dictionary<string, string> Metadata(string tokenizerDigest, IImageDataset set) => new()
     {

@@ -147,6 +147,19 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
         Assert.Equal(0, b.ExitCode);
         Assert.Contains("(cached features)", b.Output);
 
+        // A cache whose content no longer matches its recorded digest is not scored against: computed afresh, same figures.
+        var cache = Assert.Single(Directory.GetFiles(f.File("cache"), "features-*.safetensors"));
+        var bytes = File.ReadAllBytes(cache);
+        bytes[bytes.Length / 2] ^= 0x40;
+        File.WriteAllBytes(cache, bytes);
+        var altered = CliRun.Of(Args(f.File("c.json")));
+        Assert.Equal(0, altered.ExitCode);
+        Assert.DoesNotContain("(cached features)", altered.Output);
+        var fresh = JsonNode.Parse(File.ReadAllText(f.File("c.json")))!["runs"]!.AsArray();
+        foreach (var (ra, rc) in JsonNode.Parse(File.ReadAllText(f.File("a.json")))!["runs"]!.AsArray().Zip(fresh))
+            foreach (var key in new[] { "class_consistency", "fd_fashion_classifier_features", "precision", "recall" })
+                Assert.Equal((double)ra![key]!, (double)rc![key]!);
+
         var ja = JsonNode.Parse(File.ReadAllText(f.File("a.json")))!;
         var jb = JsonNode.Parse(File.ReadAllText(f.File("b.json")))!;
         Assert.Equal("FD (FashionClassifier features)", (string)ja["fd_name"]!);
