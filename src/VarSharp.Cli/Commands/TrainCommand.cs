@@ -86,7 +86,7 @@ internal static class TrainCommand
             trusted = trust is null ? null : ModelFolder.LoadTokenizer(folder, device, trust);
             try
             {
-                var tokenizerConfig = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
+                var tokenizerConfig = trusted?.Config ?? ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
                 var train = o.Train.Apply(parse, new VarTrainConfig { Tokenizer = folder });
                 var data = VarTrainer.OpenData(tokenizerConfig, train);
                 int depth = parse.GetValue(o.Depth) ?? DefaultDepth;

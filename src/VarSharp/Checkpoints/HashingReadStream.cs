@@ -12,6 +12,7 @@ internal sealed class HashingReadStream(Stream inner) : Stream
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private readonly long _length = inner.Length;
     private long _position;
+    private byte[]? _skip;
 
     /// <summary>Lowercase hex SHA-256 of everything read so far.</summary>
     public string Sha256() => Convert.ToHexStringLower(_hash.GetCurrentHash());
@@ -46,10 +47,10 @@ internal sealed class HashingReadStream(Stream inner) : Stream
             _ => _length + offset,
         };
         if (target < _position) throw new InvalidOperationException("a hashing read cannot seek backwards.");
-        var skip = new byte[(int)Math.Min(1 << 20, Math.Max(1, target - _position))];
         while (_position < target)
         {
-            int n = Read(skip.AsSpan(0, (int)Math.Min(skip.Length, target - _position)));
+            _skip ??= new byte[1 << 20];
+            int n = Read(_skip.AsSpan(0, (int)Math.Min(_skip.Length, target - _position)));
             if (n == 0) throw new EndOfStreamException($"the stream ended at byte {_position}, before byte {target}.");
         }
         return _position;

@@ -13,6 +13,9 @@ namespace VarSharp.Checkpoints;
 /// </summary>
 public sealed class ModelFiles : IDisposable
 {
+    /// <summary>Far above any model config (a few KB); a manifest claiming more is refused rather than read.</summary>
+    public const long MaxConfigBytes = 64 << 20;
+
     private readonly JsonDocument _config;
     private readonly Dictionary<string, Tensor> _weights;
 
@@ -43,14 +46,23 @@ public sealed class ModelFiles : IDisposable
     /// </summary>
     public static ModelFiles Read(string dir, Func<string, bool> keep, BundleTrust? trust = null)
     {
-        var weightsPath = ModelFolder.WeightsPath(dir);
         var configPath = ModelFolder.ConfigPath(dir);
-        var deferred = new HashSet<string>(StringComparer.Ordinal) { Path.GetFileName(configPath), Path.GetFileName(weightsPath) };
-        var manifest = trust is not null ? BundleSignature.VerifyBundle(dir, trust, deferred).Manifest
-            : ModelBundle.IsBundle(dir) ? ModelBundle.Verify(dir, check: null, deferred)
-            : null;
-        AfterManifestCheck?.Invoke(dir);
+        // Named before the check so that it is the one deferred; a bundle lacking it then fails the check as a missing file.
+        var weightsName = ModelFolder.WeightFileNames.FirstOrDefault(n => File.Exists(Path.Combine(dir, n))) ?? ModelFolder.WeightFileNames[0];
+        var manifest = VerifyDeferring(dir, trust, Path.GetFileName(configPath), weightsName);
+        var weightsPath = manifest is null ? ModelFolder.WeightsPath(dir) : Path.Combine(dir, weightsName);
         return Read(configPath, weightsPath, keep, manifest is null ? null : (manifest, dir));
+    }
+
+    /// <summary>Reads a config file and a weights file that form no bundle (nothing to verify them against).</summary>
+    public static ModelFiles Read(string configPath, string weightsPath, Func<string, bool> keep) => Read(configPath, weightsPath, keep, null);
+
+    /// <summary>A model folder's config.json alone, parsed from the bytes checked against its manifest when it is a bundle.</summary>
+    public static JsonDocument ReadConfig(string dir)
+    {
+        var configPath = ModelFolder.ConfigPath(dir);
+        var manifest = VerifyDeferring(dir, trust: null, Path.GetFileName(configPath));
+        return JsonConfig.Parse(ReadConfigBytes(configPath, manifest is null ? null : (manifest, dir)), configPath);
     }
 
     /// <summary>
@@ -65,15 +77,20 @@ public sealed class ModelFiles : IDisposable
 
     [ThreadStatic] private static Action<string>? afterManifestCheck;
 
-    /// <summary>Reads a config file and a weights file that form no bundle (nothing to verify them against).</summary>
-    public static ModelFiles Read(string configPath, string weightsPath, Func<string, bool> keep) => Read(configPath, weightsPath, keep, null);
+    /// <summary>The bundle's verified manifest with the named files' digests left to the reader; null for a plain folder.</summary>
+    private static BundleManifest? VerifyDeferring(string dir, BundleTrust? trust, params string[] deferredNames)
+    {
+        var deferred = new HashSet<string>(deferredNames, StringComparer.Ordinal);
+        var manifest = trust is not null ? BundleSignature.VerifyBundle(dir, trust, deferred).Manifest
+            : ModelBundle.IsBundle(dir) ? ModelBundle.Verify(dir, check: null, deferred)
+            : null;
+        AfterManifestCheck?.Invoke(dir);
+        return manifest;
+    }
 
     private static ModelFiles Read(string configPath, string weightsPath, Func<string, bool> keep, (BundleManifest Manifest, string Dir)? bundle)
     {
-        var configBytes = JsonConfig.ReadFile(configPath);
-        if (bundle is { } b)
-            ModelBundle.CheckDigest(b.Manifest, b.Dir, Path.GetFileName(configPath), Convert.ToHexStringLower(SHA256.HashData(configBytes)), configBytes.Length);
-        var config = JsonConfig.Parse(configBytes, configPath);
+        var config = JsonConfig.Parse(ReadConfigBytes(configPath, bundle), configPath);
         try
         {
             if (!File.Exists(weightsPath)) throw PathErrors.FileMissing(weightsPath, "Weights file");
@@ -96,17 +113,50 @@ public sealed class ModelFiles : IDisposable
         }
     }
 
+    /// <summary>Config bytes; a bundle's are read only up to one byte past the manifest's length, then checked against it.</summary>
+    private static byte[] ReadConfigBytes(string configPath, (BundleManifest Manifest, string Dir)? bundle)
+    {
+        if (bundle is not { } b) return JsonConfig.ReadFile(configPath);
+        var name = Path.GetFileName(configPath);
+        long expected = b.Manifest.Files.TryGetValue(name, out var entry) ? entry.Bytes : 0;
+        if (expected > MaxConfigBytes)
+            throw new VarSharpException($"Config file {configPath} is {expected} bytes by its manifest; a model config is at most {MaxConfigBytes}.");
+        byte[] bytes;
+        using (var stream = new FileStream(configPath, FileMode.Open, FileAccess.Read, FileShare.Read))
+        {
+            var buffer = new byte[expected + 1];
+            int total = 0, n;
+            while (total < buffer.Length && (n = stream.Read(buffer, total, buffer.Length - total)) > 0) total += n;
+            bytes = buffer[..total];
+        }
+        ModelBundle.CheckDigest(b.Manifest, b.Dir, name, Convert.ToHexStringLower(SHA256.HashData(bytes)), bytes.Length);
+        return bytes;
+    }
+
     private static (Dictionary<string, Tensor>, string, long) LoadWeights(string path, Func<string, bool> keep, (BundleManifest Manifest, string Dir)? bundle)
     {
         try
         {
             return SafeTensors.LoadHashed(path, keep);
         }
-        catch (VarSharpException) when (bundle is { } b)
+        catch (Exception e) when (bundle is not null && e is VarSharpException or IOException)
         {
-            // A bundle's weights that do not even parse were altered: say so, as a digest error, rather than name the
-            // malformed byte. The file is read again only to word the error; nothing from it is used.
-            ModelBundle.CheckDigest(b.Manifest, b.Dir, Path.GetFileName(path), FileDigest.Sha256(path), new FileInfo(path).Length);
+            // A bundle's weights that do not even parse (or end early) were altered: say so, as a digest error, rather
+            // than name the malformed byte. The file is read again only to word the error; nothing from it is used.
+            var b = bundle.Value;
+            string sha;
+            long length;
+            try
+            {
+                sha = FileDigest.Sha256(path);
+                length = new FileInfo(path).Length;
+            }
+            catch (IOException)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+                throw;
+            }
+            ModelBundle.CheckDigest(b.Manifest, b.Dir, Path.GetFileName(path), sha, length);
             throw;
         }
     }

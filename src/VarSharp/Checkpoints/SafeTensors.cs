@@ -58,7 +58,7 @@ public static class SafeTensors
         try
         {
             // Data order, not header order: the pass only moves forward (the layout has no gaps or overlaps).
-            foreach (var entry in header.Entries.OrderBy(e => e.Begin))
+            foreach (var entry in header.Entries.OrderBy(e => e.Begin).ThenBy(e => e.End))
             {
                 if (keep(entry.Name)) result.Add(entry.Name, ReadTensor(stream, header, entry, device: null));
                 else stream.Seek(header.DataStart + entry.End, SeekOrigin.Begin);

@@ -39,7 +39,8 @@ public sealed partial class FashionClassifier
             throw new VarSharpException($"Classifier folder {dir} has no {ModelBundle.ManifestFileName}; train one with `varsharp train-classifier --out DIR`.");
         // Config and weights are hashed as they are read and checked against the manifest (ModelFiles).
         using var files = ModelFiles.Read(dir, _ => true, trust);
-        var manifest = files.Manifest!;
+        var manifest = files.Manifest
+            ?? throw new ModelBundleException(ModelBundleProblem.ManifestMissing, $"Classifier folder {dir} lost its {ModelBundle.ManifestFileName} while loading, so its files cannot be verified.");
         var configPath = files.ConfigPath;
         var weightsPath = files.WeightsPath;
         if (Path.GetFileName(weightsPath) != ModelBundle.WeightsFileName || !manifest.Files.TryGetValue(ModelBundle.WeightsFileName, out var weightsEntry))

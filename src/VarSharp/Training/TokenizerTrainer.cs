@@ -149,7 +149,8 @@ public sealed class TokenizerTrainer : IDisposable
     {
         var ckpt = ResolveCheckpoint(path);
         var configPath = CheckpointWriter.ConfigPath(ckpt);
-        using var doc = JsonConfig.ParseFile(configPath);
+        // Checked against the checkpoint bundle's manifest on the bytes that are parsed.
+        using var doc = ModelFiles.ReadConfig(CheckpointWriter.ModelFolderOf(ckpt));
         if (!doc.RootElement.TryGetProperty("vqvae", out var vq))
             throw new VarSharpException($"{configPath} has no 'vqvae' block, so it is not a tokenizer checkpoint.");
         if (!doc.RootElement.TryGetProperty("train_tokenizer", out var tr))

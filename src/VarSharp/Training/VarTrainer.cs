@@ -233,7 +233,8 @@ public sealed class VarTrainer : IDisposable
     {
         var ckpt = CheckpointWriter.Resolve(path);
         var configPath = CheckpointWriter.ConfigPath(ckpt);
-        using var doc = JsonConfig.ParseFile(configPath);
+        // Checked against the checkpoint bundle's manifest on the bytes that are parsed.
+        using var doc = ModelFiles.ReadConfig(CheckpointWriter.ModelFolderOf(ckpt));
         var root = doc.RootElement;
         if (!root.TryGetProperty(TrainBlock, out var tr))
         {
@@ -242,7 +243,7 @@ public sealed class VarTrainer : IDisposable
         }
         if (!root.TryGetProperty("var", out _) || !root.TryGetProperty("vqvae", out _))
             throw new VarSharpException($"{configPath} lacks the 'var' or 'vqvae' block; expected both in a transformer training checkpoint.");
-        return (ModelFolder.ReadVqVaeConfig(configPath), ModelFolder.ReadVarConfig(configPath), VarTrainConfig.FromJson(tr), ckpt);
+        return (ModelFolder.ReadVqVaeConfig(root, configPath), ModelFolder.ReadVarConfig(root, configPath), VarTrainConfig.FromJson(tr), ckpt);
     }
 
     /// <summary>
@@ -276,14 +277,14 @@ public sealed class VarTrainer : IDisposable
             if (tokenizer is not null)
             {
                 var folder = Path.GetFullPath(tokenizer);
-                var cfg = ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
-                if (!cfg.Equals(storedTokenizer))
+                // Compared as loaded (verified), not as a separate read of its config.
+                vae = LoadTokenizer(folder, device);
+                if (!vae.Config.Equals(storedTokenizer))
                 {
-                    var (name, ours, theirs) = JsonConfig.Differences(cfg, storedTokenizer).FirstOrDefault(("config", "another", "its own"));
+                    var (name, ours, theirs) = JsonConfig.Differences(vae.Config, storedTokenizer).FirstOrDefault(("config", "another", "its own"));
                     throw new VarSharpException(
                         $"The tokenizer in {folder} has {name} {ours} but the checkpoint {ckpt} was trained on a tokenizer with {theirs}; resume with the tokenizer it was trained on (or without --tokenizer).");
                 }
-                vae = LoadTokenizer(folder, device);
                 var digest = TokenPyramids.Digest(vae);
                 if (storedDigest is not null && digest != storedDigest)
                     throw new VarSharpException(

@@ -26,16 +26,19 @@ public sealed class ModelFilesTests : IDisposable
     public void AFileSwappedAfterTheManifestCheckIsRefused(string name)
     {
         var bundle = TinyModels.WriteBundle(_temp.File("bundle"), seed: 7);
-        // Same config and shapes, other weights: the swapped weights file has exactly the manifest's length. The config
-        // swap keeps the length too (one class name for another of the same size).
+        // Same config and shapes, other weights: the swapped weights file has exactly the manifest's length. The swapped
+        // config is valid JSON of the same length describing the same model (one space moved to the end), so a loader
+        // that checked the folder and then read it by path would load it without complaint.
         var other = TinyModels.WriteBundle(_temp.File("other"), seed: 8);
-        var replacement = name == "config.json"
-            ? File.ReadAllText(Path.Combine(bundle, name)).Replace("\"vqvae\"", "\"vqvae\" ")[..^1]
-            : null;
+        var original = File.ReadAllText(Path.Combine(bundle, "config.json"));
+        Assert.Contains("\"vqvae\": ", original);
+        var replacement = name == "config.json" ? original.Replace("\"vqvae\": ", "\"vqvae\":") + " " : null;
+        if (replacement is not null) Assert.Equal(original.Length, replacement.Length);
         using (var untouched = VarPipeline.Load(bundle)) Assert.NotNull(untouched);
 
         ModelFiles.AfterManifestCheck = dir =>
         {
+            ModelFiles.AfterManifestCheck = null;   // once, and never left behind on this thread
             if (replacement is null) File.Copy(Path.Combine(other, name), Path.Combine(dir, name), overwrite: true);
             else File.WriteAllText(Path.Combine(dir, name), replacement);
         };
@@ -62,6 +65,20 @@ public sealed class ModelFilesTests : IDisposable
         {
             foreach (var t in tensors.Values.Concat(all.Values)) t.Dispose();
         }
+    }
+
+    [Fact]
+    public void AHashedLoadTakesEmptyTensorsSharingAnOffsetInAnyHeaderOrder()
+    {
+        // "b" spans [0, 4) and the empty "a" sits at [0, 0), listed after it: a forward-only pass must take "a" first.
+        var path = RawSafeTensorsFile.Write(_temp.File("empty.safetensors"),
+            """{"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}""", 4);
+        var (tensors, sha, _) = SafeTensors.LoadHashed(path, _ => true);
+        using var a = tensors["a"];
+        using var b = tensors["b"];
+        Assert.Equal(0, a.numel());
+        Assert.Equal(1, b.numel());
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path))), sha);
     }
 
     [Fact]
