@@ -94,7 +94,7 @@ public sealed class ModelFiles : IDisposable
         try
         {
             if (!File.Exists(weightsPath)) throw PathErrors.FileMissing(weightsPath, "Weights file");
-            var (weights, sha, bytes) = LoadWeights(weightsPath, keep, bundle);
+            var (weights, _, sha, bytes) = LoadWeights(weightsPath, keep, bundle);
             try
             {
                 if (bundle is { } v) ModelBundle.CheckDigest(v.Manifest, v.Dir, Path.GetFileName(weightsPath), sha, bytes);
@@ -133,7 +133,7 @@ public sealed class ModelFiles : IDisposable
         return bytes;
     }
 
-    private static (Dictionary<string, Tensor>, string, long) LoadWeights(string path, Func<string, bool> keep, (BundleManifest Manifest, string Dir)? bundle)
+    private static HashedTensors LoadWeights(string path, Func<string, bool> keep, (BundleManifest Manifest, string Dir)? bundle)
     {
         try
         {

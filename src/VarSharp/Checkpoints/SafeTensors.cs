@@ -3,6 +3,9 @@ using TorchSharp;
 
 namespace VarSharp.Checkpoints;
 
+/// <summary>What <see cref="SafeTensors.LoadHashed"/> read: the kept tensors, the header's metadata, and the whole file's SHA-256 and length.</summary>
+public sealed record HashedTensors(Dictionary<string, torch.Tensor> Tensors, IReadOnlyDictionary<string, string>? Metadata, string Sha256, long Bytes);
+
 /// <summary>
 /// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header, then raw tensor
 /// bytes. Nothing read from a file is trusted until the whole header has been validated against the file's size.
@@ -48,7 +51,7 @@ public static class SafeTensors
     /// them with the SHA-256 and length of the whole file as it was read: the digest covers exactly the bytes the tensors
     /// came from, so checking it against a manifest leaves no moment in which the file could change unseen.
     /// </summary>
-    public static (Dictionary<string, torch.Tensor> Tensors, string Sha256, long Bytes) LoadHashed(string path, Func<string, bool> keep)
+    public static HashedTensors LoadHashed(string path, Func<string, bool> keep)
     {
         ArgumentNullException.ThrowIfNull(keep);
         using var file = OpenRead(path);
@@ -64,7 +67,7 @@ public static class SafeTensors
                 else stream.Seek(header.DataStart + entry.End, SeekOrigin.Begin);
             }
             stream.Seek(stream.Length, SeekOrigin.Begin);
-            return (result, stream.Sha256(), stream.Position);
+            return new HashedTensors(result, header.Metadata, stream.Sha256(), stream.Position);
         }
         catch
         {

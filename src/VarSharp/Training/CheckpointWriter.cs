@@ -23,6 +23,9 @@ public static class CheckpointWriter
     public const string ModelFile = ModelBundle.WeightsFileName;
     public const string TrainStateFile = "train_state.safetensors";
 
+    /// <summary>The train state's SHA-256 in `sha256sum` format (`sha256sum -c train_state.sha256` checks it by hand).</summary>
+    public const string TrainStateDigestFile = "train_state.sha256";
+
     /// <summary>The model bundle inside a checkpoint folder.</summary>
     public static string ModelFolderOf(string checkpoint) => Path.Combine(checkpoint, ModelDir);
 
@@ -43,13 +46,55 @@ public static class CheckpointWriter
         try
         {
             ModelBundle.Write(Path.Combine(temp, ModelDir), configJson, model);
-            SafeTensors.Save(Path.Combine(temp, TrainStateFile), trainState, trainStateMetadata);
+            var statePath = Path.Combine(temp, TrainStateFile);
+            SafeTensors.Save(statePath, trainState, trainStateMetadata);
+            AtomicFile.Write(Path.Combine(temp, TrainStateDigestFile), Encoding.ASCII.GetBytes($"{FileDigest.Sha256(statePath)}  {TrainStateFile}\n"));
             Directory.Move(temp, full);
         }
         catch
         {
             try { Directory.Delete(temp, recursive: true); }
             catch (IOException) { }
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Loads a checkpoint's train state in one pass that also hashes it, refuses it unless its metadata names
+    /// <paramref name="format"/> and its SHA-256 equals the one <see cref="TrainStateDigestFile"/> records, and returns
+    /// the tensors with that metadata. Checkpoints written before the digest existed load with <paramref name="note"/>
+    /// saying they were not verified.
+    /// </summary>
+    public static (Dictionary<string, Tensor> State, IReadOnlyDictionary<string, string> Metadata) LoadTrainState(
+        string checkpoint, string format, string what, out string? note)
+    {
+        var path = TrainStatePath(checkpoint);
+        var digestPath = Path.Combine(checkpoint, TrainStateDigestFile);
+        string? recorded = null;
+        note = null;
+        if (File.Exists(digestPath))
+        {
+            var line = File.ReadAllText(digestPath);
+            var parts = line.TrimEnd('\n').Split("  ");
+            if (parts.Length != 2 || parts[1] != TrainStateFile || parts[0].Length != 64 || !parts[0].All(char.IsAsciiHexDigitLower))
+                throw new VarSharpException($"{digestPath} is not one line '<sha256>  {TrainStateFile}', so the train state cannot be verified.");
+            recorded = parts[0];
+        }
+        else note = $"{path} was written without {TrainStateDigestFile} (before VarSharp 0.1.0), so it was loaded unverified";
+        if (!File.Exists(path)) throw PathErrors.FileMissing(path, "Train state");
+        var (state, metadata, sha, _) = SafeTensors.LoadHashed(path, _ => true);
+        try
+        {
+            if (recorded is not null && sha != recorded)
+                throw new VarSharpException(
+                    $"{path} has SHA-256 {sha} but {TrainStateDigestFile} records {recorded}, so the train state is corrupt or was altered; resume from another checkpoint.");
+            if (metadata is null || !metadata.TryGetValue("format", out var found) || found != format)
+                throw new VarSharpException($"{path} is not a {what} train state (expected metadata format '{format}').");
+            return (state, metadata);
+        }
+        catch
+        {
+            foreach (var t in state.Values) t.Dispose();
             throw;
         }
     }

@@ -140,15 +140,6 @@ public static class RunFolder
                 $"The checkpoint {checkpoint} was trained with {name} {theirs} but this run asks for {ours}; only {string.Join(", ", changeable.Order())} may change on resume.");
     }
 
-    /// <summary>Refuses a train state whose metadata does not name <paramref name="format"/>; returns the metadata.</summary>
-    public static IReadOnlyDictionary<string, string> CheckStateFormat(string source, string format, string what)
-    {
-        var metadata = SafeTensors.ReadHeader(source).Metadata;
-        if (metadata is null || !metadata.TryGetValue("format", out var found) || found != format)
-            throw new VarSharpException($"{source} is not a {what} train state (expected metadata format '{format}').");
-        return metadata;
-    }
-
     /// <summary>
     /// Refuses to resume <paramref name="checkpoint"/> (at <paramref name="checkpointStep"/>) when the run continues
     /// in place and a later checkpoint exists (its steps would be overwritten in the log and the pruning order), or when

@@ -175,10 +175,10 @@ public sealed class TokenizerTrainer : IDisposable
 
         string runDir = CheckpointWriter.ResumeRunDir(ckpt, newRunDir);
         string source = CheckpointWriter.TrainStatePath(ckpt);
-        TrainDevice.CheckResume(RunFolder.CheckStateFormat(source, StateFormat, "tokenizer"), device, ckpt);
-        var state = SafeTensors.Load(source);
+        var (state, metadata) = CheckpointWriter.LoadTrainState(ckpt, StateFormat, "tokenizer", out var note);
         try
         {
+            TrainDevice.CheckResume(metadata, device, ckpt);
             RunFolder.CheckResumePoint(runDir, ckpt, CheckpointWriter.Scalar(state, "step", source), train.Steps, inPlace: newRunDir is null);
             var t = new TokenizerTrainer(runDir, model, train, data, device);
             try
@@ -190,7 +190,7 @@ public sealed class TokenizerTrainer : IDisposable
                 CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), ConfigJson(model, train));
                 t.lastCheckpointStep = t.step;
                 t.lastCheckpoint = ckpt;
-                t.LogStart(resumedFrom: ckpt);
+                t.LogStart(resumedFrom: ckpt, note);
                 return t;
             }
             catch
@@ -258,11 +258,12 @@ public sealed class TokenizerTrainer : IDisposable
         log = new TrainLog(logPath);
     }
 
-    private void LogStart(string? resumedFrom)
+    private void LogStart(string? resumedFrom, string? note = null)
     {
         log.Write("start", step, new Dictionary<string, JsonNode?>(RunFolder.ProcessFields())
         {
             ["resumed_from"] = resumedFrom,
+            ["note"] = note,
             ["threads"] = torch.get_num_threads(),
             ["device"] = device.ToString(),
             ["data"] = data.Train.Description,

@@ -264,15 +264,13 @@ public sealed class VarTrainer : IDisposable
 
         string runDir = CheckpointWriter.ResumeRunDir(ckpt, newRunDir);
         string source = CheckpointWriter.TrainStatePath(ckpt);
-        var metadata = RunFolder.CheckStateFormat(source, StateFormat, "transformer");
+        var (state, metadata) = CheckpointWriter.LoadTrainState(ckpt, StateFormat, "transformer", out var note);
         var storedDigest = metadata.GetValueOrDefault("tokenizer_sha256");
-        TrainDevice.CheckResume(metadata, device, ckpt);
-
-        var state = SafeTensors.Load(source);
         VqVae? vae = null;
         VarTrainer? t = null;
         try
         {
+            TrainDevice.CheckResume(metadata, device, ckpt);
             // The tokenizer: the checkpoint's own copy, or a folder that must hold the same one.
             if (tokenizer is not null)
             {
@@ -305,7 +303,7 @@ public sealed class VarTrainer : IDisposable
             CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), t.ConfigJson());
             t.lastCheckpointStep = t.step;
             t.lastCheckpoint = ckpt;
-            t.LogStart(resumedFrom: ckpt);
+            t.LogStart(resumedFrom: ckpt, note);
             return t;
         }
         catch
@@ -386,11 +384,12 @@ public sealed class VarTrainer : IDisposable
         log = new TrainLog(logPath);
     }
 
-    private void LogStart(string? resumedFrom)
+    private void LogStart(string? resumedFrom, string? note = null)
     {
         log.Write("start", step, new Dictionary<string, JsonNode?>(RunFolder.ProcessFields())
         {
             ["resumed_from"] = resumedFrom,
+            ["note"] = note,
             ["threads"] = torch.get_num_threads(),
             ["device"] = device.ToString(),
             ["data"] = data.Train.Description,

@@ -52,7 +52,7 @@ public sealed class ModelFilesTests : IDisposable
     {
         var bundle = TinyModels.WriteBundle(_temp.File("bundle"));
         var path = Path.Combine(bundle, "model.safetensors");
-        var (tensors, sha, bytes) = SafeTensors.LoadHashed(path, name => name.StartsWith("vae.", StringComparison.Ordinal));
+        var (tensors, _, sha, bytes) = SafeTensors.LoadHashed(path, name => name.StartsWith("vae.", StringComparison.Ordinal));
         var all = SafeTensors.Load(path);
         try
         {
@@ -73,7 +73,7 @@ public sealed class ModelFilesTests : IDisposable
         // "b" spans [0, 4) and the empty "a" sits at [0, 0), listed after it: a forward-only pass must take "a" first.
         var path = RawSafeTensorsFile.Write(_temp.File("empty.safetensors"),
             """{"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}""", 4);
-        var (tensors, sha, _) = SafeTensors.LoadHashed(path, _ => true);
+        var (tensors, _, sha, _) = SafeTensors.LoadHashed(path, _ => true);
         using var a = tensors["a"];
         using var b = tensors["b"];
         Assert.Equal(0, a.numel());

@@ -109,6 +109,36 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
         output.WriteLine(e3.Message);
     }
 
+    [Fact]
+    public void AnAlteredTrainStateIsRefusedAndAnUndigestedOneLoadsWithANote()
+    {
+        using var tmp = new TempFolder();
+        var cfg = TinyData.TrainConfig(TinyData.WriteIdxFolder(tmp.File("data")), steps: 4) with { EvalImages = 0 };
+        var run = tmp.File("run");
+        var ckpt = Train(run, cfg, stopAt: 3).LastCheckpoint!;
+        var state = CheckpointWriter.TrainStatePath(ckpt);
+        var digestFile = Path.Combine(ckpt, CheckpointWriter.TrainStateDigestFile);
+        // sha256sum's format, so `sha256sum -c train_state.sha256` checks it by hand.
+        Assert.Equal($"{FileDigest.Sha256(state)}  {CheckpointWriter.TrainStateFile}\n", File.ReadAllText(digestFile));
+
+        // One bit of one optimizer moment: the file still parses, only the digest can tell.
+        var original = File.ReadAllBytes(state);
+        var altered = (byte[])original.Clone();
+        altered[^5] ^= 0x01;
+        File.WriteAllBytes(state, altered);
+        var before = Snapshot(run);
+        var e = Assert.Throws<VarSharpException>(() => TokenizerTrainer.Resume(run));
+        Assert.Contains("so the train state is corrupt or was altered; resume from another checkpoint.", e.Message);
+        Assert.Equal(before, Snapshot(run));
+
+        // Checkpoints from before the digest existed still resume, and the log says they were not verified.
+        File.WriteAllBytes(state, original);
+        File.Delete(digestFile);
+        using (var t = TokenizerTrainer.Resume(run)) Assert.True(t.Run().Finished);
+        var start = TrainLog.Read(Path.Combine(run, TokenizerTrainer.LogFile)).Last(o => o["kind"]!.GetValue<string>() == "start");
+        Assert.Contains("loaded unverified", start["note"]!.GetValue<string>());
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
