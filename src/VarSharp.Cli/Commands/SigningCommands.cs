@@ -1,5 +1,6 @@
 using System.CommandLine;
 using VarSharp.Checkpoints;
+using VarSharp.Training;
 
 namespace VarSharp.Cli.Commands;
 
@@ -40,13 +41,18 @@ internal static class SigningCommands
 
     public static Command Verify()
     {
-        var model = new Option<string>("--model", "-m") { Description = "Bundle to verify", Required = true };
+        var model = new Option<string>("--model", "-m") { Description = "Bundle to verify, or a training checkpoint (RUN/checkpoints/step-N: its model bundle and train state)", Required = true };
         var trust = TrustOption.Create("Also require a signature by this public key (repeatable)");
         var command = new Command("verify", "Check a bundle's files against its manifest and, with --trust, its signature; exit 1 if anything fails") { model, trust };
         command.SetAction(parse =>
         {
             var dir = parse.GetRequiredValue(model);
             var output = parse.InvocationConfiguration.Output;
+            if (CheckpointWriter.IsCheckpoint(dir))
+            {
+                output.WriteLine($"{dir}: a training checkpoint; {VerifyTrainState(dir)}");
+                dir = CheckpointWriter.ModelFolderOf(dir);
+            }
             if (TrustOption.Of(parse.GetValue(trust)) is { } trusted)
             {
                 var info = BundleSignature.Verify(dir, trusted);
@@ -60,5 +66,16 @@ internal static class SigningCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Checks a checkpoint's train state against train_state.sha256; describes the result, throws on a mismatch.</summary>
+    private static string VerifyTrainState(string checkpoint)
+    {
+        var path = CheckpointWriter.TrainStatePath(checkpoint);
+        var recorded = CheckpointWriter.RecordedTrainStateDigest(checkpoint);
+        if (recorded is null) return $"{CheckpointWriter.TrainStateFile} has no {CheckpointWriter.TrainStateDigestFile} (written before VarSharp 0.1.0), so it cannot be verified";
+        var actual = FileDigest.Sha256(path);
+        if (actual != recorded) throw CheckpointWriter.TrainStateAltered(path, actual, recorded);
+        return $"{CheckpointWriter.TrainStateFile} matches {CheckpointWriter.TrainStateDigestFile}";
     }
 }

@@ -69,25 +69,13 @@ public static class CheckpointWriter
         string checkpoint, string format, string what, out string? note)
     {
         var path = TrainStatePath(checkpoint);
-        var digestPath = Path.Combine(checkpoint, TrainStateDigestFile);
-        string? recorded = null;
-        note = null;
-        if (File.Exists(digestPath))
-        {
-            var line = File.ReadAllText(digestPath);
-            var parts = line.TrimEnd('\n').Split("  ");
-            if (parts.Length != 2 || parts[1] != TrainStateFile || parts[0].Length != 64 || !parts[0].All(char.IsAsciiHexDigitLower))
-                throw new VarSharpException($"{digestPath} is not one line '<sha256>  {TrainStateFile}', so the train state cannot be verified.");
-            recorded = parts[0];
-        }
-        else note = $"{path} was written without {TrainStateDigestFile} (before VarSharp 0.1.0), so it was loaded unverified";
+        var recorded = RecordedTrainStateDigest(checkpoint);
+        note = recorded is null ? $"{path} was written without {TrainStateDigestFile} (before VarSharp 0.1.0), so it was loaded unverified" : null;
         if (!File.Exists(path)) throw PathErrors.FileMissing(path, "Train state");
         var (state, metadata, sha, _) = SafeTensors.LoadHashed(path, _ => true);
         try
         {
-            if (recorded is not null && sha != recorded)
-                throw new VarSharpException(
-                    $"{path} has SHA-256 {sha} but {TrainStateDigestFile} records {recorded}, so the train state is corrupt or was altered; resume from another checkpoint.");
+            if (recorded is not null && sha != recorded) throw TrainStateAltered(path, sha, recorded);
             if (metadata is null || !metadata.TryGetValue("format", out var found) || found != format)
                 throw new VarSharpException($"{path} is not a {what} train state (expected metadata format '{format}').");
             return (state, metadata);
@@ -97,6 +85,22 @@ public static class CheckpointWriter
             foreach (var t in state.Values) t.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The one-sentence error for a train state whose SHA-256 is not the recorded one.</summary>
+    public static VarSharpException TrainStateAltered(string path, string actual, string recorded) =>
+        new($"{path} has SHA-256 {actual} but {TrainStateDigestFile} records {recorded}, so the train state is corrupt or was altered; resume from another checkpoint.");
+
+    /// <summary>The SHA-256 that <see cref="TrainStateDigestFile"/> records; null when the checkpoint has none (written before it existed).</summary>
+    public static string? RecordedTrainStateDigest(string checkpoint)
+    {
+        var digestPath = Path.Combine(checkpoint, TrainStateDigestFile);
+        if (!File.Exists(digestPath)) return null;
+        var info = new FileInfo(digestPath);
+        var parts = info.Length > 256 ? [] : File.ReadAllText(digestPath).TrimEnd('\n').Split("  ");
+        if (parts.Length != 2 || parts[1] != TrainStateFile || parts[0].Length != 64 || !parts[0].All(char.IsAsciiHexDigitLower))
+            throw new VarSharpException($"{digestPath} is not one line '<sha256>  {TrainStateFile}', so the train state cannot be verified.");
+        return parts[0];
     }
 
     /// <summary>Writes a small text file atomically (temp file in the same folder, flushed, renamed over the target).</summary>

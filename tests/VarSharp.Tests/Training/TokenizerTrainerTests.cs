@@ -1,5 +1,6 @@
 using VarSharp.Checkpoints;
 using VarSharp.Config;
+using VarSharp.Tests.Cli;
 using VarSharp.Tests.Support;
 using VarSharp.Training;
 using Xunit.Abstractions;
@@ -120,6 +121,10 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
         var digestFile = Path.Combine(ckpt, CheckpointWriter.TrainStateDigestFile);
         // sha256sum's format, so `sha256sum -c train_state.sha256` checks it by hand.
         Assert.Equal($"{FileDigest.Sha256(state)}  {CheckpointWriter.TrainStateFile}\n", File.ReadAllText(digestFile));
+        var verified = CliRun.Of("verify", "-m", ckpt);
+        Assert.Equal(0, verified.ExitCode);
+        Assert.Contains("a training checkpoint; train_state.safetensors matches train_state.sha256", verified.Output);
+        Assert.Contains("files match their manifest", verified.Output);
 
         // One bit of one optimizer moment: the file still parses, only the digest can tell.
         var original = File.ReadAllBytes(state);
@@ -129,6 +134,9 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
         var before = Snapshot(run);
         var e = Assert.Throws<VarSharpException>(() => TokenizerTrainer.Resume(run));
         Assert.Contains("so the train state is corrupt or was altered; resume from another checkpoint.", e.Message);
+        var refused = CliRun.Of("verify", "-m", ckpt);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("so the train state is corrupt or was altered", refused.Error);
         Assert.Equal(before, Snapshot(run));
 
         // Checkpoints from before the digest existed still resume, and the log says they were not verified.
