@@ -19,6 +19,25 @@ internal static class LongRun
     }
 
     /// <summary>
+    /// The thread count of a resumed training run: without --threads the checkpoint's own (so the continued run equals
+    /// an uninterrupted one bit for bit), with it the given count and a note when that differs from the checkpoint's.
+    /// </summary>
+    public static void SetResumeThreads(TextWriter writer, string resume, int? given)
+    {
+        var stored = VarSharp.Training.CheckpointWriter.StoredThreads(VarSharp.Training.CheckpointWriter.Resolve(resume));
+        if (given is null)
+        {
+            if (stored is not { } n) return;
+            set_num_threads(n);
+            writer.WriteLine($"threads: {n}, as the checkpoint was trained (the same count keeps the run bit-identical to an uninterrupted one)");
+            return;
+        }
+        SetThreads(given);
+        if (stored is { } s && s != given)
+            writer.WriteLine($"note: the checkpoint was trained with {s} threads; with {given} the continued run is not bit-identical to an uninterrupted one.");
+    }
+
+    /// <summary>
     /// Runs <paramref name="run"/> with a token that Ctrl+C or SIGTERM (e.g. from `timeout`) cancel, so a trainer finishes
     /// its step and checkpoints instead of dying mid-write. Only the real process's console and signals are hooked;
     /// in-process callers (tests) pass false.

@@ -57,9 +57,10 @@ internal static class TrainCommand
 
     private static int Run(ParseResult parse, Options o)
     {
-        LongRun.SetThreads(parse.GetValue(o.Run.Threads));
         var stopAt = o.Run.StopAt(parse);
         var resume = parse.GetValue(o.Run.Resume);
+        if (resume is null) LongRun.SetThreads(parse.GetValue(o.Run.Threads));
+        else LongRun.SetResumeThreads(parse.InvocationConfiguration.Output, resume, parse.GetValue(o.Run.Threads));
         var outDir = parse.GetValue(o.Run.Out);
         var tokenizer = parse.GetValue(o.Tokenizer);
         var device = DeviceOption.Of(parse, o.Run.Device);

@@ -51,9 +51,10 @@ internal static class TrainTokenizerCommand
 
     private static int Run(ParseResult parse, Options o)
     {
-        LongRun.SetThreads(parse.GetValue(o.Run.Threads));
         var stopAt = o.Run.StopAt(parse);
         var resume = parse.GetValue(o.Run.Resume);
+        if (resume is null) LongRun.SetThreads(parse.GetValue(o.Run.Threads));
+        else LongRun.SetResumeThreads(parse.InvocationConfiguration.Output, resume, parse.GetValue(o.Run.Threads));
         var outDir = parse.GetValue(o.Run.Out);
         var device = DeviceOption.Of(parse, o.Run.Device);
         TokenizerTrainer trainer;

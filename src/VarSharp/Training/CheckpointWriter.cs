@@ -87,6 +87,20 @@ public static class CheckpointWriter
         }
     }
 
+    /// <summary>The train-state metadata key holding the torch thread count the run trained with.</summary>
+    public const string ThreadsKey = "threads";
+
+    /// <summary>
+    /// The thread count a checkpoint was trained with (null for checkpoints written before it was recorded). CPU kernels
+    /// split reductions by thread count, so a resume equals an uninterrupted run bit for bit only with the same count.
+    /// </summary>
+    public static int? StoredThreads(string checkpoint)
+    {
+        var metadata = SafeTensors.ReadHeader(TrainStatePath(checkpoint)).Metadata;
+        return metadata.TryGetValue(ThreadsKey, out var text) && int.TryParse(text, System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out int n) && n > 0 ? n : null;
+    }
+
     /// <summary>The one-sentence error for a train state whose SHA-256 is not the recorded one.</summary>
     public static VarSharpException TrainStateAltered(string path, string actual, string recorded) =>
         new($"{path} has SHA-256 {actual} but {TrainStateDigestFile} records {recorded}, so the train state is corrupt or was altered; resume from another checkpoint.");

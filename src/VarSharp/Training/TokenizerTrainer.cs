@@ -531,6 +531,7 @@ public sealed class TokenizerTrainer : IDisposable
                     ["format"] = StateFormat,
                     ["step"] = step.ToString(CultureInfo.InvariantCulture),
                     [TrainDevice.MetadataKey] = TrainDevice.Name(device),
+                    [CheckpointWriter.ThreadsKey] = torch.get_num_threads().ToString(CultureInfo.InvariantCulture),
                 });
         }
         lastCheckpointStep = step;

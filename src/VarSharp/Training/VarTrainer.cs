@@ -686,6 +686,7 @@ public sealed class VarTrainer : IDisposable
                 ["step"] = step.ToString(CultureInfo.InvariantCulture),
                 ["tokenizer_sha256"] = tokenizerDigest,
                 [TrainDevice.MetadataKey] = TrainDevice.Name(device),
+                [CheckpointWriter.ThreadsKey] = torch.get_num_threads().ToString(CultureInfo.InvariantCulture),
             });
         }
         lastCheckpointStep = step;

@@ -42,6 +42,10 @@ public class TrainCommandTests(ITestOutputHelper output)
         output.WriteLine(resumed.Output + resumed.Error);
         Assert.Equal(0, resumed.ExitCode);
         Assert.Contains("batch 4 in 2 slices", resumed.Output);
+        // Without --threads a resume takes the checkpoint's thread count (recorded in its train state).
+        int stored = CheckpointWriter.StoredThreads(CheckpointWriter.StepDir(run, 2))!.Value;
+        Assert.Equal(TorchSharp.torch.get_num_threads(), stored);
+        Assert.Contains($"threads: {stored}, as the checkpoint was trained", resumed.Output);
         Assert.Contains("loaded the token pyramids", resumed.Output);
         Assert.Contains("finished at step 4/4", resumed.Output);
         var model = CheckpointWriter.ModelFolderOf(CheckpointWriter.StepDir(run, 4));
