@@ -61,7 +61,7 @@ public static class CheckpointImport
             var sources = new List<BundleSource>();
             if (vaePath is not null) sources.Add(Source("vae", vaePath));
             if (varPath is not null) sources.Add(Source("var", varPath));
-            ModelBundle.Write(outputDir, config.ToJsonString(JsonConfig.Options) + "\n", tensors, force, sources);
+            ModelBundle.Write(outputDir, config.ToJsonString(JsonConfig.Options) + "\n", tensors, force, sources, producer: "varsharp import");
             return new ImportResult(Path.GetFullPath(outputDir), vaeCfg, varCfg, tensors.Count, tensors.Sum(t => t.Value.numel() * t.Value.element_size()));
         }
         finally

@@ -68,7 +68,7 @@ public static partial class ModelBundle
     /// with <paramref name="force"/>, and only if it is itself a bundle (so a mistyped path never wipes unrelated files).
     /// </summary>
     public static void Write(string dir, string configJson, IEnumerable<KeyValuePair<string, Tensor>> tensors, bool force = false,
-        IReadOnlyList<BundleSource>? sources = null, string producer = "varsharp import")
+        IReadOnlyList<BundleSource>? sources = null, string producer = "varsharp")
     {
         var full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
         CheckOutput(full, force);

@@ -33,8 +33,10 @@ public static class CheckpointWriter
     public static string ModelPath(string checkpoint) => Path.Combine(checkpoint, ModelDir, ModelFile);
     public static string TrainStatePath(string checkpoint) => Path.Combine(checkpoint, TrainStateFile);
 
+    /// <param name="producer">Recorded in the weights file's metadata (`producer`), e.g. "varsharp train".</param>
     public static void Write(string dir, string configJson, IEnumerable<KeyValuePair<string, Tensor>> model,
-        IEnumerable<KeyValuePair<string, Tensor>> trainState, IReadOnlyDictionary<string, string>? trainStateMetadata = null)
+        IEnumerable<KeyValuePair<string, Tensor>> trainState, IReadOnlyDictionary<string, string>? trainStateMetadata = null,
+        string producer = "varsharp")
     {
         var full = Path.GetFullPath(dir);
         if (Directory.Exists(full) || File.Exists(full))
@@ -45,7 +47,7 @@ public static class CheckpointWriter
         Directory.CreateDirectory(temp);
         try
         {
-            ModelBundle.Write(Path.Combine(temp, ModelDir), configJson, model);
+            ModelBundle.Write(Path.Combine(temp, ModelDir), configJson, model, producer: producer);
             var statePath = Path.Combine(temp, TrainStateFile);
             SafeTensors.Save(statePath, trainState, trainStateMetadata);
             AtomicFile.Write(Path.Combine(temp, TrainStateDigestFile), Encoding.ASCII.GetBytes($"{FileDigest.Sha256(statePath)}  {TrainStateFile}\n"));

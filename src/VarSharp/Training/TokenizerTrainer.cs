@@ -532,7 +532,7 @@ public sealed class TokenizerTrainer : IDisposable
                     ["step"] = step.ToString(CultureInfo.InvariantCulture),
                     [TrainDevice.MetadataKey] = TrainDevice.Name(device),
                     [CheckpointWriter.ThreadsKey] = torch.get_num_threads().ToString(CultureInfo.InvariantCulture),
-                });
+                }, producer: "varsharp train-tokenizer");
         }
         lastCheckpointStep = step;
         lastCheckpoint = dir;

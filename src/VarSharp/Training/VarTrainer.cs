@@ -687,7 +687,7 @@ public sealed class VarTrainer : IDisposable
                 ["tokenizer_sha256"] = tokenizerDigest,
                 [TrainDevice.MetadataKey] = TrainDevice.Name(device),
                 [CheckpointWriter.ThreadsKey] = torch.get_num_threads().ToString(CultureInfo.InvariantCulture),
-            });
+            }, producer: "varsharp train");
         }
         lastCheckpointStep = step;
         lastCheckpoint = dir;

@@ -231,6 +231,7 @@ public class VarTrainerTests(ITestOutputHelper output)
 
         var folder = CheckpointWriter.ModelFolderOf(result.LastCheckpoint!);
         ModelBundle.Verify(folder);
+        Assert.Equal("varsharp train", SafeTensors.ReadHeader(CheckpointWriter.ModelPath(result.LastCheckpoint!)).Metadata["producer"]);
         using (var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(CheckpointWriter.ConfigPath(result.LastCheckpoint!))))
             Assert.Equal(VarSharp.Data.FashionMnist.ClassNames, doc.RootElement.GetProperty("classes").EnumerateArray().Select(e => e.GetString()!).ToArray());
         using var pipe = VarPipeline.Load(folder);
