@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
-using System.Text.Json;
 using Spectre.Console;
 using VarSharp.Data;
 using VarSharp.Sampling;
@@ -54,10 +52,15 @@ internal static class SampleCommand
         {
             Description = "With --edit: a token is taken from the image when at least this share of its cell is kept (0.5)",
         };
+        var gridMax = new Option<int>("--grid-max")
+        {
+            Description = "grid.png shows at most the first N images (0 = no grid), so large runs stay within memory",
+            DefaultValueFactory = _ => SampleRun.DefaultGridMax,
+        };
         var threads = LongRun.ThreadsOption();
         var command = new Command("sample", "Generate class-conditional images with a VAR model, or complete a partly kept image (--edit)")
         {
-            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales, edit, box, outpaint, knownThreshold, threads,
+            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales, edit, box, outpaint, knownThreshold, gridMax, threads,
         };
         models.AddTo(command);
         command.SetAction(parse =>
@@ -87,39 +90,16 @@ internal static class SampleCommand
             pipe.Validate(options);
             if (File.Exists(outDir)) throw new VarSharpException($"{Path.GetFullPath(outDir)} is a file; give a folder for the images (-o DIR).");
 
-            var images = CliConsole.IsTerminal(writer) ? WithProgress(pipe, options, writer) : pipe.Generate(options);
-
             Directory.CreateDirectory(outDir);
-            var log = new StringBuilder();
-            int topKUsed = options.ResolveTopK(pipe.VocabSize);
-            foreach (var im in images)
-            {
-                var name = $"{im.Index:D3}-class{im.Class}";
-                im.Save(Path.Combine(outDir, name + ".png"));
-                if (im.ScalesPng is { } strip) ImageIO.WriteAtomically(Path.Combine(outDir, name + "-scales.png"), strip);
-                log.AppendLine(JsonSerializer.Serialize(new
-                {
-                    file = name + ".png",
-                    index = im.Index,
-                    @class = im.Class,
-                    class_name = pipe.ClassNames[im.Class],
-                    seed = im.Seed,
-                    shared_seed = im.Seed is null ? options.Seed : (long?)null,
-                    cfg = options.Cfg,
-                    top_k = topKUsed,
-                    top_p = options.TopP,
-                    more_smooth = options.MoreSmooth,
-                }));
-            }
-            // Several classes with several images each: one row per class; otherwise a square-ish grid.
-            int columns = options.Classes is { Length: > 1 } && options.Count > 1 ? options.Count : 0;
-            ImageIO.WriteAtomically(Path.Combine(outDir, "grid.png"), VarPipeline.GridPng(images, columns));
-            ImageIO.WriteAtomically(Path.Combine(outDir, "samples.jsonl"), Encoding.UTF8.GetBytes(log.ToString()));
+            var run = new SampleRun(outDir, pipe, options, parse.GetValue(gridMax));
+            var skip = run.Resumable ? run.AlreadyDone : (Func<int, bool>?)null;
+            int written = CliConsole.IsTerminal(writer) ? WithProgress(pipe, options, writer, skip, run.Write) : Consume(pipe.GenerateBatches(options, skip: skip), run.Write);
+            run.Finish();
 
-            var classList = string.Join(",", images.Select(i => i.Class).Distinct().Order());
+            int topKUsed = options.ResolveTopK(pipe.VocabSize);
             writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"wrote {images.Count} image(s) of {pipe.ImageSize}x{pipe.ImageSize} to {outDir} (classes {classList}; cfg {options.Cfg}, top-k {topKUsed}, top-p {options.TopP}, seed {options.Seed}{(options.PerSampleSeeds ? "+i" : ", shared generator")}{(options.MoreSmooth ? ", more smooth" : "")})"));
-            writer.WriteLine($"grid: {Path.Combine(outDir, "grid.png")}; log: {Path.Combine(outDir, "samples.jsonl")}" +
+                $"wrote {written} image(s) of {pipe.ImageSize}x{pipe.ImageSize} to {outDir}{(run.Kept > 0 ? $" ({run.Kept} more were already there from an earlier run with the same settings)" : "")} (classes {run.ClassList}; cfg {options.Cfg}, top-k {topKUsed}, top-p {options.TopP}, seed {options.Seed}{(options.PerSampleSeeds ? "+i" : ", shared generator")}{(options.MoreSmooth ? ", more smooth" : "")})"));
+            writer.WriteLine($"grid: {Path.Combine(outDir, "grid.png")}{run.GridNote}; log: {Path.Combine(outDir, "samples.jsonl")}" +
                              (options.Scales ? "; coarse-to-fine strips: *-scales.png" : ""));
             return 0;
         });
@@ -152,7 +132,18 @@ internal static class SampleCommand
         return parts;
     }
 
-    private static IReadOnlyList<GeneratedImage> WithProgress(VarPipeline pipe, SampleOptions options, TextWriter writer)
+    private static int Consume(IEnumerable<IReadOnlyList<GeneratedImage>> batches, Action<IReadOnlyList<GeneratedImage>> write)
+    {
+        int n = 0;
+        foreach (var batch in batches)
+        {
+            write(batch);
+            n += batch.Count;
+        }
+        return n;
+    }
+
+    private static int WithProgress(VarPipeline pipe, SampleOptions options, TextWriter writer, Func<int, bool>? skip, Action<IReadOnlyList<GeneratedImage>> write)
     {
         var console = CliConsole.For(writer);
         return console.Progress()
@@ -160,12 +151,12 @@ internal static class SampleCommand
             .Start(ctx =>
             {
                 var task = ctx.AddTask("sampling");
-                return pipe.Generate(options, new Reporter(p =>
+                return Consume(pipe.GenerateBatches(options, new Reporter(p =>
                 {
                     task.MaxValue = p.StepsTotal;
                     task.Value = p.StepsDone;
                     task.Description = $"sampling {p.ImagesDone}/{p.ImagesTotal} images";
-                }));
+                }), skip: skip), write);
             });
     }
 

@@ -19,8 +19,10 @@ public sealed class ModelFiles : IDisposable
     private readonly JsonDocument _config;
     private readonly Dictionary<string, Tensor> _weights;
 
-    private ModelFiles(string configPath, JsonDocument config, string weightsPath, Dictionary<string, Tensor> weights, BundleManifest? manifest)
+    private ModelFiles(string configPath, JsonDocument config, string weightsPath, Dictionary<string, Tensor> weights, BundleManifest? manifest,
+        string weightsSha256)
     {
+        WeightsSha256 = weightsSha256;
         ConfigPath = configPath;
         _config = config;
         WeightsPath = weightsPath;
@@ -29,6 +31,9 @@ public sealed class ModelFiles : IDisposable
     }
 
     public string ConfigPath { get; }
+
+    /// <summary>SHA-256 of the weights file as it was read (checked against the manifest for a bundle).</summary>
+    public string WeightsSha256 { get; }
     public string WeightsPath { get; }
 
     /// <summary>The config document's root, parsed from the bytes that were verified.</summary>
@@ -98,7 +103,7 @@ public sealed class ModelFiles : IDisposable
             try
             {
                 if (bundle is { } v) ModelBundle.CheckDigest(v.Manifest, v.Dir, Path.GetFileName(weightsPath), sha, bytes);
-                return new ModelFiles(configPath, config, weightsPath, weights, bundle?.Manifest);
+                return new ModelFiles(configPath, config, weightsPath, weights, bundle?.Manifest, sha);
             }
             catch
             {

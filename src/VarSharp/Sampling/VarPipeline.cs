@@ -146,7 +146,7 @@ public sealed class VarPipeline : IDisposable
             vae = ModelFolder.BuildTokenizer(files, device);
             var defaults = ModelFolder.ReadSamplingDefaults(files.Config, files.ConfigPath, model.Config.VocabSize);
             var names = ModelFolder.ReadClassNames(files.Config, files.ConfigPath, model.Config.NumClasses);
-            return new VarPipeline(vae, model, ownsModels: true) { Defaults = defaults, ClassNames = names };
+            return new VarPipeline(vae, model, ownsModels: true) { Defaults = defaults, ClassNames = names, WeightsSha256 = files.WeightsSha256 };
         }
         catch
         {
@@ -157,6 +157,9 @@ public sealed class VarPipeline : IDisposable
     }
 
     public VarSampler Sampler { get; }
+
+    /// <summary>SHA-256 of the weights file the pipeline was loaded from (null when built from models in memory).</summary>
+    public string? WeightsSha256 { get; init; }
 
     /// <summary>The sampling settings the model's config recommends (its `sampling` block), else the reference demo's.</summary>
     public SamplingDefaults Defaults { get; init; } = SamplingDefaults.Reference;
@@ -231,32 +234,55 @@ public sealed class VarPipeline : IDisposable
     /// <paramref name="cancellationToken"/> stops between scales with an <see cref="OperationCanceledException"/>.
     /// </summary>
     public IReadOnlyList<GeneratedImage> Generate(SampleOptions options, IProgress<SampleProgress>? progress = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default) =>
+        GenerateBatches(options, progress, cancellationToken).SelectMany(batch => batch).ToList();
+
+    /// <summary>
+    /// <see cref="Generate"/> one batch at a time, so a large request can be written out as it goes instead of held in
+    /// memory. With per-sample seeds, <paramref name="skip"/> leaves out the images (by index) a caller already has:
+    /// every other image is exactly what a full run gives, because image i depends only on its class and seed + i.
+    /// </summary>
+    public IEnumerable<IReadOnlyList<GeneratedImage>> GenerateBatches(SampleOptions options, IProgress<SampleProgress>? progress = null,
+        CancellationToken cancellationToken = default, Func<int, bool>? skip = null)
     {
         Validate(options);
+        if (skip is not null && !options.PerSampleSeeds)
+            throw new VarSharpException("only images with their own seeds can be skipped; with one shared generator every image depends on the others.");
+        return Batches(options, progress, cancellationToken, skip);
+    }
+
+    private IEnumerable<IReadOnlyList<GeneratedImage>> Batches(SampleOptions options, IProgress<SampleProgress>? progress,
+        CancellationToken cancellationToken, Func<int, bool>? skip)
+    {
         var settings = options.ToSettings(VocabSize);
         int[]? labels = options.Classes?.SelectMany(c => Enumerable.Repeat(c, options.Count)).ToArray();
         int total = labels?.Length ?? options.Count;
+        var todo = Enumerable.Range(0, total).Where(i => skip is null || !skip(i)).ToArray();
         int batchSize = options.PerSampleSeeds ? options.BatchSize : total;
-        int batches = (total + batchSize - 1) / batchSize, S = Model.Config.NumScales;
+        int batches = (todo.Length + batchSize - 1) / batchSize, S = Model.Config.NumScales;
         var extras = options.Scales ? SampleExtras.ScaleImages : SampleExtras.None;
-        var result = new List<GeneratedImage>(total);
         using var constraint = options.Edit is null ? null : TokenConstraint.From(options.Edit, Tokenizer);
+        int done = total - todo.Length;
 
         for (int b = 0; b < batches; b++)
         {
-            int start = b * batchSize, n = Math.Min(batchSize, total - start);
-            var rng = options.PerSampleSeeds ? SampleRng.PerSampleFrom(unchecked(options.Seed + start), n) : SampleRng.Shared(options.Seed);
-            int done = start;
+            var indices = todo.AsSpan(b * batchSize, Math.Min(batchSize, todo.Length - b * batchSize)).ToArray();
+            int n = indices.Length;
+            var rng = options.PerSampleSeeds ? SampleRng.PerSample(indices.Select(i => unchecked(options.Seed + i)).ToArray()) : SampleRng.Shared(options.Seed);
+            int batch = b, doneBefore = done;
             var scaleProgress = progress is null ? null : new InlineProgress<int>(si =>
-                progress.Report(new SampleProgress(done, total, b * S + si, batches * S)));
-            using var sample = labels is null
+                progress.Report(new SampleProgress(doneBefore, total, batch * S + si, batches * S)));
+            var images = new GeneratedImage[n];
+            using (var sample = labels is null
                 ? Sampler.SampleRandomClasses(n, settings, rng, extras, scaleProgress, cancellationToken: cancellationToken, constraint: constraint)
-                : Sampler.Sample(labels.AsSpan(start, n).ToArray(), settings, rng, extras, scaleProgress, cancellationToken: cancellationToken, constraint: constraint);
-            for (int i = 0; i < n; i++) result.Add(ToImage(sample, i, start + i, rng));
-            progress?.Report(new SampleProgress(start + n, total, (b + 1) * S, batches * S));
+                : Sampler.Sample(indices.Select(i => labels[i]).ToArray(), settings, rng, extras, scaleProgress, cancellationToken: cancellationToken, constraint: constraint))
+            {
+                for (int i = 0; i < n; i++) images[i] = ToImage(sample, i, indices[i], rng);
+            }
+            done += n;
+            progress?.Report(new SampleProgress(done, total, (b + 1) * S, batches * S));
+            yield return images;
         }
-        return result;
     }
 
     /// <summary>

@@ -10,6 +10,58 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
 
     public void Dispose() => _temp.Dispose();
 
+    private static string[] Listing(string dir) =>
+        Directory.GetFiles(dir).Order(StringComparer.Ordinal).Select(f => $"{Path.GetFileName(f)} {Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)))}").ToArray();
+
+    [Fact]
+    public void ARunStoppedPartWayEndsAsAnUninterruptedOneWhenRunAgain()
+    {
+        string[] Args(string dir, params string[] extra) => ["sample", "-m", _model, "--class", "3,1", "-n", "3", "--seed", "5", "--batch-size", "2", "--scales", "-o", dir, .. extra];
+        var whole = _temp.File("whole");
+        Assert.Equal(0, CliRun.Of(Args(whole)).ExitCode);
+
+        // A run stopped part-way: two images never written, and the log's last line cut off mid-write.
+        var part = _temp.File("part");
+        Directory.CreateDirectory(part);
+        foreach (var f in Directory.GetFiles(whole)) File.Copy(f, Path.Combine(part, Path.GetFileName(f)));
+        File.Delete(Path.Combine(part, "001-class3.png"));
+        File.Delete(Path.Combine(part, "004-class1-scales.png"));
+        var log = File.ReadAllText(Path.Combine(part, "samples.jsonl"));
+        File.WriteAllText(Path.Combine(part, "samples.jsonl"), log[..^20]);
+        File.Delete(Path.Combine(part, "grid.png"));
+
+        var again = CliRun.Of(Args(part));
+        Assert.Equal(0, again.ExitCode);
+        // 6 images: 001 lost its PNG, 004 its strip, 005 its log line; the other 3 are kept.
+        Assert.Contains("wrote 3 image(s)", again.Output);
+        Assert.Contains("(3 more were already there from an earlier run with the same settings)", again.Output);
+        Assert.Equal(Listing(whole), Listing(part));
+
+        // Other settings into the same folder keep nothing, and end as a fresh run with those settings.
+        var changed = CliRun.Of(Args(part, "--cfg", "2"));
+        Assert.Contains("wrote 6 image(s)", changed.Output);
+        Assert.DoesNotContain("already there", changed.Output);
+        var fresh = _temp.File("fresh");
+        Assert.Equal(0, CliRun.Of(Args(fresh, "--cfg", "2")).ExitCode);
+        Assert.Equal(Listing(fresh), Listing(part));
+    }
+
+    [Fact]
+    public void TheGridShowsAtMostGridMaxImages()
+    {
+        var capped = CliRun.Of("sample", "-m", _model, "-n", "5", "--grid-max", "4", "-o", _temp.File("capped"));
+        Assert.Equal(0, capped.ExitCode);
+        Assert.Contains("(the first 4 of 5 images)", capped.Output);
+        var grid = StbImageSharp.ImageResult.FromMemory(File.ReadAllBytes(Path.Combine(_temp.File("capped"), "grid.png")));
+        var full = StbImageSharp.ImageResult.FromMemory(File.ReadAllBytes(Directory.GetFiles(_temp.File("capped"), "000-class*.png").Single()));
+        Assert.True(grid.Width < 3 * full.Width, "a 2×2 grid of 4 images, not a 3×3 one of 5");
+
+        var none = CliRun.Of("sample", "-m", _model, "-n", "2", "--grid-max", "0", "-o", _temp.File("none"));
+        Assert.Equal(0, none.ExitCode);
+        Assert.False(File.Exists(Path.Combine(_temp.File("none"), "grid.png")));
+        Assert.Contains("not written: --grid-max 0", none.Output);
+    }
+
     [Fact]
     public void WritesOnePngPerImageAGridALogAndStrips()
     {

@@ -1,0 +1,157 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using VarSharp.Data;
+using VarSharp.Sampling;
+using static TorchSharp.torch;
+
+namespace VarSharp.Cli.Commands;
+
+/// <summary>
+/// The output folder of one `sample` run, written batch by batch so that a large run (tens of thousands of images for a
+/// Fréchet distance) neither holds every image in memory nor loses finished work when it stops: each batch's PNGs, then
+/// their lines in samples.jsonl. Run again with the same settings into the same folder, it keeps every image whose line
+/// matches (same model weights, seed, class, guidance and filters) and whose file is there, and samples only the rest;
+/// with per-sample seeds image i depends on nothing else, so the folder ends exactly as one uninterrupted run leaves it.
+/// grid.png shows the first --grid-max images.
+/// </summary>
+internal sealed class SampleRun
+{
+    public const int DefaultGridMax = 1024;
+    private const string LogFile = "samples.jsonl";
+
+    private readonly string _dir;
+    private readonly VarPipeline _pipe;
+    private readonly SampleOptions _options;
+    private readonly int _gridMax, _total, _digits, _topK;
+    private readonly int[]? _labels;
+    private readonly Dictionary<int, JsonObject> _previous = [];
+    private readonly SortedDictionary<int, string> _lines = [];
+    private readonly SortedDictionary<int, Func<Tensor>> _grid = [];
+    private readonly SortedSet<int> _classes = [];
+
+    public SampleRun(string dir, VarPipeline pipe, SampleOptions options, int gridMax)
+    {
+        if (gridMax < 0) throw new VarSharpException($"--grid-max must be 0 (no grid) or more but is {gridMax}.");
+        _dir = dir;
+        _pipe = pipe;
+        _options = options;
+        _gridMax = gridMax;
+        _labels = options.Classes?.SelectMany(c => Enumerable.Repeat(c, options.Count)).ToArray();
+        _total = _labels?.Length ?? options.Count;
+        _digits = Math.Max(3, (_total - 1).ToString(CultureInfo.InvariantCulture).Length);
+        _topK = options.ResolveTopK(pipe.VocabSize);
+        if (Resumable) ReadPrevious();
+    }
+
+    /// <summary>Whether earlier images can be kept: each has its own seed, and no edit (whose image is not recorded) is involved.</summary>
+    public bool Resumable => _options.PerSampleSeeds && _options.Edit is null && _pipe.WeightsSha256 is not null;
+
+    /// <summary>Images kept from an earlier run.</summary>
+    public int Kept { get; private set; }
+
+    public string ClassList => string.Join(",", _classes);
+
+    public string GridNote => _gridMax == 0 ? " (not written: --grid-max 0)" : _total > _gridMax ? $" (the first {_gridMax} of {_total} images)" : "";
+
+    /// <summary>True, and the image is kept, when an earlier run left image <paramref name="index"/> with this run's settings.</summary>
+    public bool AlreadyDone(int index)
+    {
+        if (!_previous.TryGetValue(index, out var line)) return false;
+        var file = line["file"]?.GetValue<string>();
+        int? cls = line["class"]?.GetValue<int>();
+        bool same = file is not null && cls is { } c && c >= 0 && c < _pipe.ClassNames.Count
+                    && line.ToJsonString() == Line(index, c, _options.Seed + index, file)
+                    && (_labels is null || _labels[index] == c)
+                    && File.Exists(Path.Combine(_dir, file))
+                    && (!_options.Scales || File.Exists(Path.Combine(_dir, StripName(file))));
+        if (!same) return false;
+        _lines[index] = line.ToJsonString();
+        _classes.Add(cls!.Value);
+        if (index < _gridMax)
+        {
+            var path = Path.Combine(_dir, file!);
+            int channels = _pipe.Tokenizer.Config.InChannels;
+            _grid[index] = () =>
+            {
+                using var img = ImageIO.Load(path, channels);
+                return img[0].clone();
+            };
+        }
+        Kept++;
+        return true;
+    }
+
+    /// <summary>Writes one batch: every image (and strip), then its lines appended to samples.jsonl.</summary>
+    public void Write(IReadOnlyList<GeneratedImage> batch)
+    {
+        var appended = new StringBuilder();
+        foreach (var im in batch)
+        {
+            var file = $"{im.Index.ToString("D" + _digits, CultureInfo.InvariantCulture)}-class{im.Class}.png";
+            im.Save(Path.Combine(_dir, file));
+            if (im.ScalesPng is { } strip) ImageIO.WriteAtomically(Path.Combine(_dir, StripName(file)), strip);
+            var line = Line(im.Index, im.Class, im.Seed, file);
+            _lines[im.Index] = line;
+            _classes.Add(im.Class);
+            appended.Append(line).Append('\n');
+            if (im.Index < _gridMax)
+            {
+                var pixels = im;
+                _grid[im.Index] = () => ImageIO.FromPixels(pixels.Pixels, pixels.Channels, pixels.Height, pixels.Width);
+            }
+        }
+        // Appended, not rewritten, so a stop between batches keeps every finished line for the next run.
+        File.AppendAllText(Path.Combine(_dir, LogFile), appended.ToString());
+    }
+
+    /// <summary>Rewrites samples.jsonl in index order (atomically) and writes grid.png.</summary>
+    public void Finish()
+    {
+        var log = new StringBuilder();
+        foreach (var line in _lines.Values) log.Append(line).Append('\n');
+        ImageIO.WriteAtomically(Path.Combine(_dir, LogFile), Encoding.UTF8.GetBytes(log.ToString()));
+        if (_gridMax == 0 || _grid.Count == 0) return;
+        using var scope = NewDisposeScope();
+        var batch = stack(_grid.Values.Select(load => load()).ToArray(), 0);
+        // Several classes with several images each: one row per class; otherwise a square-ish grid.
+        int columns = _options.Classes is { Length: > 1 } && _options.Count > 1 ? _options.Count : (int)Math.Ceiling(Math.Sqrt(_grid.Count));
+        ImageIO.WriteAtomically(Path.Combine(_dir, "grid.png"), ImageIO.EncodePng(ImageIO.Grid(batch, columns)));
+    }
+
+    private static string StripName(string file) => Path.GetFileNameWithoutExtension(file) + "-scales.png";
+
+    private string Line(int index, int cls, long? seed, string file) => JsonSerializer.Serialize(new
+    {
+        file,
+        index,
+        @class = cls,
+        class_name = _pipe.ClassNames[cls],
+        seed,
+        shared_seed = seed is null ? _options.Seed : (long?)null,
+        cfg = _options.Cfg,
+        top_k = _topK,
+        top_p = _options.TopP,
+        more_smooth = _options.MoreSmooth,
+        model_sha256 = _pipe.WeightsSha256,
+    });
+
+    private void ReadPrevious()
+    {
+        var path = Path.Combine(_dir, LogFile);
+        if (!File.Exists(path)) return;
+        foreach (var text in File.ReadLines(path))
+        {
+            try
+            {
+                // The last line of an index wins: a rerun with other settings appends its own.
+                if (JsonNode.Parse(text) is JsonObject o && o["index"]?.GetValue<int>() is { } i && i >= 0 && i < _total) _previous[i] = o;
+            }
+            catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+            {
+                // A line cut off by a stop mid-write, or not ours: that image is sampled again.
+            }
+        }
+    }
+}
