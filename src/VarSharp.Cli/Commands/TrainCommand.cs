@@ -48,7 +48,9 @@ internal static class TrainCommand
             .Int("--sample-classes", "sample_classes", "Classes in the grid (the first N; more than the model has means all), two images each, 0 = no grids")
             .Double("--sample-cfg", "sample_cfg", "Guidance scale of the grids")
             .Long("--sample-seed", "sample_seed", "Seed of the grids, the same at every step")
-            .FilePath("--token-cache", "token_cache", "Folder for the token cache; shareable between runs", defaultNote: "the run folder");
+            .FilePath("--token-cache", "token_cache", "Folder for the token cache; shareable between runs", defaultNote: "the run folder")
+            .FilePath("--init-from", "init_from", "Start from this model folder's var.* weights (fine-tuning, e.g. an imported official model); its architecture is the default", defaultNote: "a fresh initialisation")
+            .Flag("--init-reset-classes", "init_reset_classes", "With --init-from: a fresh class embedding, for data with other classes than the initial model's");
 
         public IEnumerable<Option> All => Run.All
             .Concat(new Option[] { Tokenizer, Trust, Depth, EmbedDim, NumHeads, MlpRatio, AttnL2Norm, SharedAln, CondDropRate, DropPath })
@@ -92,7 +94,11 @@ internal static class TrainCommand
                 var data = VarTrainer.OpenData(tokenizerConfig, train);
                 int depth = parse.GetValue(o.Depth) ?? DefaultDepth;
                 if (depth < 1) throw new VarSharpException($"--depth must be at least 1 but is {depth}.");
-                var model = ApplyModel(parse, o, VarTrainer.DefaultModelConfig(tokenizerConfig, data.Train.ClassNames.Count, depth));
+                // Fine-tuning starts from the initial model's architecture (for this data's classes); options still override it.
+                var baseModel = train.InitFrom is { } init
+                    ? ModelFolder.ReadVarConfig(ModelFolder.ConfigPath(init)) with { NumClasses = data.Train.ClassNames.Count }
+                    : VarTrainer.DefaultModelConfig(tokenizerConfig, data.Train.ClassNames.Count, depth);
+                var model = ApplyModel(parse, o, baseModel);
                 trainer = VarTrainer.Start(outDir, model, train, tokenizer: trusted, data: data, device: trusted is null ? device : null);
             }
             catch

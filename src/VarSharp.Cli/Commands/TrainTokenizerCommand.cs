@@ -44,7 +44,8 @@ internal static class TrainTokenizerCommand
             .Double("--vq-weight", "vq_weight", "Weight of the vq loss")
             .Int("--dead-code-every", "dead_code_every", "Re-seed dead codes every N steps, 0 = off")
             .Double("--dead-code-ratio", "dead_code_ratio", "Dead below ratio × B·h·w/V EMA hits at every scale")
-            .Int("--grid-images", "grid_images", "Images in the reconstruction grid");
+            .Int("--grid-images", "grid_images", "Images in the reconstruction grid")
+            .FilePath("--init-from", "init_from", "Start from this model folder's vae.* weights (fine-tuning, e.g. an imported official tokenizer); its vqvae block is the default model", defaultNote: "a fresh initialisation");
 
         public IEnumerable<Option> All => Run.All.Append(ModelConfig).Concat(Model.All).Concat(Train.All);
     }
@@ -68,8 +69,11 @@ internal static class TrainTokenizerCommand
         else
         {
             if (outDir is null) throw new VarSharpException("Give a new run folder with --out DIR, or continue a run with --resume DIR.");
-            var baseModel = parse.GetValue(o.ModelConfig) is { } file ? Checkpoints.ModelFolder.ReadVqVaeConfig(file) : TokenizerPresets.FashionMnist;
-            trainer = TokenizerTrainer.Start(outDir, o.Model.Apply(parse, baseModel), o.Train.Apply(parse, new TokenizerTrainConfig()), device: device);
+            var train = o.Train.Apply(parse, new TokenizerTrainConfig());
+            var baseModel = parse.GetValue(o.ModelConfig) is { } file ? Checkpoints.ModelFolder.ReadVqVaeConfig(file)
+                : train.InitFrom is { } init ? Checkpoints.ModelFolder.ReadVqVaeConfig(Checkpoints.ModelFolder.ConfigPath(init))
+                : TokenizerPresets.FashionMnist;
+            trainer = TokenizerTrainer.Start(outDir, o.Model.Apply(parse, baseModel), train, device: device);
         }
         using (trainer)
             return Train(parse, trainer, stopAt);

@@ -64,6 +64,11 @@ public sealed record TokenizerTrainConfig
     public int KeepCheckpoints { get; init; } = 3;
     public int Prefetch { get; init; } = 2;
 
+    /// <summary>A model folder whose `vae.*` weights the run starts from instead of a fresh initialisation (fine-tuning); null: none.</summary>
+    public string? InitFrom { get; init; }
+    /// <summary>SHA-256 of <see cref="InitFrom"/>'s weights file, recorded when the run starts.</summary>
+    public string? InitFromSha256 { get; init; }
+
     /// <summary>Settings that may differ between a checkpoint and the run resuming it.</summary>
     public static IReadOnlySet<string> ChangeableOnResume { get; } = new HashSet<string>(StringComparer.Ordinal)
     {

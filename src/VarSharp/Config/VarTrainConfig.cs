@@ -61,6 +61,13 @@ public sealed record VarTrainConfig
     public double InitHead { get; init; } = 0.02;
     public double InitStd { get; init; } = -1;
 
+    /// <summary>A model folder whose `var.*` weights the run starts from instead of a fresh initialisation (fine-tuning); null: none.</summary>
+    public string? InitFrom { get; init; }
+    /// <summary>SHA-256 of <see cref="InitFrom"/>'s weights file, recorded when the run starts.</summary>
+    public string? InitFromSha256 { get; init; }
+    /// <summary>With <see cref="InitFrom"/>: keep a fresh class embedding (for data with other classes than the initial model's).</summary>
+    public bool InitResetClasses { get; init; }
+
     public bool Resize { get; init; } = true;
     public bool Hflip { get; init; }
     public bool Strict { get; init; }
@@ -116,6 +123,7 @@ public sealed record VarTrainConfig
         Require(LabelSmooth is >= 0 and < 1, $"label_smooth must lie in [0, 1) but is {LabelSmooth}");
         Require(InitAdaln >= 0 && InitAdalnGamma >= 0, $"init_adaln and init_adaln_gamma must be 0 or more but are {InitAdaln} and {InitAdalnGamma}");
         Require(double.IsFinite(InitHead) && double.IsFinite(InitStd), $"init_head and init_std must be finite but are {InitHead} and {InitStd}");
+        Require(!InitResetClasses || InitFrom is not null, "init_reset_classes needs init_from, the model whose other weights are kept");
         Require(LogEvery >= 1, $"log_every must be positive but is {LogEvery}");
         Require(EvalEvery >= 0, $"eval_every must be 0 (only at the end) or positive but is {EvalEvery}");
         Require(EvalImages >= 0, $"eval_images must be 0 (no evaluation) or positive but is {EvalImages}");

@@ -88,7 +88,8 @@ public sealed class TokenizerTrainer : IDisposable
     /// <summary>Where the run computes (default CPU).</summary>
     public Device Device => device;
 
-    private TokenizerTrainer(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data, Device? device)
+    private TokenizerTrainer(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data, Device? device,
+        IReadOnlyDictionary<string, Tensor>? initWeights = null)
     {
         this.runDir = runDir;
         ModelConfig = model.Validate();
@@ -100,6 +101,7 @@ public sealed class TokenizerTrainer : IDisposable
         {
             using var initGenerator = new Generator(RunFolder.StreamSeed(train.Seed, InitStream));
             TokenizerInit.Initialize(v, initGenerator);
+            if (initWeights is not null) InitialWeights.Apply(v, initWeights, "vae.", keepFresh: null, train.InitFrom!);
         }, this.device);
         try
         {
@@ -124,7 +126,16 @@ public sealed class TokenizerTrainer : IDisposable
     {
         runDir = RunFolder.ForNewRun(runDir);
         bool existed = Directory.Exists(runDir);
-        var t = new TokenizerTrainer(runDir, model, train, data, device) { newRunFolder = existed };
+        TokenizerTrainer t;
+        if (train.InitFrom is { } from)
+        {
+            using var init = ModelFiles.Read(Path.GetFullPath(from), ModelFolder.IsTokenizerKey);
+            if (train.InitFromSha256 is { } expected && expected != init.WeightsSha256)
+                throw new VarSharpException($"The initial weights in {from} have SHA-256 {init.WeightsSha256} but the config records {expected}.");
+            train = train with { InitFrom = Path.GetFullPath(from), InitFromSha256 = init.WeightsSha256 };
+            t = new TokenizerTrainer(runDir, model, train, data, device, init.Weights) { newRunFolder = existed };
+        }
+        else t = new TokenizerTrainer(runDir, model, train, data, device) { newRunFolder = existed };
         try
         {
             t.Open(new DataPosition(0, 0), truncateLogAfter: null);

@@ -108,7 +108,8 @@ public sealed class VarTrainer : IDisposable
     /// <summary>Whether batches are tokenized one by one (the data augments) rather than looked up in the precomputed pyramids.</summary>
     public bool TokenizesPerBatch => data.Train.Augments;
 
-    private VarTrainer(string runDir, VarConfig modelConfig, VarTrainConfig train, VqVae vae, bool ownsVae, TrainingData? data)
+    private VarTrainer(string runDir, VarConfig modelConfig, VarTrainConfig train, VqVae vae, bool ownsVae, TrainingData? data,
+        IReadOnlyDictionary<string, Tensor>? initWeights = null)
     {
         this.runDir = runDir;
         this.vae = vae;
@@ -133,6 +134,8 @@ public sealed class VarTrainer : IDisposable
         {
             using var initGenerator = new Generator(RunFolder.StreamSeed(train.Seed, InitStream));
             m.InitWeights(initGenerator, train.InitAdaln, train.InitAdalnGamma, train.InitHead, train.InitStd);
+            if (initWeights is not null)
+                InitialWeights.Apply(m, initWeights, "var.", train.InitResetClasses ? InitialWeights.ClassParameters : null, train.InitFrom!);
         }, device);
         try
         {
@@ -207,9 +210,15 @@ public sealed class VarTrainer : IDisposable
         if (tokenizer is null) train = train with { Tokenizer = Path.GetFullPath(train.Tokenizer) };
         var vae = tokenizer ?? LoadTokenizer(train.Tokenizer, device);
         VarTrainer? t = null;
+        ModelFiles? init = null;
         try
         {
-            t = new VarTrainer(runDir, model, train, vae, ownsVae: tokenizer is null, data) { newRunFolder = existed };
+            if (train.InitFrom is { } from)
+            {
+                init = ModelFiles.Read(Path.GetFullPath(from), ModelFolder.IsTransformerKey);
+                train = InitRecord(train with { InitFrom = Path.GetFullPath(from) }, init, model);
+            }
+            t = new VarTrainer(runDir, model, train, vae, ownsVae: tokenizer is null, data, init?.Weights) { newRunFolder = existed };
             t.Open(new DataPosition(0, 0), truncateLogAfter: null);
             CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), t.ConfigJson());
             t.LogStart(resumedFrom: null);
@@ -226,6 +235,22 @@ public sealed class VarTrainer : IDisposable
             else if (tokenizer is null) vae.Dispose();
             throw;
         }
+        finally
+        {
+            init?.Dispose();
+        }
+    }
+
+    /// <summary>The config with the initial weights' digest recorded, after checking that they describe the same classes.</summary>
+    private static VarTrainConfig InitRecord(VarTrainConfig train, ModelFiles init, VarConfig model)
+    {
+        if (train.InitFromSha256 is { } expected && expected != init.WeightsSha256)
+            throw new VarSharpException($"The initial weights in {train.InitFrom} have SHA-256 {init.WeightsSha256} but the config records {expected}.");
+        var initConfig = ModelFolder.ReadVarConfig(init.Config, init.ConfigPath);
+        if (initConfig.NumClasses != model.NumClasses && !train.InitResetClasses)
+            throw new VarSharpException(
+                $"The initial model in {train.InitFrom} has {initConfig.NumClasses} classes but this run trains {model.NumClasses}; pass --init-reset-classes to start the class embedding afresh.");
+        return train with { InitFromSha256 = init.WeightsSha256 };
     }
 
     /// <summary>The three config blocks of a checkpoint (or of a run folder's latest checkpoint).</summary>
