@@ -101,7 +101,7 @@ public sealed record GeneratedImage
 /// Tokenizer + transformer + sampler: class ids in, images out.
 /// <code>
 /// using var pipe = VarPipeline.Load("models/x");
-/// var images = pipe.Generate(new SampleOptions { Classes = [3, 7], Cfg = 4, Seed = 1 });
+/// var images = pipe.Generate(pipe.DefaultOptions() with { Classes = [3, 7], Seed = 1 });
 /// foreach (var im in images) im.Save($"class{im.Class}-{im.Index}.png");
 /// </code>
 /// </summary>
