@@ -18,7 +18,11 @@ internal static class RecommendCommand
         var topK = new Option<int?>("--top-k") { Description = "Recommended top-k, 0 = off, at most the vocabulary size" };
         var topP = new Option<double?>("--top-p") { Description = "Recommended top-p in [0, 1], 0 = off" };
         var reset = new Option<bool>("--reset") { Description = "Remove the block: the model falls back to the reference demo's settings" };
-        var command = new Command("recommend", "Show or set the sampling settings a model recommends to sample, eval and serve") { model, cfg, topK, topP, reset };
+        var classes = new Option<string?>("--classes")
+        {
+            Description = "Text file with one class name per line, in class-id order: the names sample, serve and the page show and --class accepts (e.g. for an imported model)",
+        };
+        var command = new Command("recommend", "Show or set the sampling settings a model recommends to sample, eval and serve, and its class names") { model, cfg, topK, topP, reset, classes };
         command.SetAction(parse =>
         {
             var dir = parse.GetRequiredValue(model);
@@ -29,10 +33,19 @@ internal static class RecommendCommand
             // Rewriting a bundle gives it a new manifest, which an old signature does not cover: it is dropped, and said so.
             var signer = ModelBundle.IsBundle(dir) ? BundleSignature.SignedBy(dir) : null;
             string Unsigned() => signer is null ? "" : $"; its signature by key {signer} no longer applies and was removed (sign it again with `varsharp sign`)";
-            int vocab = ModelFolder.ReadVarConfig(configPath).VocabSize;
+            var varConfig = ModelFolder.ReadVarConfig(configPath);
+            int vocab = varConfig.VocabSize;
             var current = ModelFolder.ReadSamplingDefaults(configPath, vocab);
             bool edits = parse.GetResult(cfg) is not null || parse.GetResult(topK) is not null || parse.GetResult(topP) is not null;
             var output = parse.InvocationConfiguration.Output;
+
+            if (parse.GetValue(classes) is { } namesFile)
+            {
+                var names = ReadNames(namesFile, varConfig.NumClasses);
+                ModelFolder.WriteClassNames(dir, names, varConfig.NumClasses);
+                output.WriteLine($"{dir}: class names set ({names.Length}: {string.Join(", ", names.Take(5))}{(names.Length > 5 ? ", …" : "")}){Unsigned()}");
+                if (!edits && !parse.GetValue(reset)) return 0;
+            }
 
             if (parse.GetValue(reset))
             {
@@ -61,6 +74,17 @@ internal static class RecommendCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>One name per line; blank lines at the end are ignored, blank lines between names are refused.</summary>
+    private static string[] ReadNames(string file, int numClasses)
+    {
+        if (!File.Exists(file)) throw PathErrors.FileMissing(file, "Class-name file");
+        var lines = File.ReadAllLines(file).Select(l => l.Trim()).ToList();
+        while (lines.Count > 0 && lines[^1].Length == 0) lines.RemoveAt(lines.Count - 1);
+        if (lines.Count != numClasses)
+            throw new VarSharpException($"{file} names {lines.Count} classes (one per line) but the model has {numClasses}.");
+        return lines.ToArray();
     }
 
     private static string Describe(SamplingDefaults d, int vocab)

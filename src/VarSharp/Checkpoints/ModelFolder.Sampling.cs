@@ -60,7 +60,47 @@ public static partial class ModelFolder
     /// (<see cref="ModelBundle.ReplaceConfig"/>); a plain folder's config.json is replaced by rename. The settings are
     /// checked exactly as <see cref="ReadSamplingDefaults"/> checks them before anything is written.
     /// </summary>
-    public static void WriteSamplingDefaults(string dir, SamplingDefaults? settings, int vocabSize)
+    public static void WriteSamplingDefaults(string dir, SamplingDefaults? settings, int vocabSize) =>
+        EditConfig(dir, root =>
+        {
+            if (settings is null) root.Remove("sampling");
+            else
+            {
+                var block = new JsonObject { ["cfg"] = settings.Cfg };
+                if (settings.TopK is { } k) block["top_k"] = k;
+                block["top_p"] = settings.TopP;
+                root["sampling"] = block;
+            }
+        }, (written, configPath) => ReadSamplingDefaults(written, configPath, vocabSize));
+
+    /// <summary>
+    /// Writes the model's class names as the top-level `classes` array of config.json (null removes it, and the names
+    /// fall back as <see cref="ReadClassNames(string, int)"/> says), in the same atomic step as the bundle's new manifest.
+    /// Names must be non-empty, distinct ignoring case (they are looked up that way) and one per class.
+    /// </summary>
+    public static void WriteClassNames(string dir, IReadOnlyList<string>? names, int numClasses)
+    {
+        if (names is not null)
+        {
+            if (names.Any(string.IsNullOrWhiteSpace)) throw new VarSharpException("Class names must not be empty.");
+            var twice = names.GroupBy(n => n.Trim(), StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
+            if (twice is not null) throw new VarSharpException($"The class name '{twice.Key}' appears more than once (names are matched ignoring case).");
+        }
+        EditConfig(dir, root =>
+        {
+            root.Remove("classes");
+            if (root["var"] is JsonObject block) block.Remove("classes");
+            if (names is not null) root["classes"] = new JsonArray(names.Select(n => (JsonNode?)n.Trim()).ToArray());
+        }, (written, configPath) => ReadClassNames(written, configPath, numClasses));
+    }
+
+    /// <summary>
+    /// Rewrites the folder's config.json through <paramref name="edit"/>, leaving every other field as it was; the new text
+    /// is read back with <paramref name="check"/> (the reader every verb uses) before anything is written. A bundle is
+    /// verified first and gets a new manifest in the same atomic step (<see cref="ModelBundle.ReplaceConfig"/>); a plain
+    /// folder's config.json is replaced by rename.
+    /// </summary>
+    private static void EditConfig(string dir, Action<JsonObject> edit, Action<JsonElement, string> check)
     {
         var configPath = ConfigPath(dir);
         if (!File.Exists(configPath)) throw new VarSharpException($"Model folder {dir} has no config.json.");
@@ -75,18 +115,11 @@ public static partial class ModelFolder
         {
             throw new VarSharpException($"Config file {configPath} is not valid JSON ({OneLine.Of(e.Message)}).");
         }
-        if (settings is null) root.Remove("sampling");
-        else
-        {
-            var block = new JsonObject { ["cfg"] = settings.Cfg };
-            if (settings.TopK is { } k) block["top_k"] = k;
-            block["top_p"] = settings.TopP;
-            root["sampling"] = block;
-        }
+        edit(root);
         var json = root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
 
         // Check the very text that will be written, with the reader every verb uses, before touching the folder.
-        using (var doc = JsonDocument.Parse(json)) ReadSamplingDefaults(doc.RootElement, configPath, vocabSize);
+        using (var doc = JsonDocument.Parse(json)) check(doc.RootElement, configPath);
         if (ModelBundle.IsBundle(dir))
         {
             ModelBundle.ReplaceConfig(dir, json);

@@ -52,6 +52,37 @@ public sealed class RecommendCommandTests : IDisposable
     }
 
     [Fact]
+    public void ClassNamesAreSetSafelyAndUsedBySample()
+    {
+        var dir = Bundle("named");
+        var names = _temp.File("names.txt");
+        File.WriteAllText(names, "cat\ndog\n sea otter \nfox\nowl\n\n");
+        var run = CliRun.Of("recommend", "--model", dir, "--classes", names);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("class names set (5: cat, dog, sea otter, fox, owl)", run.Output);
+        ModelBundle.Verify(dir);
+        using (var pipe = VarPipeline.Load(dir))
+        {
+            Assert.Equal(["cat", "dog", "sea otter", "fox", "owl"], pipe.ClassNames);
+            Assert.Equal(2, pipe.ClassId("Sea Otter"));
+        }
+        var sample = CliRun.Of("sample", "-m", dir, "--class", "owl", "-o", _temp.File("owls"));
+        Assert.Equal(0, sample.ExitCode);
+        Assert.True(File.Exists(Path.Combine(_temp.File("owls"), "000-class4.png")));
+
+        // Wrong counts and repeated names change nothing.
+        var config = File.ReadAllText(ModelFolder.ConfigPath(dir));
+        File.WriteAllText(names, "cat\ndog\n");
+        Assert.Contains("names 2 classes (one per line) but the model has 5", CliRun.Of("recommend", "--model", dir, "--classes", names).Error);
+        File.WriteAllText(names, "cat\ndog\nCat\nfox\nowl\n");
+        Assert.Contains("The class name 'cat' appears more than once", CliRun.Of("recommend", "--model", dir, "--classes", names).Error);
+        File.WriteAllText(names, "cat\n\nfox\nowl\nbee\n");
+        Assert.Contains("Class names must not be empty", CliRun.Of("recommend", "--model", dir, "--classes", names).Error);
+        Assert.Equal(config, File.ReadAllText(ModelFolder.ConfigPath(dir)));
+        ModelBundle.Verify(dir);
+    }
+
+    [Fact]
     public void APlainFolderKeepsItsOtherFields()
     {
         var dir = TinyModels.WriteFolder(_temp.File("plain"), editConfig: root =>
