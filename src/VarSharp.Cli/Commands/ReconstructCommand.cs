@@ -15,7 +15,8 @@ internal static class ReconstructCommand
         var input = new Option<string>("--input", "-i") { Description = "PNG or JPEG image of the tokenizer's size", Required = true };
         var output = new Option<string>("--output", "-o") { Description = "PNG file to write", Required = true };
         var scales = new Option<bool>("--scales") { Description = "Also write OUTPUT-scales.png: the image decoded after every scale, coarse to fine" };
-        var command = new Command("reconstruct", "Encode an image to its token pyramid and decode it back") { input, output, scales };
+        var resize = InputImage.ResizeOption();
+        var command = new Command("reconstruct", "Encode an image to its token pyramid and decode it back") { input, output, scales, resize };
         tokenizer.AddTo(command);
         command.SetAction(parse =>
         {
@@ -23,7 +24,8 @@ internal static class ReconstructCommand
             using var vae = tokenizer.Load(parse);
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            var img = ImageIO.Load(parse.GetRequiredValue(input), vae.Config.InChannels).to(vae.Device);
+            var img = InputImage.Load(parse.GetRequiredValue(input), vae.Config.InChannels, vae.Config.ImageSize, parse.GetValue(resize),
+                parse.InvocationConfiguration.Output).to(vae.Device);
             vae.CheckImage(img);
             var idx = vae.ImageToIndices(img);
             var perScale = vae.IndicesToImages(idx, lastOnly: false);

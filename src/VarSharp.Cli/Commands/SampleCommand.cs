@@ -57,10 +57,11 @@ internal static class SampleCommand
             Description = "grid.png shows at most the first N images (0 = no grid), so large runs stay within memory",
             DefaultValueFactory = _ => SampleRun.DefaultGridMax,
         };
+        var resize = InputImage.ResizeOption();
         var threads = LongRun.ThreadsOption();
         var command = new Command("sample", "Generate class-conditional images with a VAR model, or complete a partly kept image (--edit)")
         {
-            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales, edit, box, outpaint, knownThreshold, gridMax, threads,
+            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales, edit, box, outpaint, knownThreshold, gridMax, resize, threads,
         };
         models.AddTo(command);
         command.SetAction(parse =>
@@ -85,7 +86,8 @@ internal static class SampleCommand
                 PerSampleSeeds = !parse.GetValue(sharedRng),
                 BatchSize = parse.GetValue(batch),
                 Scales = parse.GetValue(scales),
-                Edit = EditOf(pipe, parse.GetValue(edit), parse.GetValue(box), parse.GetValue(outpaint), parse.GetValue(knownThreshold)),
+                Edit = EditOf(pipe, parse.GetValue(edit), parse.GetValue(box), parse.GetValue(outpaint), parse.GetValue(knownThreshold),
+                    parse.GetValue(resize), writer),
             };
             pipe.Validate(options);
             if (File.Exists(outDir)) throw new VarSharpException($"{Path.GetFullPath(outDir)} is a file; give a folder for the images (-o DIR).");
@@ -107,18 +109,18 @@ internal static class SampleCommand
     }
 
     /// <summary>The edit that --edit/--box/--outpaint describe, or null without --edit.</summary>
-    private static ImageEdit? EditOf(VarPipeline pipe, string? image, string? box, bool outpaint, double? threshold)
+    private static ImageEdit? EditOf(VarPipeline pipe, string? image, string? box, bool outpaint, double? threshold, bool resize, TextWriter writer)
     {
         if (image is null)
         {
-            if (box is not null || outpaint || threshold is not null)
-                throw new VarSharpException("--box, --outpaint and --known-threshold describe an edit; give the image to edit with --edit IMAGE.");
+            if (box is not null || outpaint || threshold is not null || resize)
+                throw new VarSharpException("--box, --outpaint, --known-threshold and --resize describe an edit; give the image to edit with --edit IMAGE.");
             return null;
         }
         if (box is null) throw new VarSharpException("--edit needs the region to generate: --box X0,Y0,X1,Y1 (pixels, X1 and Y1 exclusive).");
         var b = OptionText.Ints(box, "--box", example: "8,8,24,24");
         if (b.Length != 4) throw new VarSharpException($"--box takes four integers X0,Y0,X1,Y1 but got '{box}'.");
-        using var img = ImageIO.Load(image, pipe.Tokenizer.Config.InChannels);
+        using var img = InputImage.Load(image, pipe.Tokenizer.Config.InChannels, pipe.ImageSize, resize, writer);
         pipe.Tokenizer.CheckImage(img);
         return ImageEdit.Box(img, b[0], b[1], b[2], b[3], outpaint, threshold ?? 0.5);
     }

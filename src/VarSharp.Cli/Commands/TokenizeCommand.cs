@@ -14,7 +14,8 @@ internal static class TokenizeCommand
         var tokenizer = new TokenizerOptions();
         var input = new Option<string>("--input", "-i") { Description = "PNG or JPEG image of the tokenizer's size", Required = true };
         var output = new Option<string?>("--output", "-o") { Description = "Write the pyramid as JSON here instead of printing it" };
-        var command = new Command("tokenize", "Print or save the token pyramid (one pn×pn map per scale) of an image") { input, output };
+        var resize = InputImage.ResizeOption();
+        var command = new Command("tokenize", "Print or save the token pyramid (one pn×pn map per scale) of an image") { input, output, resize };
         tokenizer.AddTo(command);
         command.SetAction(parse =>
         {
@@ -23,7 +24,8 @@ internal static class TokenizeCommand
             List<long[]> pyramid;
             using (NewDisposeScope())
             {
-                var img = ImageIO.Load(parse.GetRequiredValue(input), vae.Config.InChannels).to(vae.Device);
+                var img = InputImage.Load(parse.GetRequiredValue(input), vae.Config.InChannels, vae.Config.ImageSize, parse.GetValue(resize),
+                    parse.InvocationConfiguration.Output).to(vae.Device);
                 pyramid = vae.ImageToIndices(img).Select(t => t[0].cpu().data<long>().ToArray()).ToList();
             }
             var patchNums = vae.Config.VPatchNums;

@@ -79,7 +79,42 @@ public static class ImageIO
         }
     }
 
+    /// <summary>
+    /// Loads an image fitted to size×size as (1, channels, size, size) in [−1, 1]: the shorter side resized to
+    /// <paramref name="size"/> (Lanczos, as the data pipeline resizes), then the center cropped; an image already of that
+    /// size is taken as it is. Returns the original width and height too.
+    /// </summary>
+    public static (Tensor Image, int Width, int Height) LoadFitted(string path, int channels, int size)
+    {
+        if (!File.Exists(path)) throw PathErrors.FileMissing(path, "Image file");
+        if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), "the size must be positive");
+        using var stream = OpenOrExplain(path);
+        var image = DecodePixels(stream, channels, path);
+        int w = image.Width, h = image.Height;
+        byte[] pixels = image.Data;
+        if (w != size || h != size)
+        {
+            var (nw, nh) = Resampler.ShorterSideTo(w, h, size);
+            pixels = Resampler.Resize(pixels, w, h, channels, nw, nh);
+            // The center, rounded as the data pipeline rounds its center crop.
+            int top = (int)Math.Round((nh - size) / 2.0, MidpointRounding.ToEven), left = (int)Math.Round((nw - size) / 2.0, MidpointRounding.ToEven);
+            var cropped = new byte[size * size * channels];
+            for (int y = 0; y < size; y++)
+                Array.Copy(pixels, ((top + y) * nw + left) * channels, cropped, y * size * channels, size * channels);
+            pixels = cropped;
+        }
+        using var chw = FromPixels(pixels, channels, size, size);
+        return (chw.unsqueeze(0), w, h);
+    }
+
     private static Tensor Decode(Stream stream, int channels, string what)
+    {
+        var image = DecodePixels(stream, channels, what);
+        using var chw = FromPixels(image.Data, channels, image.Height, image.Width);
+        return chw.unsqueeze(0);
+    }
+
+    private static ImageResult DecodePixels(Stream stream, int channels, string what)
     {
         ImageResult image;
         try
@@ -93,10 +128,7 @@ public static class ImageIO
         }
         if (image is null || image.Width <= 0 || image.Height <= 0 || image.Data is null)
             throw new VarSharpException($"{what} is not a readable PNG or JPEG image (no pixels).");
-        using var hwc = tensor(image.Data, [image.Height, image.Width, channels], dtype: ScalarType.Byte);
-        using var chw = hwc.permute(2, 0, 1).to(float32);
-        using var scaled = chw.div(127.5).sub_(1);
-        return scaled.unsqueeze(0);
+        return image;
     }
 
     /// <summary>Converts an image (C, H, W) in [−1, 1] (values outside are clamped) to 8-bit and writes a PNG atomically.</summary>

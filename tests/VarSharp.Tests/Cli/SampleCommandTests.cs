@@ -157,7 +157,7 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     }
 
     [Theory]
-    [InlineData("--box, --outpaint and --known-threshold describe an edit; give the image to edit with --edit IMAGE.", "--box", "1,1,4,4")]
+    [InlineData("--box, --outpaint, --known-threshold and --resize describe an edit; give the image to edit with --edit IMAGE.", "--box", "1,1,4,4")]
     [InlineData("--edit needs the region to generate: --box X0,Y0,X1,Y1 (pixels, X1 and Y1 exclusive).", "--edit", "IMAGE")]
     [InlineData("--box takes four integers X0,Y0,X1,Y1 but got '1,2,3'.", "--edit", "IMAGE", "--box", "1,2,3")]
     [InlineData("the box 0,0,9,4 must satisfy 0 ≤ x0 < x1 ≤ 8 and 0 ≤ y0 < y1 ≤ 8 (pixels of the 8×8 image).", "--edit", "IMAGE", "--box", "0,0,9,4")]

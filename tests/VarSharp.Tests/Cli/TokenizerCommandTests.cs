@@ -41,9 +41,28 @@ public class TokenizerCommandTests : IDisposable
         var input = TinyModelFolder.WritePng(temp.File("big.png"), 12, 3);
         var run = CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.File("out.png"));
         Assert.Equal(1, run.ExitCode);
-        Assert.Contains("needs images of shape (B, 3, 8, 8)", run.Error);
-        Assert.Contains("12, 12", run.Error);
+        Assert.Contains("big.png is 12×12 but the model takes 8×8; pass --resize to fit it", run.Error);
         Assert.False(File.Exists(temp.File("out.png")));
+    }
+
+    [Fact]
+    public void ResizeFitsAnImageOfAnotherSize()
+    {
+        // 16×10, not square: the shorter side becomes 8 (so 13×8 after Lanczos), then the center 8×8 is kept.
+        var pixels = Enumerable.Range(0, 16 * 10 * 3).Select(i => (byte)(i * 37 % 251)).ToArray();
+        var input = temp.File("wide.png");
+        File.WriteAllBytes(input, VarSharp.Data.ImageIO.EncodePng(pixels, 3, 10, 16));
+        var run = CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.File("fitted.png"), "--resize");
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.Contains("resized " + input + " from 16×10 to 8×8", run.Output);
+        var (fitted, w, h) = VarSharp.Data.ImageIO.LoadFitted(input, 3, 8);
+        using (fitted)
+        {
+            Assert.Equal((16, 10), (w, h));
+            Assert.Equal([1L, 3, 8, 8], fitted.shape);
+        }
+        var tokens = CliRun.Of("tokenize", "--model", model, "-i", input, "--resize");
+        Assert.Equal(0, tokens.ExitCode);
     }
 
     [Fact]
