@@ -51,7 +51,7 @@ public sealed record ParamsDto(string Model, int? Class, string? ClassName, int 
     EditDto? Edit = null)
 {
     public static ParamsDto From(GenerationParams p) => new(
-        p.Model.Name, p.Class, p.Class is { } c ? p.Model.ClassNames[c] : null, p.Count, p.Cfg, p.TopK, p.TopP, p.Seed, p.MoreSmooth,
+        p.Model.Name, p.Class, p.Class is { } c ? p.Model.Pipeline.ClassName(c) : null, p.Count, p.Cfg, p.TopK, p.TopP, p.Seed, p.MoreSmooth,
         p.Edit is { } e ? new EditDto(e.Box, e.Outpaint, e.Edit.KnownThreshold) : null);
 }
 
@@ -59,7 +59,7 @@ public sealed record ParamsDto(string Model, int? Class, string? ClassName, int 
 public sealed record ImageDto(int Index, int Class, string ClassName, long Seed, int Width, int Height, int Channels, string Png)
 {
     public static ImageDto From(GeneratedImage im, ServedModel model) => new(
-        im.Index, im.Class, model.ClassNames[im.Class], im.Seed ?? 0, im.Width, im.Height, im.Channels, Convert.ToBase64String(im.Png));
+        im.Index, im.Class, model.Pipeline.ClassName(im.Class), im.Seed ?? 0, im.Width, im.Height, im.Channels, Convert.ToBase64String(im.Png));
 }
 
 /// <summary>Where a request's time went: waiting in the queue, sampling its batch, and the batch it shared.</summary>

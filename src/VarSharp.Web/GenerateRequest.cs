@@ -171,15 +171,16 @@ public static class GenerateRequest
             {
                 var name = cv.GetValue<string>();
                 int idx = model.ClassNames.ToList().FindIndex(c => string.Equals(c, name, StringComparison.OrdinalIgnoreCase));
-                if (idx < 0) throw Bad($"class '{Clip(name)}' is not a class of model '{model.Name}'; give an id from 0 to {model.NumClasses - 1} or one of its names.");
+                if (idx < 0 && VarPipeline.UnconditionalNames.Contains(name, StringComparer.OrdinalIgnoreCase)) idx = model.Pipeline.UnconditionalClass;
+                if (idx < 0) throw Bad($"class '{Clip(name)}' is not a class of model '{model.Name}'; give an id from 0 to {model.NumClasses - 1}, one of its names, or -1 for unconditional.");
                 cls = idx;
             }
             else
             {
                 long c = Integer(obj, "class");
-                if (c < 0 || c >= model.NumClasses)
-                    throw Bad($"class {c} is out of range: model '{model.Name}' has classes 0 to {model.NumClasses - 1}.");
-                cls = (int)c;
+                if (c != -1 && (c < 0 || c >= model.NumClasses))
+                    throw Bad($"class {c} is out of range: model '{model.Name}' has classes 0 to {model.NumClasses - 1} (and -1 samples unconditionally).");
+                cls = c == -1 ? model.Pipeline.UnconditionalClass : (int)c;
             }
         }
         else if (obj["class"] is not null)

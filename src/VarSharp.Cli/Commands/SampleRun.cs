@@ -61,7 +61,7 @@ internal sealed class SampleRun
         if (!_previous.TryGetValue(index, out var line)) return false;
         var file = line["file"]?.GetValue<string>();
         int? cls = line["class"]?.GetValue<int>();
-        bool same = file is not null && cls is { } c && c >= 0 && c < _pipe.ClassNames.Count
+        bool same = file is not null && cls is { } c && c >= 0 && c <= _pipe.UnconditionalClass
                     && line.ToJsonString() == Line(index, c, _options.Seed + index, file)
                     && (_labels is null || _labels[index] == c)
                     && File.Exists(Path.Combine(_dir, file))
@@ -127,7 +127,7 @@ internal sealed class SampleRun
         file,
         index,
         @class = cls,
-        class_name = _pipe.ClassNames[cls],
+        class_name = _pipe.ClassName(cls),
         seed,
         shared_seed = seed is null ? _options.Seed : (long?)null,
         cfg = _options.Cfg,

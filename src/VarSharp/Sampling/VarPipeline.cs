@@ -198,9 +198,13 @@ public sealed class VarPipeline : IDisposable
         if (nameOnly) text = text[5..].Trim();
         else if (int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int id))
         {
-            if (id < 0 || id >= NumClasses) throw new VarSharpException($"class id {id} is unknown: this model has classes 0 to {NumClasses - 1}.");
+            // As the reference's sampler: a negative label is the null class, i.e. unconditional sampling.
+            if (id == -1) return UnconditionalClass;
+            if (id < 0 || id >= NumClasses) throw new VarSharpException($"class id {id} is unknown: this model has classes 0 to {NumClasses - 1} (and -1 or 'uncond' samples unconditionally).");
             return id;
         }
+        else if (UnconditionalNames.Contains(text, StringComparer.OrdinalIgnoreCase) && !ClassNames.Contains(text, StringComparer.OrdinalIgnoreCase))
+            return UnconditionalClass;
         for (int i = 0; i < ClassNames.Count; i++)
             if (string.Equals(ClassNames[i], text, StringComparison.OrdinalIgnoreCase)) return i;
         throw new VarSharpException($"'{text}' is {(nameOnly ? "not" : "neither a class id (0 to " + (NumClasses - 1) + ") nor")} a class name of this model ({string.Join(", ", ClassNames)}).");
@@ -209,6 +213,15 @@ public sealed class VarPipeline : IDisposable
     public VqVae Tokenizer => Sampler.Tokenizer;
     public VarModel Model => Sampler.Model;
     public int NumClasses => Model.Config.NumClasses;
+
+    /// <summary>The class id that samples unconditionally: the extra null class the model learned with label dropout.</summary>
+    public int UnconditionalClass => NumClasses;
+
+    /// <summary>What <see cref="ClassId"/> accepts for <see cref="UnconditionalClass"/> (besides -1), unless the model has a class of that name.</summary>
+    public static readonly IReadOnlyList<string> UnconditionalNames = ["uncond", "unconditional"];
+
+    /// <summary>The display name of a class id, "unconditional" for <see cref="UnconditionalClass"/>.</summary>
+    public string ClassName(int id) => id == UnconditionalClass ? "unconditional" : ClassNames[id];
     public int VocabSize => Model.Config.VocabSize;
     public int ImageSize => Tokenizer.Config.ImageSize;
 
@@ -222,8 +235,8 @@ public sealed class VarPipeline : IDisposable
         {
             if (classes.Length == 0) throw new VarSharpException("the class list is empty; give at least one class id or none to draw classes.");
             foreach (var c in classes)
-                if (c < 0 || c >= NumClasses)
-                    throw new VarSharpException($"class id {c} is unknown: this model has classes 0 to {NumClasses - 1}.");
+                if (c < 0 || c > NumClasses)
+                    throw new VarSharpException($"class id {c} is unknown: this model has classes 0 to {NumClasses - 1}, and {NumClasses} samples unconditionally.");
         }
         options.ToSettings(VocabSize).Validate(Model.Config);
         options.Edit?.Validate(Tokenizer);

@@ -97,8 +97,8 @@ public sealed class VarSampler
         CheckCount(labels.Count);
         int nc = Model.Config.NumClasses;
         foreach (var c in labels)
-            if (c < 0 || c >= nc)
-                throw new VarSharpException($"class id {c} is unknown: this model has classes 0 to {nc - 1}.");
+            if (c < 0 || c > nc)
+                throw new VarSharpException($"class id {c} is unknown: this model has classes 0 to {nc - 1}, and {nc} samples unconditionally.");
         return Run(labels.Count, labels, settings, rng, extras, scaleDone, scaleImage, cancellationToken, constraint);
     }
 

@@ -126,7 +126,7 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     }
 
     [Theory]
-    [InlineData("class id 9 is unknown: this model has classes 0 to 4.", "--class", "9")]
+    [InlineData("class id 9 is unknown: this model has classes 0 to 4 (and -1 or 'uncond' samples unconditionally).", "--class", "9")]
     [InlineData("'x' is neither a class id (0 to 4) nor a class name of this model (class 0, class 1, class 2, class 3, class 4).", "--class", "1,x")]
     [InlineData("--class has an empty entry; give class ids or names separated by commas.", "--class", "1,,2")]
     [InlineData("cfg (guidance scale) must be a finite number ≥ 0, found -1.", "--cfg", "-1")]

@@ -153,7 +153,7 @@ public sealed class VarSamplerTests : IDisposable
     {
         var ok = Settings();
         void Throws(string expected, Action act) => Assert.Contains(expected, Assert.Throws<VarSharpException>(act).Message);
-        Throws("class id 5 is unknown: this model has classes 0 to 4", () => _sampler.Sample([5], ok, SampleRng.Shared(0)));
+        Throws("class id 6 is unknown: this model has classes 0 to 4, and 5 samples unconditionally", () => _sampler.Sample([6], ok, SampleRng.Shared(0)));
         Throws("class id -1 is unknown", () => _sampler.Sample([-1], ok, SampleRng.Shared(0)));
         Throws("cfg (guidance scale) must be a finite number ≥ 0, found -1", () => _sampler.Sample([1], ok with { Cfg = -1 }, SampleRng.Shared(0)));
         Throws("top-p must be in [0, 1]", () => _sampler.Sample([1], ok with { TopP = 1.01 }, SampleRng.Shared(0)));

@@ -43,6 +43,22 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
     }
 
     [Fact]
+    public async Task ClassMinusOneOrUncondSamplesUnconditionally()
+    {
+        using var client = _server.CreateClient();
+        using var byId = await client.Generate("""{"class": -1, "seed": 2, "cfg": 3}""");
+        using var byName = await client.Generate("""{"class": "uncond", "seed": 2, "cfg": 3}""");
+        var a = await byId.ReadJson();
+        var b = await byName.ReadJson();
+        Assert.Equal(5, a.GetProperty("params").GetProperty("class").GetInt32());
+        Assert.Equal("unconditional", a.GetProperty("params").GetProperty("class_name").GetString());
+        Assert.Equal(a.GetProperty("images")[0].Png(), b.GetProperty("images")[0].Png());
+        // The null class has no guidance to give (conditional and unconditional logits are the same): cfg changes nothing.
+        using var noCfg = await client.Generate("""{"class": -1, "seed": 2, "cfg": 0}""");
+        Assert.Equal(a.GetProperty("images")[0].Png(), (await noCfg.ReadJson()).GetProperty("images")[0].Png());
+    }
+
+    [Fact]
     public async Task DefaultsAreFilledInAndAnOmittedClassIsDrawn()
     {
         using var client = _server.CreateClient();
@@ -123,8 +139,8 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
     {
         { """{"model": "nope"}""", "unknown model 'nope'; this server has tiny." },
         { """{"model": "../../etc/passwd"}""", "unknown model '../../etc/passwd'" },
-        { """{"class": 5}""", "class 5 is out of range: model 'tiny' has classes 0 to 4." },
-        { """{"class": -1}""", "class -1 is out of range" },
+        { """{"class": 5}""", "class 5 is out of range: model 'tiny' has classes 0 to 4 (and -1 samples unconditionally)." },
+        { """{"class": -2}""", "class -2 is out of range" },
         { """{"class": "kangaroo"}""", "class 'kangaroo' is not a class of model 'tiny'" },
         { """{"class": 1.5}""", "'class' must be an integer, found 1.5." },
         { """{"count": 7}""", "count must be between 1 and 6 (this server's cap), found 7." },
