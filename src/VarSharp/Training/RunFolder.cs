@@ -115,7 +115,18 @@ public static class RunFolder
     [
         new("pid", Environment.ProcessId),
         new("started", DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture)),
+        // What produced the run, for the record: the build (with its commit), the TorchSharp it ran on, the machine.
+        new("varsharp", Version(typeof(RunFolder).Assembly)),
+        new("torchsharp", Version(typeof(TorchSharp.torch).Assembly)),
+        new("os", System.Runtime.InteropServices.RuntimeInformation.OSDescription),
+        new("cpus", Environment.ProcessorCount),
+        new("command", string.Join(' ', Environment.GetCommandLineArgs().Skip(1))),
     ];
+
+    private static string Version(System.Reflection.Assembly assembly) =>
+        assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion
+        ?? assembly.GetName().Version?.ToString() ?? "unknown";
 
     /// <summary>A seed of its own for one random stream of a run (weights, remedy, label dropout …), from the run's seed.</summary>
     public static ulong StreamSeed(ulong seed, ulong stream) => SplitMix.Keyed(seed, stream).Next() & 0x7FFF_FFFF_FFFF_FFFFUL;

@@ -228,6 +228,10 @@ public class VarTrainerTests(ITestOutputHelper output)
         Assert.True(File.Exists(Path.Combine(run, VarTrainer.SamplesDir, "step-0000003.png")));
         var kinds = TrainLog.Read(Path.Combine(run, VarTrainer.LogFile)).Select(o => o["kind"]!.GetValue<string>()).ToHashSet();
         Assert.Superset(new HashSet<string> { "start", "tokens", "train", "eval", "sample", "checkpoint", "end" }, kinds);
+        var start = TrainLog.Read(Path.Combine(run, VarTrainer.LogFile)).First(o => o["kind"]!.GetValue<string>() == "start");
+        Assert.StartsWith("0.1.0", start["varsharp"]!.GetValue<string>());   // the build, with its commit after '+'
+        Assert.StartsWith("0.107", start["torchsharp"]!.GetValue<string>());
+        Assert.Equal(Environment.ProcessorCount, start["cpus"]!.GetValue<int>());
 
         var folder = CheckpointWriter.ModelFolderOf(result.LastCheckpoint!);
         ModelBundle.Verify(folder);
