@@ -178,7 +178,8 @@ public static class GenerateRequest
             else
             {
                 long c = Integer(obj, "class");
-                if (c != -1 && (c < 0 || c >= model.NumClasses))
+                // -1 asks for the null class; its id num_classes (as responses report it) is taken back too.
+                if (c != -1 && (c < 0 || c > model.NumClasses))
                     throw Bad($"class {c} is out of range: model '{model.Name}' has classes 0 to {model.NumClasses - 1} (and -1 samples unconditionally).");
                 cls = c == -1 ? model.Pipeline.UnconditionalClass : (int)c;
             }

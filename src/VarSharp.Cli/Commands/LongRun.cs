@@ -34,7 +34,7 @@ internal static class LongRun
         }
         SetThreads(given);
         if (stored is { } s && s != given)
-            writer.WriteLine($"note: the checkpoint was trained with {s} threads; with {given} the continued run is not bit-identical to an uninterrupted one.");
+            writer.WriteLine($"note: the checkpoint was trained with {s} threads; with {given} the continued run may not be bit-identical to an uninterrupted one.");
     }
 
     /// <summary>

@@ -39,6 +39,7 @@ internal static class RecommendCommand
             bool edits = parse.GetResult(cfg) is not null || parse.GetResult(topK) is not null || parse.GetResult(topP) is not null;
             var output = parse.InvocationConfiguration.Output;
 
+            if (parse.GetValue(reset) && edits) throw new VarSharpException("Give --reset alone, or the settings to recommend, not both.");
             if (parse.GetValue(classes) is { } namesFile)
             {
                 var names = ReadNames(namesFile, varConfig.NumClasses);

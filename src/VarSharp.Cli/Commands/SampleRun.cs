@@ -18,7 +18,7 @@ namespace VarSharp.Cli.Commands;
 /// </summary>
 internal sealed class SampleRun
 {
-    public const int DefaultGridMax = 1024;
+    public const int DefaultGridMax = 256;
     private const string LogFile = "samples.jsonl";
 
     private readonly string _dir;
@@ -59,16 +59,19 @@ internal sealed class SampleRun
     public bool AlreadyDone(int index)
     {
         if (!_previous.TryGetValue(index, out var line)) return false;
-        var file = line["file"]?.GetValue<string>();
-        int? cls = line["class"]?.GetValue<int>();
-        bool same = file is not null && cls is { } c && c >= 0 && c <= _pipe.UnconditionalClass
-                    && line.ToJsonString() == Line(index, c, _options.Seed + index, file)
-                    && (_labels is null || _labels[index] == c)
-                    && File.Exists(Path.Combine(_dir, file))
-                    && (!_options.Scales || File.Exists(Path.Combine(_dir, StripName(file))));
-        if (!same) return false;
+        if (line["file"] is not JsonValue fv || !fv.TryGetValue(out string? file) || line["class"] is not JsonValue cv || !cv.TryGetValue(out int c)
+            || c < 0 || c > _pipe.UnconditionalClass || (_labels is not null && _labels[index] != c) || file != FileName(index, c))
+            return false;
+        // The settings must be this run's, and the files the very ones the line was written for (a run with other
+        // settings may have overwritten them and stopped before writing its own lines).
+        var settings = (JsonObject)line.DeepClone();
+        var png = Take(settings, "png_sha256");
+        var strip = Take(settings, "scales_sha256");
+        if (settings.ToJsonString() != Line(index, c, _options.Seed + index, file)
+            || !Matches(file, png) || (_options.Scales && !Matches(StripName(file), strip)))
+            return false;
         _lines[index] = line.ToJsonString();
-        _classes.Add(cls!.Value);
+        _classes.Add(c);
         if (index < _gridMax)
         {
             var path = Path.Combine(_dir, file!);
@@ -89,21 +92,50 @@ internal sealed class SampleRun
         var appended = new StringBuilder();
         foreach (var im in batch)
         {
-            var file = $"{im.Index.ToString("D" + _digits, CultureInfo.InvariantCulture)}-class{im.Class}.png";
+            var file = FileName(im.Index, im.Class);
             im.Save(Path.Combine(_dir, file));
             if (im.ScalesPng is { } strip) ImageIO.WriteAtomically(Path.Combine(_dir, StripName(file)), strip);
-            var line = Line(im.Index, im.Class, im.Seed, file);
-            _lines[im.Index] = line;
+            var line = JsonNode.Parse(Line(im.Index, im.Class, im.Seed, file))!.AsObject();
+            line["png_sha256"] = Sha256(im.Png);
+            if (im.ScalesPng is { } s) line["scales_sha256"] = Sha256(s);
+            var text = line.ToJsonString();
+            _lines[im.Index] = text;
             _classes.Add(im.Class);
-            appended.Append(line).Append('\n');
+            appended.Append(text).Append('\n');
             if (im.Index < _gridMax)
             {
-                var pixels = im;
-                _grid[im.Index] = () => ImageIO.FromPixels(pixels.Pixels, pixels.Channels, pixels.Height, pixels.Width);
+                // Only the pixels: the PNGs of a large grid would otherwise stay in memory too.
+                var (pixels, c, h, w) = (im.Pixels, im.Channels, im.Height, im.Width);
+                _grid[im.Index] = () => ImageIO.FromPixels(pixels, c, h, w);
             }
         }
-        // Appended, not rewritten, so a stop between batches keeps every finished line for the next run.
-        File.AppendAllText(Path.Combine(_dir, LogFile), appended.ToString());
+        // Appended, not rewritten, so a stop between batches keeps every finished line for the next run; a line cut off
+        // by an earlier stop is ended first so that it cannot swallow the next one.
+        var path = Path.Combine(_dir, LogFile);
+        if (File.Exists(path) && new FileInfo(path).Length > 0)
+        {
+            using var f = File.OpenRead(path);
+            f.Seek(-1, SeekOrigin.End);
+            if (f.ReadByte() != '\n') appended.Insert(0, '\n');
+        }
+        File.AppendAllText(path, appended.ToString());
+    }
+
+    private string FileName(int index, int cls) => $"{index.ToString("D" + _digits, CultureInfo.InvariantCulture)}-class{cls}.png";
+
+    private static string Sha256(byte[] bytes) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+
+    private static string? Take(JsonObject o, string key)
+    {
+        var v = o[key] is JsonValue j && j.TryGetValue(out string? s) ? s : null;
+        o.Remove(key);
+        return v;
+    }
+
+    private bool Matches(string file, string? sha)
+    {
+        var path = Path.Combine(_dir, file);
+        return sha is not null && File.Exists(path) && Checkpoints.FileDigest.Sha256(path) == sha;
     }
 
     /// <summary>Rewrites samples.jsonl in index order (atomically) and writes grid.png.</summary>
@@ -134,6 +166,7 @@ internal sealed class SampleRun
         top_k = _topK,
         top_p = _options.TopP,
         more_smooth = _options.MoreSmooth,
+        edited = _options.Edit is not null,
         model_sha256 = _pipe.WeightsSha256,
     });
 

@@ -81,8 +81,9 @@ public static class ImageIO
 
     /// <summary>
     /// Loads an image fitted to size×size as (1, channels, size, size) in [−1, 1]: the shorter side resized to
-    /// <paramref name="size"/> (Lanczos, as the data pipeline resizes), then the center cropped; an image already of that
-    /// size is taken as it is. Returns the original width and height too.
+    /// <paramref name="size"/> with the data pipeline's Lanczos filter (the pipeline itself resizes to 1.125·size before
+    /// cropping; a single image keeps as much of itself as fits), then the center cropped; an image already of that size
+    /// is taken as it is. Returns the original width and height too.
     /// </summary>
     public static (Tensor Image, int Width, int Height) LoadFitted(string path, int channels, int size)
     {

@@ -199,8 +199,9 @@ public sealed class VarPipeline : IDisposable
         else if (int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int id))
         {
             // As the reference's sampler: a negative label is the null class, i.e. unconditional sampling.
-            if (id == -1) return UnconditionalClass;
-            if (id < 0 || id >= NumClasses) throw new VarSharpException($"class id {id} is unknown: this model has classes 0 to {NumClasses - 1} (and -1 or 'uncond' samples unconditionally).");
+            // num_classes itself, as outputs report the null class, is taken back as well.
+            if (id == -1 || id == UnconditionalClass) return UnconditionalClass;
+            if (id < 0 || id > NumClasses) throw new VarSharpException($"class id {id} is unknown: this model has classes 0 to {NumClasses - 1} (and -1 or 'uncond' samples unconditionally).");
             return id;
         }
         else if (UnconditionalNames.Contains(text, StringComparer.OrdinalIgnoreCase) && !ClassNames.Contains(text, StringComparer.OrdinalIgnoreCase))

@@ -40,10 +40,13 @@ public sealed class TokenPyramids : IDisposable
     /// SHA-256 (hex) of a module's state: every tensor's name, dtype, shape and bytes in name order. It identifies a
     /// tokenizer's weights independently of the file they came from.
     /// </summary>
-    public static string Digest(nn.Module module)
+    public static string Digest(nn.Module module) => Digest(module.state_dict());
+
+    /// <summary><see cref="Digest(nn.Module)"/> of a state given as named tensors (names without a prefix).</summary>
+    public static string Digest(IEnumerable<KeyValuePair<string, Tensor>> state)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var (name, t) in module.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        foreach (var (name, t) in state.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             hash.AppendData(Encoding.UTF8.GetBytes($"{name}|{t.dtype}|{string.Join(",", t.shape)}\n"));
             using var c = t.detach().contiguous().cpu();

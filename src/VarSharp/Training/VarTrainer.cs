@@ -215,8 +215,8 @@ public sealed class VarTrainer : IDisposable
         {
             if (train.InitFrom is { } from)
             {
-                init = ModelFiles.Read(Path.GetFullPath(from), ModelFolder.IsTransformerKey);
-                train = InitRecord(train with { InitFrom = Path.GetFullPath(from) }, init, model);
+                init = ModelFiles.Read(Path.GetFullPath(from), name => ModelFolder.IsTransformerKey(name) || ModelFolder.IsTokenizerKey(name));
+                train = InitRecord(train with { InitFrom = Path.GetFullPath(from) }, init, model, TokenPyramids.Digest(vae));
             }
             t = new VarTrainer(runDir, model, train, vae, ownsVae: tokenizer is null, data, init?.Weights) { newRunFolder = existed };
             t.Open(new DataPosition(0, 0), truncateLogAfter: null);
@@ -242,8 +242,14 @@ public sealed class VarTrainer : IDisposable
     }
 
     /// <summary>The config with the initial weights' digest recorded, after checking that they describe the same classes.</summary>
-    private static VarTrainConfig InitRecord(VarTrainConfig train, ModelFiles init, VarConfig model)
+    private static VarTrainConfig InitRecord(VarTrainConfig train, ModelFiles init, VarConfig model, string tokenizerDigest)
     {
+        // A transformer predicts the token ids of the tokenizer it was trained with; with another codebook its weights mean
+        // nothing. A folder that carries its tokenizer says which one that was.
+        var initTokenizer = init.Weights.Where(kv => ModelFolder.IsTokenizerKey(kv.Key)).Select(kv => KeyValuePair.Create(kv.Key["vae.".Length..], kv.Value)).ToList();
+        if (initTokenizer.Count > 0 && TokenPyramids.Digest(initTokenizer) != tokenizerDigest)
+            throw new VarSharpException(
+                $"The initial model in {train.InitFrom} was trained with another tokenizer than --tokenizer (their vae.* weights differ); fine-tune it on its own tokenizer (--tokenizer {train.InitFrom}).");
         if (train.InitFromSha256 is { } expected && expected != init.WeightsSha256)
             throw new VarSharpException($"The initial weights in {train.InitFrom} have SHA-256 {init.WeightsSha256} but the config records {expected}.");
         var initConfig = ModelFolder.ReadVarConfig(init.Config, init.ConfigPath);

@@ -47,6 +47,27 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     }
 
     [Fact]
+    public void AnImageOverwrittenByARunThatStoppedBeforeItsLogIsSampledAgain()
+    {
+        string[] Args(string dir, params string[] extra) => ["sample", "-m", _model, "--class", "2", "-n", "3", "--seed", "1", "-o", dir, .. extra];
+        var a = _temp.File("a");
+        Assert.Equal(0, CliRun.Of(Args(a)).ExitCode);
+        var expected = Listing(a);
+        // A run with other settings wrote 001's PNG and stopped before appending its line: the old line still names it.
+        var other = _temp.File("other");
+        Assert.Equal(0, CliRun.Of(Args(other, "--cfg", "0")).ExitCode);
+        File.Copy(Path.Combine(other, "001-class2.png"), Path.Combine(a, "001-class2.png"), overwrite: true);
+        Assert.NotEqual(expected, Listing(a));
+
+        var again = CliRun.Of(Args(a));
+        Assert.Contains("wrote 1 image(s)", again.Output);
+        Assert.Equal(expected, Listing(a));
+        // An edit's images are never taken for plain samples.
+        var log = File.ReadAllLines(Path.Combine(a, "samples.jsonl"));
+        Assert.All(log, l => Assert.Contains("\"edited\":false", l));
+    }
+
+    [Fact]
     public void TheGridShowsAtMostGridMaxImages()
     {
         var capped = CliRun.Of("sample", "-m", _model, "-n", "5", "--grid-max", "4", "-o", _temp.File("capped"));

@@ -44,7 +44,6 @@ public class TrainCommandTests(ITestOutputHelper output)
         Assert.Contains("batch 4 in 2 slices", resumed.Output);
         // Without --threads a resume takes the checkpoint's thread count (recorded in its train state).
         int stored = CheckpointWriter.StoredThreads(CheckpointWriter.StepDir(run, 2))!.Value;
-        Assert.Equal(TorchSharp.torch.get_num_threads(), stored);
         Assert.Contains($"threads: {stored}, as the checkpoint was trained", resumed.Output);
         Assert.Contains("loaded the token pyramids", resumed.Output);
         Assert.Contains("finished at step 4/4", resumed.Output);

@@ -67,8 +67,9 @@ public sealed class VarPipelineTests(TinyModelFolderFixture model) : IClassFixtu
         Assert.Equal(["class 0", "class 1", "class 2", "class 3", "class 4"], pipe.ClassNames);   // the tiny config names none
         Assert.Equal(3, pipe.ClassId("3"));
         Assert.Equal(4, pipe.ClassId(" CLASS 4 "));
-        Assert.Equal("class id 5 is unknown: this model has classes 0 to 4 (and -1 or 'uncond' samples unconditionally).", Assert.Throws<VarSharpException>(() => pipe.ClassId("5")).Message);
+        Assert.Equal("class id 6 is unknown: this model has classes 0 to 4 (and -1 or 'uncond' samples unconditionally).", Assert.Throws<VarSharpException>(() => pipe.ClassId("6")).Message);
         Assert.Equal(5, pipe.ClassId("-1"));
+        Assert.Equal(5, pipe.ClassId("5"));
         Assert.Equal(5, pipe.ClassId("Uncond"));
         Assert.Equal("unconditional", pipe.ClassName(pipe.ClassId("unconditional")));
         Assert.StartsWith("'owl' is neither a class id (0 to 4) nor a class name", Assert.Throws<VarSharpException>(() => pipe.ClassId("owl")).Message);

@@ -46,9 +46,14 @@ public sealed class InitFromTests : IDisposable
         // The initial model: 5 classes; the data: 10.
         var initial = TinyModels.WriteBundle(_temp.File("initial"));
         var weights = Path.Combine(initial, "model.safetensors");
-        var (tokenizer, data) = VarTrainerTests.Inputs(_temp);
+        var (otherTokenizer, data) = VarTrainerTests.Inputs(_temp);
         var model = ModelFolder.ReadVarConfig(ModelFolder.ConfigPath(initial)) with { NumClasses = 10 };
-        var cfg = VarTrainerTests.Train(tokenizer, data, steps: 2) with { InitFrom = initial, EvalImages = 0, SampleClasses = 0 };
+        // The initial bundle carries its tokenizer, which is the one to fine-tune on.
+        var cfg = VarTrainerTests.Train(initial, data, steps: 2) with { InitFrom = initial, EvalImages = 0, SampleClasses = 0 };
+
+        var mismatch = Assert.Throws<VarSharpException>(() =>
+            VarTrainer.Start(_temp.File("mismatch"), model, cfg with { Tokenizer = otherTokenizer, InitResetClasses = true }).Dispose());
+        Assert.Contains("was trained with another tokenizer than --tokenizer", mismatch.Message);
 
         var e = Assert.Throws<VarSharpException>(() => VarTrainer.Start(_temp.File("refused"), model, cfg).Dispose());
         Assert.Contains("has 5 classes but this run trains 10; pass --init-reset-classes", e.Message);
@@ -85,7 +90,7 @@ public sealed class InitFromTests : IDisposable
     {
         var initial = TinyModels.WriteBundle(_temp.File("initial"));
         var (tokenizer, data) = VarTrainerTests.Inputs(_temp);
-        var run = CliRun.Of("train", "--tokenizer", tokenizer, "--data", data, "--init-from", initial, "--init-reset-classes", "--steps", "1",
+        var run = CliRun.Of("train", "--tokenizer", initial, "--data", data, "--init-from", initial, "--init-reset-classes", "--steps", "1",
             "--batch-size", "4", "--eval-images", "0", "--sample-classes", "0", "--out", _temp.File("run"));
         Assert.True(run.ExitCode == 0, run.Output + run.Error);
         Assert.Contains("VAR depth 2, width 32, 2 heads", run.Output);   // TinyModels' architecture, not the default depth 4

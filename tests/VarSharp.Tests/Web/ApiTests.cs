@@ -53,6 +53,9 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
         Assert.Equal(5, a.GetProperty("params").GetProperty("class").GetInt32());
         Assert.Equal("unconditional", a.GetProperty("params").GetProperty("class_name").GetString());
         Assert.Equal(a.GetProperty("images")[0].Png(), b.GetProperty("images")[0].Png());
+        // The reported id is accepted back (the page's "reuse" resends it).
+        using var again = await client.Generate("""{"class": 5, "seed": 2, "cfg": 3}""");
+        Assert.Equal(a.GetProperty("images")[0].Png(), (await again.ReadJson()).GetProperty("images")[0].Png());
         // The null class has no guidance to give (conditional and unconditional logits are the same): cfg changes nothing.
         using var noCfg = await client.Generate("""{"class": -1, "seed": 2, "cfg": 0}""");
         Assert.Equal(a.GetProperty("images")[0].Png(), (await noCfg.ReadJson()).GetProperty("images")[0].Png());
@@ -139,7 +142,7 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
     {
         { """{"model": "nope"}""", "unknown model 'nope'; this server has tiny." },
         { """{"model": "../../etc/passwd"}""", "unknown model '../../etc/passwd'" },
-        { """{"class": 5}""", "class 5 is out of range: model 'tiny' has classes 0 to 4 (and -1 samples unconditionally)." },
+        { """{"class": 6}""", "class 6 is out of range: model 'tiny' has classes 0 to 4 (and -1 samples unconditionally)." },
         { """{"class": -2}""", "class -2 is out of range" },
         { """{"class": "kangaroo"}""", "class 'kangaroo' is not a class of model 'tiny'" },
         { """{"class": 1.5}""", "'class' must be an integer, found 1.5." },
