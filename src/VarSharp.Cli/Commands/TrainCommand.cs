@@ -27,7 +27,7 @@ internal static class TrainCommand
     {
         public readonly TrainRunOptions Run = new();
         public readonly Option<string?> Tokenizer = new("--tokenizer", "-t") { Description = "Model folder of the trained tokenizer (e.g. RUN/checkpoints/step-N/model); on --resume optional, must match" };
-        public readonly Option<string[]> Trust = TrustOption.Create("Only train on a --tokenizer bundle signed by this public key (repeatable)");
+        public readonly Option<string[]> Trust = TrustOption.Create("Only train on a --tokenizer (and --init-from) bundle signed by this public key (repeatable)");
         public readonly Option<int?> Depth = new("--depth") { Description = $"Transformer blocks; width 64·depth and depth heads unless given ({DefaultDepth})" };
         public readonly Option<int?> EmbedDim = new("--embed-dim") { Description = "Width C (default 64·depth)" };
         public readonly Option<int?> NumHeads = new("--num-heads") { Description = "Attention heads (default depth)" };
@@ -95,11 +95,15 @@ internal static class TrainCommand
                 int depth = parse.GetValue(o.Depth) ?? DefaultDepth;
                 if (depth < 1) throw new VarSharpException($"--depth must be at least 1 but is {depth}.");
                 // Fine-tuning starts from the initial model's architecture (for this data's classes); options still override it.
-                var baseModel = train.InitFrom is { } init
-                    ? ModelFolder.ReadVarConfig(ModelFolder.ConfigPath(init)) with { NumClasses = data.Train.ClassNames.Count }
-                    : VarTrainer.DefaultModelConfig(tokenizerConfig, data.Train.ClassNames.Count, depth);
+                VarConfig baseModel;
+                if (train.InitFrom is { } init)
+                {
+                    using var doc = ModelFiles.ReadConfig(init);   // checked against its manifest when a bundle
+                    baseModel = ModelFolder.ReadVarConfig(doc.RootElement, ModelFolder.ConfigPath(init)) with { NumClasses = data.Train.ClassNames.Count };
+                }
+                else baseModel = VarTrainer.DefaultModelConfig(tokenizerConfig, data.Train.ClassNames.Count, depth);
                 var model = ApplyModel(parse, o, baseModel);
-                trainer = VarTrainer.Start(outDir, model, train, tokenizer: trusted, data: data, device: trusted is null ? device : null);
+                trainer = VarTrainer.Start(outDir, model, train, tokenizer: trusted, data: data, device: trusted is null ? device : null, initTrust: trust);
             }
             catch
             {

@@ -71,12 +71,19 @@ internal static class TrainTokenizerCommand
             if (outDir is null) throw new VarSharpException("Give a new run folder with --out DIR, or continue a run with --resume DIR.");
             var train = o.Train.Apply(parse, new TokenizerTrainConfig());
             var baseModel = parse.GetValue(o.ModelConfig) is { } file ? Checkpoints.ModelFolder.ReadVqVaeConfig(file)
-                : train.InitFrom is { } init ? Checkpoints.ModelFolder.ReadVqVaeConfig(Checkpoints.ModelFolder.ConfigPath(init))
+                : train.InitFrom is { } init ? InitConfig(init)
                 : TokenizerPresets.FashionMnist;
             trainer = TokenizerTrainer.Start(outDir, o.Model.Apply(parse, baseModel), train, device: device);
         }
         using (trainer)
             return Train(parse, trainer, stopAt);
+    }
+
+    /// <summary>The vqvae block of an --init-from folder, read through its manifest check when it is a bundle.</summary>
+    private static VqVaeConfig InitConfig(string dir)
+    {
+        using var doc = Checkpoints.ModelFiles.ReadConfig(dir);
+        return Checkpoints.ModelFolder.ReadVqVaeConfig(doc.RootElement, Checkpoints.ModelFolder.ConfigPath(dir));
     }
 
     private static int Train(ParseResult parse, TokenizerTrainer trainer, long? stopAfter)

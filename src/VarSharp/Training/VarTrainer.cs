@@ -199,8 +199,9 @@ public sealed class VarTrainer : IDisposable
     /// A passed tokenizer stays the caller's (not disposed). The run computes on the tokenizer's device: a passed
     /// tokenizer's, or <paramref name="device"/> (default CPU) for one loaded here.
     /// </summary>
+    /// <param name="initTrust">With <see cref="VarTrainConfig.InitFrom"/>: only a bundle signed by one of these keys is taken.</param>
     public static VarTrainer Start(string runDir, VarConfig model, VarTrainConfig train, VqVae? tokenizer = null, TrainingData? data = null,
-        Device? device = null)
+        Device? device = null, BundleTrust? initTrust = null)
     {
         if (tokenizer is not null && device is not null && !TrainDevice.Same(tokenizer.Device, device))
             throw new VarSharpException($"The tokenizer lives on {tokenizer.Device} but the run was asked to train on {device}; load it there.");
@@ -215,7 +216,7 @@ public sealed class VarTrainer : IDisposable
         {
             if (train.InitFrom is { } from)
             {
-                init = ModelFiles.Read(Path.GetFullPath(from), name => ModelFolder.IsTransformerKey(name) || ModelFolder.IsTokenizerKey(name));
+                init = ModelFiles.Read(Path.GetFullPath(from), name => ModelFolder.IsTransformerKey(name) || ModelFolder.IsTokenizerKey(name), initTrust);
                 train = InitRecord(train with { InitFrom = Path.GetFullPath(from) }, init, model, TokenPyramids.Digest(vae));
             }
             t = new VarTrainer(runDir, model, train, vae, ownsVae: tokenizer is null, data, init?.Weights) { newRunFolder = existed };
