@@ -55,9 +55,10 @@ function selectModel(name) {
   showIntegrity(m.integrity);
   if (state.edit) clearEdit();   // an image of another model's size cannot be edited by this one
   const grid = $("classes");
-  const buttons = [classButton(null, "Random")].concat(m.class_names.map((n, i) => classButton(i, n)));
+  // The null class (id num_classes) samples unconditionally, as the reference's negative label does.
+  const buttons = [classButton(null, "Random")].concat(m.class_names.map((n, i) => classButton(i, n)), [classButton(m.num_classes, "Unconditional", true)]);
   grid.replaceChildren(...buttons);
-  if (state.classId !== null && state.classId >= m.num_classes) state.classId = null;
+  if (state.classId !== null && state.classId > m.num_classes) state.classId = null;
   pickClass(state.classId ?? (m.num_classes > 0 ? 0 : null));
 }
 
@@ -78,11 +79,11 @@ function showIntegrity(integrity) {
   }
 }
 
-function classButton(id, name) {
-  const b = el("button", { type: "button", title: name });
+function classButton(id, name, unconditional = false) {
+  const b = el("button", { type: "button", title: unconditional ? "No class: the model's null class, as in classifier-free guidance" : name });
   b.setAttribute("role", "radio");
   b.dataset.classId = id === null ? "" : String(id);
-  if (id !== null) b.append(el("span", { className: "id", textContent: String(id) }));
+  if (id !== null && !unconditional) b.append(el("span", { className: "id", textContent: String(id) }));
   b.append(name);
   b.addEventListener("click", () => pickClass(id));
   return b;

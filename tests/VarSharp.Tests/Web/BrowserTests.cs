@@ -40,7 +40,8 @@ public sealed class BrowserTests(TinyModelFolderFixture model, ITestOutputHelper
         Assert.StartsWith("http://127.0.0.1:", url, StringComparison.Ordinal);
 
         await page.GotoAsync(url);
-        await Assertions.Expect(page.GetByTestId("classes").GetByRole(AriaRole.Radio)).ToHaveCountAsync(served.NumClasses + 1);
+        // Random, one per class, and Unconditional.
+        await Assertions.Expect(page.GetByTestId("classes").GetByRole(AriaRole.Radio)).ToHaveCountAsync(served.NumClasses + 2);
         // The header says what was verified at load: nothing for a plain folder, the manifest (or signature) for a bundle.
         if (served.Integrity.Check == "none") await Assertions.Expect(page.GetByTestId("integrity")).ToBeHiddenAsync();
         else await Assertions.Expect(page.GetByTestId("integrity")).ToBeVisibleAsync();
