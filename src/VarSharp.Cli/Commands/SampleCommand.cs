@@ -18,7 +18,7 @@ internal static class SampleCommand
         var models = new PipelineOptions();
         var classes = new Option<string[]>("--class", "-c")
         {
-            Description = "Class to generate, by id or name (7 or Sneaker; name:10 for a class named with a number); repeat it or give a comma list (3,Bag). Omitted: classes are drawn uniformly",
+            Description = "Class to generate, by id or name (7 or Sneaker; name:TEXT for a name that is a number or holds commas; -1 or uncond: unconditional); repeat it or give a comma list (3,Bag). Omitted: classes are drawn uniformly",
         };
         var count = new Option<int>("--count", "-n")
         {
@@ -129,7 +129,8 @@ internal static class SampleCommand
     internal static string[]? SplitClasses(string[]? values)
     {
         if (values is null || values.Length == 0) return null;
-        var parts = values.SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries)).ToArray();
+        // "name:…" is one class name whole, commas included (ImageNet's "tench, Tinca tinca").
+        var parts = values.SelectMany(v => v.TrimStart().StartsWith("name:", StringComparison.OrdinalIgnoreCase) ? [v.Trim()] : v.Split(',', StringSplitOptions.TrimEntries)).ToArray();
         if (parts.Any(p => p.Length == 0)) throw new VarSharpException("--class has an empty entry; give class ids or names separated by commas.");
         return parts;
     }
