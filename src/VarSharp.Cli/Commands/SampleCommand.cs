@@ -93,7 +93,17 @@ internal static class SampleCommand
             if (File.Exists(outDir)) throw new VarSharpException($"{Path.GetFullPath(outDir)} is a file; give a folder for the images (-o DIR).");
 
             Directory.CreateDirectory(outDir);
-            var run = new SampleRun(outDir, pipe, options, parse.GetValue(gridMax));
+            // What an edit was made from, so that its images can be told apart and reproduced from samples.jsonl.
+            var editRecord = parse.GetValue(edit) is { } editImage ? new
+            {
+                image = Path.GetFullPath(editImage),
+                image_sha256 = Checkpoints.FileDigest.Sha256(editImage),
+                box = parse.GetValue(box),
+                outpaint = parse.GetValue(outpaint),
+                known_threshold = parse.GetValue(knownThreshold) ?? 0.5,
+                resize = parse.GetValue(resize),
+            } : null;
+            var run = new SampleRun(outDir, pipe, options, parse.GetValue(gridMax), editRecord);
             var skip = run.Resumable ? run.AlreadyDone : (Func<int, bool>?)null;
             int written = CliConsole.IsTerminal(writer) ? WithProgress(pipe, options, writer, skip, run.Write) : Consume(pipe.GenerateBatches(options, skip: skip), run.Write);
             run.Finish();

@@ -31,8 +31,12 @@ internal sealed class SampleRun
     private readonly SortedDictionary<int, Func<Tensor>> _grid = [];
     private readonly SortedSet<int> _classes = [];
 
-    public SampleRun(string dir, VarPipeline pipe, SampleOptions options, int gridMax)
+    private readonly object? _edit;
+
+    /// <param name="edit">What an edit was made from (recorded in every line), or null.</param>
+    public SampleRun(string dir, VarPipeline pipe, SampleOptions options, int gridMax, object? edit = null)
     {
+        _edit = edit;
         if (gridMax < 0) throw new VarSharpException($"--grid-max must be 0 (no grid) or more but is {gridMax}.");
         _dir = dir;
         _pipe = pipe;
@@ -167,6 +171,7 @@ internal sealed class SampleRun
         top_p = _options.TopP,
         more_smooth = _options.MoreSmooth,
         edited = _options.Edit is not null,
+        edit = _edit,
         model_sha256 = _pipe.WeightsSha256,
     });
 

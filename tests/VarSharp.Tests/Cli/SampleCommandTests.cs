@@ -175,6 +175,11 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
         Assert.True(File.Exists(Path.Combine(_temp.File("a"), "000-class1.png")) && File.Exists(Path.Combine(_temp.File("a"), "001-class1.png")));
         Assert.Equal(0, CliRun.Of(Args(_temp.File("b"))).ExitCode);
         Assert.Equal(File.ReadAllBytes(Path.Combine(_temp.File("a"), "grid.png")), File.ReadAllBytes(Path.Combine(_temp.File("b"), "grid.png")));
+        // The log says what each image was edited from.
+        var line = System.Text.Json.Nodes.JsonNode.Parse(File.ReadLines(Path.Combine(_temp.File("a"), "samples.jsonl")).First())!;
+        Assert.True(line["edited"]!.GetValue<bool>());
+        Assert.Equal("2,2,6,6", line["edit"]!["box"]!.GetValue<string>());
+        Assert.Equal(VarSharp.Checkpoints.FileDigest.Sha256(input), line["edit"]!["image_sha256"]!.GetValue<string>());
     }
 
     [Theory]
