@@ -91,7 +91,7 @@ public sealed class ModelRegistry : IDisposable
                 VarPipeline pipe;
                 try
                 {
-                    pipe = VarPipeline.Load(source.Directory, options.Device, options.Trust);
+                    pipe = VarPipeline.Load(source.Directory, options.Device, options.Trust, options.Dtype);
                 }
                 catch (VarSharpException e)
                 {

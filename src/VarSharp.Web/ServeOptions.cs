@@ -58,6 +58,9 @@ public sealed partial record ServeOptions
     /// <summary>Where the models are loaded and sampled (null: the CPU).</summary>
     public TorchSharp.torch.Device? Device { get; init; }
 
+    /// <summary>The transformers' number type (float32 unless given).</summary>
+    public TorchSharp.torch.ScalarType Dtype { get; init; } = TorchSharp.torch.ScalarType.Float32;
+
     /// <summary>The most images one request may ask for.</summary>
     public int MaxCount { get; init; } = 16;
 

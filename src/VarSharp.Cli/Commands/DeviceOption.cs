@@ -32,6 +32,20 @@ internal static class DeviceOption
         return new Device(TorchSharp.DeviceType.CUDA, index);
     }
 
+    /// <summary>The --dtype option: the transformer's floating-point type (the tokenizer stays float32).</summary>
+    public static Option<string?> CreateDtype() => new("--dtype")
+    {
+        Description = "The transformer's number type: f32 (default, the reference's), bf16 or f16 (half the memory; speed depends on the hardware's support)",
+    };
+
+    public static ScalarType DtypeOf(ParseResult parse, Option<string?> option) => parse.GetValue(option)?.Trim().ToLowerInvariant() switch
+    {
+        null or "f32" or "float32" or "fp32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        "f16" or "fp16" or "float16" or "half" => ScalarType.Float16,
+        var other => throw new VarSharpException($"--dtype must be f32, bf16 or f16 but is '{other}'."),
+    };
+
     /// <summary>Resolves the option's value from a parse result.</summary>
     public static Device Of(ParseResult parse, Option<string?> option) => Resolve(parse.GetValue(option));
 }

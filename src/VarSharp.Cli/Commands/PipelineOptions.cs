@@ -16,6 +16,7 @@ internal sealed class PipelineOptions
 
     public Option<string[]> Trust { get; } = TrustOption.Create();
     public Option<string?> Device { get; } = DeviceOption.Create();
+    public Option<string?> Dtype { get; } = DeviceOption.CreateDtype();
 
     public void AddTo(Command command)
     {
@@ -24,6 +25,7 @@ internal sealed class PipelineOptions
         command.Options.Add(Config);
         command.Options.Add(Weights);
         command.Options.Add(Device);
+        command.Options.Add(Dtype);
     }
 
     public VarPipeline Load(ParseResult parse)
@@ -39,9 +41,10 @@ internal sealed class PipelineOptions
                 ?? throw new VarSharpException($"Name a model with --model DIR ({ServeOptions.DefaultModelPath} was not found), or with both --config FILE and --weights FILE.");
         var trust = TrustOption.ForModel(parse.GetValue(Trust), model);
         var device = DeviceOption.Of(parse, Device);
-        if (model is not null) return VarPipeline.Load(model, device, trust);
+        var dtype = DeviceOption.DtypeOf(parse, Dtype);
+        if (model is not null) return VarPipeline.Load(model, device, trust, dtype);
         if (config is null || weights is null)
             throw new VarSharpException("Name a model with --model DIR, or with both --config FILE and --weights FILE.");
-        return VarPipeline.Load(config, weights, device);
+        return VarPipeline.Load(config, weights, device, dtype);
     }
 }

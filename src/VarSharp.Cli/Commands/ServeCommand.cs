@@ -27,9 +27,10 @@ internal static class ServeCommand
         var trust = TrustOption.Create("Only serve bundles signed by this public key (repeatable)");
         var threads = LongRun.ThreadsOption();
         var device = DeviceOption.Create();
+        var dtype = DeviceOption.CreateDtype();
         var command = new Command("serve", "Serve a web page and an HTTP API that generate images, streaming every scale")
         {
-            models, urls, maxCount, maxBatch, window, queue, timeout, trust, threads, device,
+            models, urls, maxCount, maxBatch, window, queue, timeout, trust, threads, device, dtype,
         };
         command.SetAction(parse =>
         {
@@ -55,6 +56,7 @@ internal static class ServeCommand
                 RequestTimeout = TimeSpan.FromSeconds(timeoutS),
                 Trust = TrustOption.Of(parse.GetValue(trust)),
                 Device = DeviceOption.Of(parse, device),
+                Dtype = DeviceOption.DtypeOf(parse, dtype),
             }.Validate();
 
             VarServer.Run(options, parse.InvocationConfiguration.Output);

@@ -71,11 +71,11 @@ public static partial class ModelFolder
     }
 
     /// <summary>Loads the `prefix` weights into a freshly built module strictly; the module is disposed if they do not fit.</summary>
-    private static T LoadInto<T>(T module, ModelFiles files, string prefix) where T : nn.Module
+    private static T LoadInto<T>(T module, ModelFiles files, string prefix, bool castFloats = false) where T : nn.Module
     {
         try
         {
-            ModuleWeights.LoadStrict(module, files.Weights, prefix);
+            ModuleWeights.LoadStrict(module, files.Weights, prefix, castFloats);
             return module;
         }
         catch

@@ -31,7 +31,8 @@ public static class ModuleWeights
     /// considered, with the prefix stripped, so one file holding several models can be loaded model by model.
     /// Throws <see cref="VarSharpException"/> on a missing key, an unexpected key, or a shape or dtype mismatch.
     /// </summary>
-    public static void LoadStrict(nn.Module module, IReadOnlyDictionary<string, Tensor> stateDict, string prefix = "")
+    /// <param name="castFloats">Accept floating-point tensors of another floating-point dtype and convert them (a model built in bf16 taking fp32 weights).</param>
+    public static void LoadStrict(nn.Module module, IReadOnlyDictionary<string, Tensor> stateDict, string prefix = "", bool castFloats = false)
     {
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(stateDict);
@@ -57,7 +58,8 @@ public static class ModuleWeights
         foreach (var (name, target) in targets)
         {
             var src = given[name];
-            if (!src.shape.AsSpan().SequenceEqual(target.shape) || src.dtype != target.dtype)
+            bool dtypeOk = src.dtype == target.dtype || (castFloats && src.is_floating_point() && target.is_floating_point());
+            if (!src.shape.AsSpan().SequenceEqual(target.shape) || !dtypeOk)
                 throw new VarSharpException(
                     $"checkpoint tensor '{prefix}{name}' is {Describe(src.shape, src.dtype)} but {what} expects {Describe(target.shape, target.dtype)}.");
         }

@@ -121,25 +121,26 @@ public sealed class VarPipeline : IDisposable
     /// bundle is verified against its manifest first; with <paramref name="trust"/> only a bundle signed by one of its
     /// keys loads (<see cref="BundleSignature"/>).
     /// </summary>
-    public static VarPipeline Load(string modelDir, Device? device = null, BundleTrust? trust = null)
+    public static VarPipeline Load(string modelDir, Device? device = null, BundleTrust? trust = null, ScalarType dtype = ScalarType.Float32)
     {
         using var files = ModelFiles.Read(modelDir, IsModelKey, trust);
-        return Load(files, device);
+        return Load(files, device, dtype);
     }
 
     /// <summary>Loads from a config file and a weights file holding `vae.*` and `var.*` tensors.</summary>
-    public static VarPipeline Load(string configPath, string weightsPath, Device? device = null)
+    public static VarPipeline Load(string configPath, string weightsPath, Device? device = null, ScalarType dtype = ScalarType.Float32)
     {
         using var files = ModelFiles.Read(configPath, weightsPath, IsModelKey);
-        return Load(files, device);
+        return Load(files, device, dtype);
     }
 
     private static bool IsModelKey(string name) => ModelFolder.IsTokenizerKey(name) || ModelFolder.IsTransformerKey(name);
 
     /// <summary>Builds both models, the sampling defaults and the class names from one reading of a folder's files.</summary>
-    public static VarPipeline Load(ModelFiles files, Device? device = null)
+    /// <param name="dtype">The transformer's type (see <see cref="ModelFolder.BuildTransformer"/>); the tokenizer stays float32.</param>
+    public static VarPipeline Load(ModelFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32)
     {
-        var model = ModelFolder.BuildTransformer(files, device);
+        var model = ModelFolder.BuildTransformer(files, device, dtype);
         VqVae? vae = null;
         try
         {

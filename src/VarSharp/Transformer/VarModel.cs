@@ -166,8 +166,10 @@ public sealed class VarModel : nn.Module
         return Logits(x_BlC, cond_BD).MoveToOuterDisposeScope();
     }
 
+    // The reference's get_logits (head(head_nm(h.float(), cond).float()).float()), in the model's own type, so that a
+    // bfloat16/float16 model runs its head in that type too; the logits always come back as float32.
     private Tensor Logits(Tensor h_BLC, Tensor cond_BD) =>
-        head.forward(head_nm.Forward(h_BLC.to(ScalarType.Float32), cond_BD).to(ScalarType.Float32)).to(ScalarType.Float32);
+        head.forward(head_nm.Forward(h_BLC.to(DType), cond_BD).to(DType)).to(ScalarType.Float32);
 
     private void CheckLabels(Tensor labels, long batch)
     {

@@ -49,6 +49,11 @@ public sealed class DeviceOptionTests(TinyModelFolderFixture model) : IClassFixt
         OneSentence(CliRun.Of("sample", "-m", model.Dir, "--device", "tpu", "-o", _temp.File("x")), "--device must be cpu, cuda or cuda:N but is 'tpu'.");
         OneSentence(CliRun.Of("sample", "-m", model.Dir, "--device", "cuda:-1", "-o", _temp.File("x")), "--device must be cpu, cuda or cuda:N but is 'cuda:-1'.");
         Assert.Equal(TorchSharp.DeviceType.CPU, DeviceOption.Resolve(null).type);
+
+        var bf16 = CliRun.Of("sample", "-m", model.Dir, "--class", "1", "-n", "2", "--dtype", "bf16", "-o", _temp.File("bf16"));
+        Assert.True(bf16.ExitCode == 0, bf16.Error);
+        Assert.Equal(2, Directory.GetFiles(_temp.File("bf16"), "00?-class1.png").Length);
+        OneSentence(CliRun.Of("sample", "-m", model.Dir, "--dtype", "int8", "-o", _temp.File("x")), "--dtype must be f32, bf16 or f16 but is 'int8'.");
     }
 
     [Fact]
