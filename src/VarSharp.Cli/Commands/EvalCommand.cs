@@ -6,6 +6,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Spectre.Console;
 using VarSharp.Checkpoints;
+using VarSharp.Config;
 using VarSharp.Data;
 using VarSharp.Evaluation;
 using VarSharp.Sampling;
@@ -29,7 +30,7 @@ internal static class EvalCommand
         public readonly Option<string?> Model = new("--model", "-m") { Description = "Evaluate generation by this model folder (tokenizer + transformer)" };
         public readonly Option<string> Data = new("--data") { Description = $"Fashion-MNIST idx folder or labelled image folder; its test split is used (default {FashionMnist.DefaultDirectory})", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
         public readonly Option<int> Images = new("--images") { Description = "--tokenizer: evaluate the first N test images (0 = all)", DefaultValueFactory = _ => 0 };
-        public readonly Option<string> Classifier = new("--classifier") { Description = $"--model: classifier bundle that judges the images (default {DefaultClassifier})", DefaultValueFactory = _ => DefaultClassifier };
+        public readonly Option<string> Classifier = new("--classifier") { Description = $"Classifier bundle that judges the images (--model), or scores the reconstructions (--tokenizer: rFD); default {DefaultClassifier}", DefaultValueFactory = _ => DefaultClassifier };
         public readonly Option<string> Cfg = new("--cfg") { Description = "--model: comma-separated guidance scales, each evaluated on the same seeds (1,2,4)", DefaultValueFactory = _ => "1,2,4" };
         public readonly Option<int> PerClass = new("--per-class") { Description = "--model: images generated per class and per cfg (100)", DefaultValueFactory = _ => 100 };
         public readonly Option<int?> TopK = new("--top-k") { Description = "--model: top-k, 0 = off (default: the model's recommended value, else the demo's share of the codebook, round(900·V/4096))" };
@@ -78,8 +79,12 @@ internal static class EvalCommand
         var data = Datasets.Open(parse.GetValue(o.Data)!, DataSplit.Test, cfg.InChannels, cfg.ImageSize);
         int n = images == 0 ? data.Count : Math.Min(images, data.Count);
         var (x, labels) = DatasetTensors.Load(data, Enumerable.Range(0, n).ToArray());
-        labels.Dispose();
+        var (classifier, classifierNote) = TokenizerClassifier(parse, o, vae.Config);
+        // Accuracy only means something when the data's classes are the classifier's.
+        var knownLabels = classifier?.Info?.ClassNames is { Count: > 0 } names && names.SequenceEqual(data.ClassNames) ? labels : null;
         TokenizerEvalReport report;
+        using (classifier)
+        using (labels)
         using (x)
         {
             int batch = parse.GetValue(o.BatchSize) ?? 64;
@@ -89,9 +94,9 @@ internal static class EvalCommand
                     .Start(ctx =>
                     {
                         var task = ctx.AddTask("reconstructing", maxValue: n);
-                        return TokenizerEvaluation.Evaluate(vae, x, batch, new Reporter<int>(done => task.Value = done));
+                        return TokenizerEvaluation.Evaluate(vae, x, batch, new Reporter<int>(done => task.Value = done), classifier, knownLabels);
                     })
-                : TokenizerEvaluation.Evaluate(vae, x, batch);
+                : TokenizerEvaluation.Evaluate(vae, x, batch, classifier: classifier, labels_N: knownLabels);
         }
 
         var console = CliConsole.For(writer);
@@ -113,6 +118,14 @@ internal static class EvalCommand
         console.Write(table);
         writer.WriteLine(Invariant(
             $"reference rule: a code counts at a scale when its mean hits per image reach 0.08·{cfg.LatentSize}²/{report.VocabSize} = {0.08 * cfg.LatentSize * cfg.LatentSize / report.VocabSize:0.####} (the steady state of the reference's hit-EMA test)"));
+        if (report.Classifier is { } rc)
+        {
+            string accuracy = rc.AccuracyOriginal is { } ao && rc.AccuracyReconstructed is { } ar
+                ? Invariant($"; classifier accuracy {ar:0.0000} on the reconstructions vs {ao:0.0000} on the originals")
+                : "";
+            writer.WriteLine(Invariant($"rFD {rc.FrechetDistance:0.00} ({FdName} of the 8-bit reconstructions vs the originals){accuracy}"));
+        }
+        else if (classifierNote is not null) writer.WriteLine("note: " + classifierNote);
         writer.WriteLine(Invariant($"{report.Images / Math.Max(report.Seconds, 1e-9):0.0} images/s"));
 
         if (parse.GetValue(o.Json) is { } jsonPath)
@@ -133,6 +146,10 @@ internal static class EvalCommand
                 ["usage_used_percent"] = Array(report.UsedPercent.Select(v => (JsonNode?)v)),
                 ["usage_reference_rule_percent"] = Array(report.ReferenceRulePercent.Select(v => (JsonNode?)v)),
                 ["usage_any_scale_percent"] = report.UsedPercentAnyScale,
+                ["fd_name"] = report.Classifier is null ? null : FdName,
+                ["rfd"] = report.Classifier?.FrechetDistance,
+                ["classifier_accuracy_original"] = report.Classifier?.AccuracyOriginal,
+                ["classifier_accuracy_reconstructed"] = report.Classifier?.AccuracyReconstructed,
                 ["images_per_second"] = report.Images / Math.Max(report.Seconds, 1e-9),
             };
             WriteJson(jsonPath, json);
@@ -287,6 +304,25 @@ internal static class EvalCommand
             if (!double.TryParse(parts[i], NumberStyles.Float, CultureInfo.InvariantCulture, out result[i]) || !double.IsFinite(result[i]) || result[i] < 0)
                 throw new VarSharpException($"--cfg takes comma-separated guidance scales ≥ 0 like 1,2,4 but got '{text}'.");
         return result;
+    }
+
+    /// <summary>
+    /// The classifier that scores a tokenizer's reconstructions: one named with --classifier must load and fit; the
+    /// default one is used only when it exists and fits, otherwise the note says why the rFD is left out.
+    /// </summary>
+    private static (FashionClassifier? Classifier, string? Note) TokenizerClassifier(ParseResult parse, Options o, VqVaeConfig vqvae)
+    {
+        var dir = parse.GetValue(o.Classifier)!;
+        bool named = parse.GetResult(o.Classifier) is { Implicit: false };
+        if (!named && !Directory.Exists(dir))
+            return (null, $"no classifier at {dir}, so no rFD; name one with --classifier");
+        if (named) RequireFolder(dir, "Classifier");
+        var classifier = FashionClassifier.Load(dir, DeviceOption.Of(parse, o.Device), TrustOption.Of(parse.GetValue(o.Trust)));
+        if (classifier.ImageSize == vqvae.ImageSize) return (classifier, null);
+        classifier.Dispose();
+        string why = $"the classifier {dir} takes {classifier.ImageSize}×{classifier.ImageSize} images but the tokenizer works on {vqvae.ImageSize}×{vqvae.ImageSize}";
+        if (named) throw new VarSharpException(why + "; use a classifier trained at the tokenizer's image size.");
+        return (null, why + ", so no rFD");
     }
 
     private static void RequireFolder(string dir, string what)

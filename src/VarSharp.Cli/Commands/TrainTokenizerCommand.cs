@@ -44,6 +44,13 @@ internal static class TrainTokenizerCommand
             .Double("--vq-weight", "vq_weight", "Weight of the vq loss")
             .Int("--dead-code-every", "dead_code_every", "Re-seed dead codes every N steps, 0 = off")
             .Double("--dead-code-ratio", "dead_code_ratio", "Dead below ratio × B·h·w/V EMA hits at every scale")
+            .Double("--disc-weight", "disc_weight", "Weight of VQGAN's adversarial loss (PatchGAN discriminator), 0 = off")
+            .Int("--disc-start", "disc_start", "Step from which the adversarial loss applies")
+            .Text("--disc-loss", "disc_loss", "hinge or vanilla discriminator loss")
+            .Flag("--no-disc-adaptive", "disc_adaptive", "Use disc_weight alone instead of VQGAN's adaptive weight", whenGiven: false)
+            .Int("--disc-layers", "disc_layers", "Stride-2 layers of the discriminator")
+            .Int("--disc-channels", "disc_channels", "Channels of the discriminator's first layer")
+            .Double("--disc-lr", "disc_lr", "Discriminator peak learning rate", defaultNote: "--lr")
             .Int("--grid-images", "grid_images", "Images in the reconstruction grid")
             .FilePath("--init-from", "init_from", "Start from this model folder's vae.* weights (fine-tuning, e.g. an imported official tokenizer); its vqvae block is the default model", defaultNote: "a fresh initialisation");
 

@@ -52,6 +52,24 @@ public sealed record TokenizerTrainConfig
     /// <summary>A code is dead when its hit EMA is below ratio × (B·h·w / V) at every scale (the reference's usage margin uses 0.08).</summary>
     public double DeadCodeRatio { get; init; } = 0.08;
 
+    /// <summary>Weight of VQGAN's adversarial loss (PatchGAN discriminator, adaptive weight); 0: off, no discriminator.</summary>
+    public double DiscWeight { get; init; }
+    /// <summary>The step from which the adversarial terms apply (VQGAN's disc_start): reconstruction learns alone before it.</summary>
+    public int DiscStart { get; init; } = 5000;
+    /// <summary>"hinge" (VQGAN's default) or "vanilla" (non-saturating, softplus) discriminator loss.</summary>
+    public string DiscLoss { get; init; } = "hinge";
+    /// <summary>Scale the generator's adversarial term by ‖∇L_rec‖ / ‖∇L_G‖ at the decoder's last layer (VQGAN); off: disc_weight alone.</summary>
+    public bool DiscAdaptive { get; init; } = true;
+    /// <summary>Stride-2 layers of the PatchGAN discriminator (3 in VQGAN); the image must leave a logit map of at least 1×1.</summary>
+    public int DiscLayers { get; init; } = 3;
+    /// <summary>Channels of the discriminator's first layer (doubling per layer up to 8×).</summary>
+    public int DiscChannels { get; init; } = 64;
+    /// <summary>The discriminator's peak learning rate, following the same warmup and decay; null: lr.</summary>
+    public double? DiscLr { get; init; }
+    /// <summary>The discriminator's Adam betas (VQGAN: 0.5, 0.9); no weight decay.</summary>
+    public double DiscBeta1 { get; init; } = 0.5;
+    public double DiscBeta2 { get; init; } = 0.9;
+
     public bool Resize { get; init; } = true;
     public bool Hflip { get; init; }
     public bool Strict { get; init; }
@@ -94,6 +112,13 @@ public sealed record TokenizerTrainConfig
         Require(VqWeight >= 0, $"vq_weight must be 0 or more but is {VqWeight}");
         Require(DeadCodeEvery >= 0, $"dead_code_every must be 0 (off) or positive but is {DeadCodeEvery}");
         Require(DeadCodeRatio >= 0, $"dead_code_ratio must be 0 or more but is {DeadCodeRatio}");
+        Require(DiscWeight >= 0 && double.IsFinite(DiscWeight), $"disc_weight must be 0 (off) or positive but is {DiscWeight}");
+        Require(DiscStart >= 0, $"disc_start must be 0 or more but is {DiscStart}");
+        Require(DiscLoss is "hinge" or "vanilla", $"disc_loss must be 'hinge' or 'vanilla' but is '{DiscLoss}'");
+        Require(DiscLayers is >= 1 and <= 8, $"disc_layers must lie in [1, 8] but is {DiscLayers}");
+        Require(DiscChannels >= 1, $"disc_channels must be positive but is {DiscChannels}");
+        Require(DiscLr is null || (DiscLr > 0 && double.IsFinite(DiscLr.Value)), $"disc_lr must be positive but is {DiscLr}");
+        Require(DiscBeta1 is >= 0 and < 1 && DiscBeta2 is >= 0 and < 1, $"disc betas must lie in [0, 1) but are ({DiscBeta1}, {DiscBeta2})");
         Require(LogEvery >= 1, $"log_every must be positive but is {LogEvery}");
         Require(EvalEvery >= 0, $"eval_every must be 0 (only at the end) or positive but is {EvalEvery}");
         Require(EvalImages >= 0, $"eval_images must be 0 (no evaluation) or positive but is {EvalImages}");

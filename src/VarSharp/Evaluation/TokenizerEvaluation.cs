@@ -1,3 +1,4 @@
+using VarSharp.Data;
 using VarSharp.Tokenizer;
 using static TorchSharp.torch;
 
@@ -18,14 +19,31 @@ namespace VarSharp.Evaluation;
 /// hit EMA (compared with 0.08 · B·h·w / V) settles for a code hit that often per batch of B images.
 /// </param>
 /// <param name="UsedPercentAnyScale">Percent of the codebook chosen at least once at any scale.</param>
+/// <param name="Classifier">With a classifier: how it sees the reconstructions next to the originals; otherwise null.</param>
 public sealed record TokenizerEvalReport(
     int Images, double Mse, double Psnr, double PsnrOfMeanMse, int VocabSize, int[] PatchNums,
-    double[] UsedPercent, double[] ReferenceRulePercent, double UsedPercentAnyScale, double Seconds);
+    double[] UsedPercent, double[] ReferenceRulePercent, double UsedPercentAnyScale, double Seconds,
+    ReconstructionScores? Classifier = null);
+
+/// <summary>
+/// The classifier's view of a tokenizer's round trip, the analogue of the rFID that VAR reports for its tokenizer (but on
+/// our Fashion-MNIST classifier's features, not Inception's).
+/// </summary>
+/// <param name="FrechetDistance">Fréchet distance between the features of the 8-bit reconstructions and those of the originals.</param>
+/// <param name="AccuracyOriginal">The classifier's accuracy on the originals (null without labels).</param>
+/// <param name="AccuracyReconstructed">Its accuracy on the reconstructions (null without labels).</param>
+public sealed record ReconstructionScores(double FrechetDistance, double? AccuracyOriginal, double? AccuracyReconstructed);
 
 public static class TokenizerEvaluation
 {
-    /// <summary>Reconstructs <paramref name="images_NCHW"/> (in [−1, 1]) <paramref name="batchSize"/> at a time; progress reports images done.</summary>
-    public static TokenizerEvalReport Evaluate(VqVae vae, Tensor images_NCHW, int batchSize = 64, IProgress<int>? progress = null)
+    /// <summary>
+    /// Reconstructs <paramref name="images_NCHW"/> (in [−1, 1]) <paramref name="batchSize"/> at a time; progress reports
+    /// images done. With a <paramref name="classifier"/> (single-channel, at the tokenizer's image size) the 8-bit
+    /// reconstructions are also compared with the originals in its feature space; <paramref name="labels_N"/>, when given,
+    /// adds its accuracy on both.
+    /// </summary>
+    public static TokenizerEvalReport Evaluate(VqVae vae, Tensor images_NCHW, int batchSize = 64, IProgress<int>? progress = null,
+        FashionClassifier? classifier = null, Tensor? labels_N = null)
     {
         ArgumentNullException.ThrowIfNull(vae);
         ArgumentNullException.ThrowIfNull(images_NCHW);
@@ -33,6 +51,9 @@ public static class TokenizerEvaluation
         long n = images_NCHW.shape[0];
         if (n == 0) throw new VarSharpException("There are no images to evaluate the tokenizer on.");
         vae.CheckImage(images_NCHW);
+        if (classifier is not null && classifier.ImageSize != vae.Config.ImageSize)
+            throw new VarSharpException(
+                $"The tokenizer works on {vae.Config.ImageSize}×{vae.Config.ImageSize} images but the classifier takes {classifier.ImageSize}×{classifier.ImageSize}; use a classifier trained at the tokenizer's image size.");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var cfg = vae.Config;
         int S = cfg.VPatchNums.Length, V = cfg.VocabSize;
@@ -41,6 +62,8 @@ public static class TokenizerEvaluation
         using var counts_SV = zeros([S, V], dtype: int64);
         double squaredError = 0;
         var psnrs = new List<double>((int)n);
+        var originals = new List<Tensor>();
+        var reconstructions = new List<Tensor>();
         for (long s = 0; s < n; s += batchSize)
         {
             using var scope = NewDisposeScope();
@@ -51,6 +74,12 @@ public static class TokenizerEvaluation
             squaredError += (rec - x).square().sum().to(float64).item<double>();
             psnrs.AddRange(ImageMetrics.PsnrPerImage(rec, x));
             for (int si = 0; si < S; si++) counts_SV[si].add_(q.Indices[si].flatten().bincount(null, V).cpu());
+            if (classifier is not null)
+            {
+                // Both sides as the classifier sees images: 8-bit levels, one channel.
+                originals.Add(Gray(ImageIO.As8Bit(x.cpu())).DetachFromDisposeScope());
+                reconstructions.Add(Gray(ImageIO.As8Bit(rec.cpu())).DetachFromDisposeScope());
+            }
             progress?.Report((int)Math.Min(n, s + batchSize));
         }
         double mse = squaredError / images_NCHW.numel();
@@ -60,8 +89,28 @@ public static class TokenizerEvaluation
         double margin = 0.08 * cfg.LatentSize * cfg.LatentSize / V;   // mean hits per image
         using var rulePct = counts_SV.to(float64).div(n).ge(margin).to(float64).mean([1L]).mul(100);
         using var anyScale = used.any(0).to(float64).mean().mul(100);
+        var scores = classifier is null ? null : Score(classifier, originals, reconstructions, labels_N);
         return new TokenizerEvalReport(
             (int)n, mse, psnrs.Average(), mse01 <= 0 ? double.PositiveInfinity : -10 * Math.Log10(mse01), V, cfg.VPatchNums.ToArray(),
-            usedPct.data<double>().ToArray(), rulePct.data<double>().ToArray(), anyScale.item<double>(), clock.Elapsed.TotalSeconds);
+            usedPct.data<double>().ToArray(), rulePct.data<double>().ToArray(), anyScale.item<double>(), clock.Elapsed.TotalSeconds, scores);
+    }
+
+    private static Tensor Gray(Tensor images_NCHW) => images_NCHW.shape[1] == 1 ? images_NCHW : images_NCHW.mean([1L], keepdim: true);
+
+    private static ReconstructionScores Score(FashionClassifier classifier, List<Tensor> originals, List<Tensor> reconstructions, Tensor? labels_N)
+    {
+        using var scope = NewDisposeScope();
+        try
+        {
+            var (fo, po) = classifier.Embed(cat(originals, 0));
+            var (fr, pr) = classifier.Embed(cat(reconstructions, 0));
+            double fd = FrechetDistance.Compute(fr, fo);
+            double? Accuracy(Tensor predictions) => labels_N is null ? null : predictions.eq(labels_N.cpu()).to(float64).mean().item<double>();
+            return new ReconstructionScores(fd, Accuracy(po), Accuracy(pr));
+        }
+        finally
+        {
+            foreach (var t in originals.Concat(reconstructions)) t.Dispose();
+        }
     }
 }

@@ -12,6 +12,7 @@ namespace VarSharp.Training;
 public sealed class AdamWOptimizer : IDisposable
 {
     private readonly List<Slot> slots;
+    private readonly string prefix;
 
     private sealed class Slot(string name, Parameter p, bool decay)
     {
@@ -25,9 +26,11 @@ public sealed class AdamWOptimizer : IDisposable
 
     /// <param name="parameters">Named parameters in a fixed order.</param>
     /// <param name="decay">Which parameters get weight decay.</param>
+    /// <param name="statePrefix">Prefix of the state tensors' names, so that two optimizers can share one checkpoint file.</param>
     public AdamWOptimizer(IEnumerable<(string Name, Parameter Param)> parameters, Func<string, Parameter, bool> decay,
-        double beta1, double beta2, double eps, double weightDecay)
+        double beta1, double beta2, double eps, double weightDecay, string statePrefix = "optim.")
     {
+        prefix = statePrefix;
         slots = parameters.Select(np => new Slot(np.Name, np.Param, decay(np.Name, np.Param))).ToList();
         Beta1 = beta1;
         Beta2 = beta2;
@@ -80,14 +83,14 @@ public sealed class AdamWOptimizer : IDisposable
         s.ExpAvgSq.index_fill_(0, onDevice, 0);
     }
 
-    /// <summary>The state as named tensors: optim.step.NAME (int64 scalar), optim.exp_avg.NAME, optim.exp_avg_sq.NAME.</summary>
+    /// <summary>The state as named tensors: optim.step.NAME (int64 scalar), optim.exp_avg.NAME, optim.exp_avg_sq.NAME (with the state prefix for "optim.").</summary>
     public IEnumerable<KeyValuePair<string, Tensor>> StateTensors()
     {
         foreach (var s in slots)
         {
-            yield return KeyValuePair.Create($"optim.step.{s.Name}", tensor(s.Step));
-            yield return KeyValuePair.Create($"optim.exp_avg.{s.Name}", s.ExpAvg.alias());
-            yield return KeyValuePair.Create($"optim.exp_avg_sq.{s.Name}", s.ExpAvgSq.alias());
+            yield return KeyValuePair.Create($"{prefix}step.{s.Name}", tensor(s.Step));
+            yield return KeyValuePair.Create($"{prefix}exp_avg.{s.Name}", s.ExpAvg.alias());
+            yield return KeyValuePair.Create($"{prefix}exp_avg_sq.{s.Name}", s.ExpAvgSq.alias());
         }
     }
 
@@ -97,19 +100,19 @@ public sealed class AdamWOptimizer : IDisposable
         using var noGrad = no_grad();
         foreach (var s in slots)
         {
-            var step = Get(state, $"optim.step.{s.Name}", source);
-            var m = Get(state, $"optim.exp_avg.{s.Name}", source);
-            var v = Get(state, $"optim.exp_avg_sq.{s.Name}", source);
+            var step = Get(state, $"{prefix}step.{s.Name}", source);
+            var m = Get(state, $"{prefix}exp_avg.{s.Name}", source);
+            var v = Get(state, $"{prefix}exp_avg_sq.{s.Name}", source);
             if (!m.shape.SequenceEqual(s.ExpAvg.shape) || !v.shape.SequenceEqual(s.ExpAvgSq.shape) || m.dtype != s.ExpAvg.dtype || v.dtype != s.ExpAvgSq.dtype)
                 throw new VarSharpException($"{source}: optimizer moments of '{s.Name}' are [{string.Join(", ", m.shape)}] but the parameter is [{string.Join(", ", s.ExpAvg.shape)}].");
             if (step.dtype != ScalarType.Int64 || step.numel() != 1)
-                throw new VarSharpException($"{source}: 'optim.step.{s.Name}' must be one int64 value.");
+                throw new VarSharpException($"{source}: '{prefix}step.{s.Name}' must be one int64 value.");
             s.Step = step.item<long>();
             s.ExpAvg.copy_(m);
             s.ExpAvgSq.copy_(v);
         }
-        var known = slots.SelectMany(s => new[] { $"optim.step.{s.Name}", $"optim.exp_avg.{s.Name}", $"optim.exp_avg_sq.{s.Name}" }).ToHashSet();
-        var extra = state.Keys.FirstOrDefault(k => k.StartsWith("optim.", StringComparison.Ordinal) && !known.Contains(k));
+        var known = slots.SelectMany(s => new[] { $"{prefix}step.{s.Name}", $"{prefix}exp_avg.{s.Name}", $"{prefix}exp_avg_sq.{s.Name}" }).ToHashSet();
+        var extra = state.Keys.FirstOrDefault(k => k.StartsWith(prefix, StringComparison.Ordinal) && !known.Contains(k));
         if (extra is not null) throw new VarSharpException($"{source}: optimizer state '{extra}' belongs to no parameter of this model.");
     }
 

@@ -63,6 +63,7 @@ public sealed class TokenizerTrainer : IDisposable
     private readonly AdamWOptimizer optimizer;
     private readonly LrSchedule schedule;
     private readonly Generator remedyGenerator;
+    private readonly AdversarialLoss? adversarial;
     private readonly TrainingData data;
     private readonly Device device;
     // Set by Open, once the data position and the run folder are settled.
@@ -110,9 +111,18 @@ public sealed class TokenizerTrainer : IDisposable
             schedule = new LrSchedule(train.Lr, train.WarmupSteps, train.Steps, train.Decay, train.WarmupStartRatio, train.MinLrRatio);
             // The remedy only draws permutations of row numbers, on the CPU wherever the model lives.
             remedyGenerator = new Generator(RunFolder.StreamSeed(train.Seed, RemedyStream));
+            if (train.DiscWeight > 0)
+            {
+                if (PatchDiscriminator.OutputSize(model.ImageSize, train.DiscLayers) < 1)
+                    throw new VarSharpException(
+                        $"A {train.DiscLayers}-layer discriminator leaves no logit for {model.ImageSize}×{model.ImageSize} images; use fewer --disc-layers.");
+                adversarial = new AdversarialLoss(train, model.InChannels, this.device);
+            }
         }
         catch
         {
+            optimizer?.Dispose();
+            remedyGenerator?.Dispose();
             vae.Dispose();
             throw;
         }
@@ -221,6 +231,7 @@ public sealed class TokenizerTrainer : IDisposable
         CheckpointWriter.LoadModelWeights(ckpt, vae, "vae.");
         optimizer.LoadState(state, source);
         vae.Quantizer.RecordHit = CheckpointWriter.Scalar(state, "quantize.record_hit", source);
+        adversarial?.LoadState(state, source);
         if (!state.TryGetValue("rng.remedy", out var rng)) throw new VarSharpException($"{source} lacks 'rng.remedy'; expected the remedy generator's state.");
         remedyGenerator.set_state(rng);
         if (ModelConfig.Dropout > 0)
@@ -304,6 +315,7 @@ public sealed class TokenizerTrainer : IDisposable
         var clock = Stopwatch.StartNew();
         double windowLoss = 0, windowRec = 0, windowVq = 0, windowGrad = 0;
         int windowSteps = 0;
+        var windowAdv = new AdversarialWindow();
         var windowClock = Stopwatch.StartNew();
         long tokensPerBatch = (long)Config.BatchSize * ModelConfig.LatentSize * ModelConfig.LatentSize;
         // Data-dependent codebook start: before the first step every code is dead (no hits yet), so the remedy places
@@ -322,11 +334,18 @@ public sealed class TokenizerTrainer : IDisposable
             var x = torch.tensor(batch.Pixels, batch.Shape, device: device);
             double lr = schedule.At(step);
             optimizer.ZeroGrad();
-            var (lossValue, recValue, vqValue) = ForwardBackward(vae, x, Config);
+            var gan = adversarial is not null && adversarial.ActiveAt(step) ? adversarial : null;
+            var losses = ForwardBackward(vae, x, Config, gan);
+            var (lossValue, recValue, vqValue) = (losses.Loss, losses.Rec, losses.Vq);
             double gradNorm = Config.GradClip > 0
                 ? nn.utils.clip_grad_norm_(optimizer.Parameters, Config.GradClip)
                 : GradNorm(optimizer.Parameters);
             optimizer.Step(lr);
+            if (gan is not null)
+            {
+                var (dLoss, real, fake) = gan.Step(losses.Slices, lr);
+                windowAdv.Add(losses.GeneratorLoss, losses.AdaptiveWeight, dLoss, real, fake);
+            }
             step++;
 
             if (!double.IsFinite(lossValue))
@@ -353,6 +372,11 @@ public sealed class TokenizerTrainer : IDisposable
                     ["rec_loss"] = TrainLog.Number(windowRec / windowSteps),
                     ["vq_loss"] = TrainLog.Number(windowVq / windowSteps),
                     ["grad_norm"] = TrainLog.Number(windowGrad / windowSteps),
+                    ["g_loss"] = windowAdv.Mean(w => w.G),
+                    ["d_weight"] = windowAdv.Mean(w => w.Weight),
+                    ["d_loss"] = windowAdv.Mean(w => w.D),
+                    ["logits_real"] = windowAdv.Mean(w => w.Real),
+                    ["logits_fake"] = windowAdv.Mean(w => w.Fake),
                     ["usage"] = TrainLog.Numbers(usage),
                     ["steps_per_s"] = TrainLog.Number(windowRate),
                     ["images_per_s"] = TrainLog.Number(windowRate * Config.BatchSize),
@@ -361,6 +385,7 @@ public sealed class TokenizerTrainer : IDisposable
                 lossHistory.Add((step, windowLoss / windowSteps));
                 windowLoss = windowRec = windowVq = windowGrad = 0;
                 windowSteps = 0;
+                windowAdv.Clear();
                 windowClock.Restart();
             }
             bool last = step == Config.Steps;
@@ -385,15 +410,19 @@ public sealed class TokenizerTrainer : IDisposable
 
     /// <summary>
     /// Forward and backward of one batch in grad_accum slices (one slice: the whole batch), each slice's losses weighted
-    /// by its share of the batch; the code hits of all slices are recorded once, as one batch's. Returns the batch's
-    /// total, reconstruction and vq losses.
+    /// by its share of the batch; the code hits of all slices are recorded once, as one batch's. With
+    /// <paramref name="gan"/>, each slice adds the adaptively weighted adversarial term (its weight computed per slice)
+    /// and the slices' real and reconstructed images are returned, detached, for the discriminator's step; they live in
+    /// the caller's dispose scope.
     /// </summary>
-    internal static (double Loss, double Rec, double Vq) ForwardBackward(VqVae vae, Tensor x, TokenizerTrainConfig config)
+    internal static StepLosses ForwardBackward(VqVae vae, Tensor x, TokenizerTrainConfig config, AdversarialLoss? gan = null)
     {
         long B = x.shape[0];
         int slices = config.GradAccum;
-        double loss = 0, rec = 0, vq = 0;
+        double loss = 0, rec = 0, vq = 0, g = 0, weight = 0;
         Tensor? hits = null;
+        var pairs = new List<(Tensor Real, Tensor Fake)>();
+        var lastLayer = gan is null ? null : vae.named_parameters().First(p => p.name == LastLayerName).parameter;
         for (int i = 0; i < slices; i++)
         {
             long from = B * i / slices, to = B * (i + 1) / slices;
@@ -408,6 +437,14 @@ public sealed class TokenizerTrainer : IDisposable
             };
             var total = config.VqWeight == 0 ? recLoss : recLoss + output.VqLoss.mul(config.VqWeight);
             double share = (to - from) / (double)B;
+            if (gan is not null)
+            {
+                var (weighted, raw, w) = gan.GeneratorTerm(output.Reconstruction, recLoss, lastLayer!);
+                total = total + weighted;
+                g += raw * share;
+                weight += w * share;
+                pairs.Add((xs.detach().MoveToOuterDisposeScope(), output.Reconstruction.detach().MoveToOuterDisposeScope()));
+            }
             (slices == 1 ? total : total.mul(share)).backward();
             loss += total.item<float>() * share;
             rec += recLoss.item<float>() * share;
@@ -419,7 +456,24 @@ public sealed class TokenizerTrainer : IDisposable
             vae.Quantizer.RecordHits(hits);
             hits.Dispose();
         }
-        return (loss, rec, vq);
+        return new StepLosses(loss, rec, vq, g, weight, pairs);
+    }
+
+    /// <summary>The decoder's last convolution, where VQGAN's adaptive weight compares gradient norms.</summary>
+    internal const string LastLayerName = "decoder.conv_out.weight";
+
+    /// <summary>One batch's losses; with the adversarial loss on, its raw generator term, adaptive weight and (real, fake) slices.</summary>
+    internal sealed record StepLosses(double Loss, double Rec, double Vq, double GeneratorLoss, double AdaptiveWeight,
+        IReadOnlyList<(Tensor Real, Tensor Fake)> Slices);
+
+    /// <summary>Means of the adversarial figures over the steps of one log window that had them.</summary>
+    private sealed class AdversarialWindow
+    {
+        private readonly List<(double G, double Weight, double D, double Real, double Fake)> steps = [];
+        public void Add(double g, double weight, double d, double real, double fake) => steps.Add((g, weight, d, real, fake));
+        public void Clear() => steps.Clear();
+        public JsonNode? Mean(Func<(double G, double Weight, double D, double Real, double Fake), double> pick) =>
+            steps.Count == 0 ? null : TrainLog.Number(steps.Average(pick));
     }
 
     private static double GradNorm(IEnumerable<TorchSharp.Modules.Parameter> parameters)
@@ -536,6 +590,7 @@ public sealed class TokenizerTrainer : IDisposable
             state.Add(new("rng.remedy", remedyGenerator.get_state()));
             if (ModelConfig.Dropout > 0) state.Add(new("rng.torch", torch.get_rng_state()));
             state.AddRange(optimizer.StateTensors());
+            if (adversarial is not null) state.AddRange(adversarial.StateTensors());
             CheckpointWriter.Write(dir, ConfigJson(ModelConfig, Config), model, state,
                 new Dictionary<string, string>
                 {
@@ -567,6 +622,7 @@ public sealed class TokenizerTrainer : IDisposable
         evalImages?.Dispose();
         optimizer?.Dispose();
         remedyGenerator?.Dispose();
+        adversarial?.Dispose();
         vae.Dispose();
     }
 }

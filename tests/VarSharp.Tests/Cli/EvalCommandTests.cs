@@ -114,6 +114,29 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
     }
 
     [Fact]
+    public void TokenizerEvalScoresReconstructionsWithAFittingClassifier()
+    {
+        var json = f.File("tok-rfd.json");
+        var run = CliRun.Of("eval", "--tokenizer", f.Tokenizer, "--data", f.Data, "--classifier", f.Classifier, "--batch-size", "16", "--json", json);
+        output.WriteLine(run.Output + run.Error);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("rFD ", run.Output);
+        var r = JsonNode.Parse(File.ReadAllText(json))!;
+        Assert.Equal(60, (int)r["images"]!);
+        Assert.True((double)r["rfd"]! > 0, "a random tokenizer's reconstructions are far from the originals");
+        // The data's classes are the classifier's, so both accuracies are reported; on the originals it is the
+        // classifier's own test accuracy, which train-classifier recorded on the same 60 images.
+        double original = (double)r["classifier_accuracy_original"]!;
+        Assert.InRange((double)r["classifier_accuracy_reconstructed"]!, 0, 1);
+        using var clf = VarSharp.Evaluation.FashionClassifier.Load(f.Classifier);
+        Assert.Equal(clf.Info!.TestAccuracy!.Value, original, 6);
+
+        var wrongSize = CliRun.Of("eval", "--tokenizer", f.Tokenizer, "--data", f.Data, "--classifier", f.Classifier16);
+        Assert.Equal(1, wrongSize.ExitCode);
+        Assert.Contains("takes 16×16 images but the tokenizer works on 8×8", wrongSize.Error);
+    }
+
+    [Fact]
     public void ACacheThatCannotBeWrittenIsReportedAndTheResultsStand()
     {
         var notAFolder = f.File("cache-is-a-file");

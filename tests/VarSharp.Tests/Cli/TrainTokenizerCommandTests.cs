@@ -69,5 +69,35 @@ public class TrainTokenizerCommandTests(ITestOutputHelper output)
         var noResume = CliRun.Of(["train-tokenizer", "--resume", tmp.File("empty")]);
         Assert.Equal(1, noResume.ExitCode);
         Assert.Contains("neither a checkpoint folder", noResume.Error);
+
+        var data = TinyData.WriteIdxFolder(tmp.File("data"));
+        var badLoss = CliRun.Of(["train-tokenizer", .. Tiny(data), "--disc-weight", "0.5", "--disc-loss", "wasserstein", "--out", tmp.File("r3")]);
+        Assert.Equal(1, badLoss.ExitCode);
+        Assert.Contains("disc_loss must be 'hinge' or 'vanilla' but is 'wasserstein'", badLoss.Error);
+
+        // 8×8 images: two stride-2 layers and the two 4×4 stride-1 convolutions leave no logit.
+        var deep = CliRun.Of(["train-tokenizer", .. Tiny(data), "--disc-weight", "0.5", "--disc-layers", "2", "--out", tmp.File("r4")]);
+        Assert.Equal(1, deep.ExitCode);
+        Assert.Contains("leaves no logit for 8×8 images", deep.Error);
+        Assert.False(Directory.Exists(tmp.File("r4")) && Directory.EnumerateFileSystemEntries(tmp.File("r4")).Any());
+    }
+
+    [Fact]
+    public void AdversarialOptionsReachTheRunAndItsLog()
+    {
+        using var tmp = new TempFolder();
+        var data = TinyData.WriteIdxFolder(tmp.File("data"));
+        var run = tmp.File("run");
+        var r = CliRun.Of(["train-tokenizer", .. Tiny(data), "--steps", "3", "--out", run, "--disc-weight", "0.3", "--disc-start", "1",
+            "--disc-layers", "1", "--disc-channels", "8", "--disc-loss", "vanilla", "--no-disc-adaptive", "--disc-lr", "1e-4"]);
+        output.WriteLine(r.Output + r.Error);
+        Assert.Equal(0, r.ExitCode);
+        var (_, train, _) = TokenizerTrainer.ReadCheckpointConfig(run);
+        Assert.Equal((0.3, 1, 1, 8, "vanilla", false, (double?)1e-4),
+            (train.DiscWeight, train.DiscStart, train.DiscLayers, train.DiscChannels, train.DiscLoss, train.DiscAdaptive, train.DiscLr));
+        var last = TrainLog.Read(Path.Combine(run, TokenizerTrainer.LogFile)).Last(o => o["kind"]!.GetValue<string>() == "train");
+        // Without the adaptive weight, the generator term's weight is disc_weight itself.
+        Assert.Equal(0.3, last["d_weight"]!.GetValue<double>(), 6);
+        Assert.True(last["d_loss"]!.GetValue<double>() > 0);
     }
 }

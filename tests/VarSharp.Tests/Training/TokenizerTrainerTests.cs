@@ -59,14 +59,18 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    public void ResumeEqualsUninterruptedRun(int gradAccum)
+    [InlineData(1, false)]
+    [InlineData(2, false)]
+    [InlineData(1, true)]
+    [InlineData(2, true)]
+    public void ResumeEqualsUninterruptedRun(int gradAccum, bool adversarial)
     {
         using var tmp = new TempFolder();
         // Remedy every 2 steps (ratio 1: codes below average use are re-seeded, so it always acts), checkpoint at 3: the
-        // resume point (5) falls between two remedies, inside an epoch (6 batches).
+        // resume point (5) falls between two remedies, inside an epoch (6 batches). With the adversarial loss, the
+        // discriminator starts at step 2, so the resumed part continues its weights, BatchNorm statistics and optimizer.
         var cfg = TinyData.TrainConfig(TinyData.WriteIdxFolder(tmp.File("data")), steps: 8) with { CheckpointEvery = 3, DeadCodeRatio = 1.0, GradAccum = gradAccum };
+        if (adversarial) cfg = cfg with { DiscWeight = 0.5, DiscStart = 2, DiscLayers = 1, DiscChannels = 8 };
         var full = Train(tmp.File("full"), cfg);
 
         var part = Train(tmp.File("part"), cfg, stopAt: 5);
@@ -87,6 +91,19 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
         var steps = TrainLog.Read(Path.Combine(tmp.File("part"), TokenizerTrainer.LogFile))
             .Where(o => o["kind"]!.GetValue<string>() == "train").Select(TrainLog.StepOf).ToList();
         Assert.Equal(Enumerable.Range(1, 8).Select(i => (long)i), steps);
+        if (adversarial)
+        {
+            // The adversarial figures are logged from disc_start on, and the checkpoint carries the discriminator.
+            var dLoss = TrainLog.Read(Path.Combine(tmp.File("part"), TokenizerTrainer.LogFile))
+                .Where(o => o["kind"]!.GetValue<string>() == "train").Select(o => (Step: TrainLog.StepOf(o), D: o["d_loss"])).ToList();
+            Assert.All(dLoss, l => Assert.Equal(l.Step > 2, l.D is not null));
+            var state = SafeTensors.Load(CheckpointWriter.TrainStatePath(resumed.LastCheckpoint!));
+            var keys = state.Keys.ToList();
+            foreach (var t in state.Values) t.Dispose();
+            Assert.Contains("disc.main.0.weight", keys);
+            Assert.Contains("disc_optim.exp_avg.main.0.weight", keys);
+            Assert.Contains("disc.main.3.running_mean", keys);
+        }
     }
 
     [Fact]
