@@ -21,6 +21,7 @@ internal static class Program
         GoldenCommand.Create(),
         SampleCommand.Create(),
         ImportCommand.Create(),
+        ExportCommand.Create(),
         TrainTokenizerCommand.Create(),
         TrainCommand.Create(),
         TrainClassifierCommand.Create(),

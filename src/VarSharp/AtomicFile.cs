@@ -11,7 +11,10 @@ namespace VarSharp;
 public static class AtomicFile
 {
     /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/>, creating missing folders.</summary>
-    public static void Write(string path, byte[] bytes)
+    public static void Write(string path, byte[] bytes) => Write(path, stream => stream.Write(bytes));
+
+    /// <summary>Writes what <paramref name="write"/> puts into the (seekable) stream to <paramref name="path"/>, creating missing folders.</summary>
+    public static void Write(string path, Action<FileStream> write)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new VarSharpException("The output is an empty path; name a file to write.");
         var full = Path.GetFullPath(path);
@@ -25,15 +28,19 @@ public static class AtomicFile
             Directory.CreateDirectory(dir);
             using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
-                stream.Write(bytes);
+                write(stream);
                 stream.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
         }
+        catch (Exception e) when (e is not (IOException or UnauthorizedAccessException))
+        {
+            TryDelete(tmp);
+            throw;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            try { File.Delete(tmp); }
-            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
+            TryDelete(tmp);
             string reason = e switch
             {
                 UnauthorizedAccessException => "permission denied",
@@ -42,5 +49,11 @@ public static class AtomicFile
             };
             throw new VarSharpException($"Cannot write {full}: {reason}.", e);
         }
+    }
+
+    private static void TryDelete(string tmp)
+    {
+        try { File.Delete(tmp); }
+        catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
     }
 }

@@ -59,7 +59,9 @@ internal sealed class ConfigOptions<T> where T : notnull
     public ConfigOptions<T> Flag(string name, string field, string description, bool whenGiven = true)
     {
         var option = new Option<bool>(name) { Description = description };
-        settings.Add((option, field, p => p.GetResult(option) is null ? null : JsonValue.Create(p.GetValue(option) == whenGiven)));
+        // A bool option has a result even when absent (implicit false): only one typed on the command line counts, or a
+        // `--no-x` switch would override a checkpoint's stored false on every resume.
+        settings.Add((option, field, p => p.GetResult(option) is not { Implicit: false } ? null : JsonValue.Create(p.GetValue(option) == whenGiven)));
         return this;
     }
 

@@ -80,6 +80,7 @@ internal static class EvalCommand
         int n = images == 0 ? data.Count : Math.Min(images, data.Count);
         var (x, labels) = DatasetTensors.Load(data, Enumerable.Range(0, n).ToArray());
         var (classifier, classifierNote) = TokenizerClassifier(parse, o, vae.Config);
+        if (classifier is not null && n < 2) classifierNote = "the rFD needs at least 2 images, so it is left out";
         // Accuracy only means something when the data's classes are the classifier's.
         var knownLabels = classifier?.Info?.ClassNames is { Count: > 0 } names && names.SequenceEqual(data.ClassNames) ? labels : null;
         TokenizerEvalReport report;

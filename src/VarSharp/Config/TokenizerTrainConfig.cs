@@ -8,7 +8,8 @@ namespace VarSharp.Config;
 /// with the `vqvae` block it determines the run: same blocks + same seed + same thread count → the same weights, bit
 /// for bit. Fields in <see cref="ChangeableOnResume"/> only affect reporting (and `steps` the schedule's
 /// length; `grad_accum` the memory a step needs and the order in which gradients are summed, so a resumed run equals an
-/// uninterrupted one bit for bit only when it keeps the value).
+/// uninterrupted one bit for bit only when it keeps the value; with the adversarial loss on it cannot change, since the
+/// adaptive weight and the discriminator's BatchNorm statistics are per slice).
 /// </summary>
 public sealed record TokenizerTrainConfig
 {
@@ -56,7 +57,7 @@ public sealed record TokenizerTrainConfig
     public double DiscWeight { get; init; }
     /// <summary>The step from which the adversarial terms apply (VQGAN's disc_start): reconstruction learns alone before it.</summary>
     public int DiscStart { get; init; } = 5000;
-    /// <summary>"hinge" (VQGAN's default) or "vanilla" (non-saturating, softplus) discriminator loss.</summary>
+    /// <summary>"hinge" (VQGAN's default) or "vanilla" (softplus, i.e. binary cross-entropy on logits) discriminator loss.</summary>
     public string DiscLoss { get; init; } = "hinge";
     /// <summary>Scale the generator's adversarial term by ‖∇L_rec‖ / ‖∇L_G‖ at the decoder's last layer (VQGAN); off: disc_weight alone.</summary>
     public bool DiscAdaptive { get; init; } = true;
@@ -114,6 +115,7 @@ public sealed record TokenizerTrainConfig
         Require(DeadCodeRatio >= 0, $"dead_code_ratio must be 0 or more but is {DeadCodeRatio}");
         Require(DiscWeight >= 0 && double.IsFinite(DiscWeight), $"disc_weight must be 0 (off) or positive but is {DiscWeight}");
         Require(DiscStart >= 0, $"disc_start must be 0 or more but is {DiscStart}");
+        Require(DiscWeight == 0 || DiscStart < Steps, $"disc_start {DiscStart} is not below steps {Steps}, so the adversarial loss (disc_weight {DiscWeight}) would never apply; lower --disc-start");
         Require(DiscLoss is "hinge" or "vanilla", $"disc_loss must be 'hinge' or 'vanilla' but is '{DiscLoss}'");
         Require(DiscLayers is >= 1 and <= 8, $"disc_layers must lie in [1, 8] but is {DiscLayers}");
         Require(DiscChannels >= 1, $"disc_channels must be positive but is {DiscChannels}");

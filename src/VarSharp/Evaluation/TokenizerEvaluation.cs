@@ -89,7 +89,9 @@ public static class TokenizerEvaluation
         double margin = 0.08 * cfg.LatentSize * cfg.LatentSize / V;   // mean hits per image
         using var rulePct = counts_SV.to(float64).div(n).ge(margin).to(float64).mean([1L]).mul(100);
         using var anyScale = used.any(0).to(float64).mean().mul(100);
-        var scores = classifier is null ? null : Score(classifier, originals, reconstructions, labels_N);
+        // A Fréchet distance needs two images at least (a covariance); fewer leave the classifier's scores out.
+        var scores = classifier is null || n < 2 ? null : Score(classifier, originals, reconstructions, labels_N);
+        if (scores is null) foreach (var t in originals.Concat(reconstructions)) t.Dispose();
         return new TokenizerEvalReport(
             (int)n, mse, psnrs.Average(), mse01 <= 0 ? double.PositiveInfinity : -10 * Math.Log10(mse01), V, cfg.VPatchNums.ToArray(),
             usedPct.data<double>().ToArray(), rulePct.data<double>().ToArray(), anyScale.item<double>(), clock.Elapsed.TotalSeconds, scores);
@@ -97,7 +99,7 @@ public static class TokenizerEvaluation
 
     private static Tensor Gray(Tensor images_NCHW) => images_NCHW.shape[1] == 1 ? images_NCHW : images_NCHW.mean([1L], keepdim: true);
 
-    private static ReconstructionScores Score(FashionClassifier classifier, List<Tensor> originals, List<Tensor> reconstructions, Tensor? labels_N)
+    internal static ReconstructionScores Score(FashionClassifier classifier, List<Tensor> originals, List<Tensor> reconstructions, Tensor? labels_N)
     {
         using var scope = NewDisposeScope();
         try

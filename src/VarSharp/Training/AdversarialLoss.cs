@@ -11,7 +11,7 @@ public sealed record AdversarialStats(double GeneratorLoss, double AdaptiveWeigh
 /// <summary>
 /// VQGAN's adversarial loss for the tokenizer: a <see cref="PatchDiscriminator"/> with its own AdamW, the generator
 /// term −mean(D(x̂)) weighted adaptively (‖∇_W L_rec‖ / (‖∇_W L_G‖ + 1e-4), clamped to [0, 10⁴], times disc_weight, with
-/// W the decoder's last convolution), and a hinge or non-saturating ("vanilla") discriminator loss on real images
+/// W the decoder's last convolution), and a hinge or softplus ("vanilla") discriminator loss on real images
 /// against the step's reconstructions. Both terms are off before disc_start. The discriminator trains on the same
 /// reconstructions the generator step produced (detached), one discriminator step per tokenizer step.
 /// </summary>

@@ -193,6 +193,10 @@ public sealed class TokenizerTrainer : IDisposable
         model ??= storedModel;
         train ??= storedTrain;
         RunFolder.CheckResumeConfigs(ckpt, "tokenizer", model, storedModel, train, storedTrain, TokenizerTrainConfig.ChangeableOnResume);
+        // With the discriminator, slices change the objective (adaptive weight and BatchNorm statistics per slice).
+        if (storedTrain.DiscWeight > 0 && train.GradAccum != storedTrain.GradAccum)
+            throw new VarSharpException(
+                $"{ckpt} was trained with grad_accum {storedTrain.GradAccum} and the adversarial loss, whose adaptive weight and BatchNorm statistics depend on the slices; resume with --grad-accum {storedTrain.GradAccum}.");
 
         string runDir = CheckpointWriter.ResumeRunDir(ckpt, newRunDir);
         string source = CheckpointWriter.TrainStatePath(ckpt);
@@ -437,6 +441,9 @@ public sealed class TokenizerTrainer : IDisposable
             };
             var total = config.VqWeight == 0 ? recLoss : recLoss + output.VqLoss.mul(config.VqWeight);
             double share = (to - from) / (double)B;
+            // The reported loss is the reconstruction objective (rec + vq); the adversarial term, which may be negative,
+            // is reported on its own as g_loss and d_weight.
+            loss += total.item<float>() * share;
             if (gan is not null)
             {
                 var (weighted, raw, w) = gan.GeneratorTerm(output.Reconstruction, recLoss, lastLayer!);
@@ -446,7 +453,6 @@ public sealed class TokenizerTrainer : IDisposable
                 pairs.Add((xs.detach().MoveToOuterDisposeScope(), output.Reconstruction.detach().MoveToOuterDisposeScope()));
             }
             (slices == 1 ? total : total.mul(share)).backward();
-            loss += total.item<float>() * share;
             rec += recLoss.item<float>() * share;
             vq += output.VqLoss.item<float>() * share;
             if (slices > 1) hits = hits is null ? output.Hits_SV.clone().MoveToOuterDisposeScope() : hits.add_(output.Hits_SV);

@@ -96,8 +96,21 @@ public class TrainTokenizerCommandTests(ITestOutputHelper output)
         Assert.Equal((0.3, 1, 1, 8, "vanilla", false, (double?)1e-4),
             (train.DiscWeight, train.DiscStart, train.DiscLayers, train.DiscChannels, train.DiscLoss, train.DiscAdaptive, train.DiscLr));
         var last = TrainLog.Read(Path.Combine(run, TokenizerTrainer.LogFile)).Last(o => o["kind"]!.GetValue<string>() == "train");
-        // Without the adaptive weight, the generator term's weight is disc_weight itself.
+        // Without the adaptive weight, the generator term's weight is disc_weight itself; the reported loss stays the
+        // reconstruction objective, rec + vq_weight (1) · vq, with the adversarial term logged beside it.
         Assert.Equal(0.3, last["d_weight"]!.GetValue<double>(), 6);
-        Assert.True(last["d_loss"]!.GetValue<double>() > 0);
+        double loss = last["loss"]!.GetValue<double>(), rec = last["rec_loss"]!.GetValue<double>(), vq = last["vq_loss"]!.GetValue<double>();
+        Assert.Equal(rec + vq, loss, 5);
+        Assert.True(double.IsFinite(last["g_loss"]!.GetValue<double>()));
+
+        // The adversarial objective depends on the slices, so grad_accum is fixed on resume; other changes still work.
+        var sliced = CliRun.Of(["train-tokenizer", "--resume", run, "--steps", "4", "--grad-accum", "2"]);
+        Assert.Equal(1, sliced.ExitCode);
+        Assert.True(sliced.Error.Contains("resume with --grad-accum 1"), sliced.Error);
+        Assert.Equal(0, CliRun.Of(["train-tokenizer", "--resume", run, "--steps", "4"]).ExitCode);
+
+        var never = CliRun.Of(["train-tokenizer", .. Tiny(data), "--steps", "3", "--out", tmp.File("never"), "--disc-weight", "0.3", "--disc-layers", "1"]);
+        Assert.Equal(1, never.ExitCode);
+        Assert.Contains("disc_start 5000 is not below steps 3", never.Error);
     }
 }

@@ -27,6 +27,28 @@ public class MetricTests
     }
 
     [Fact]
+    public void ReconstructionScoresAreZeroForAPerfectRoundTripAndGrowWithDamage()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(7);
+        using var classifier = new FashionClassifier(imageSize: 8);
+        classifier.InitWeights(g);
+        var images = rand([64, 1, 8, 8], generator: g).mul_(2).sub_(1);
+        var labels = randint(0, 10, [64], generator: g);
+        List<Tensor> Chunks(Tensor t) => [t[..32].clone(), t[32..].clone()];
+
+        var perfect = TokenizerEvaluation.Score(classifier, Chunks(images), Chunks(images), labels);
+        Assert.InRange(perfect.FrechetDistance, -1e-4, 1e-4);
+        Assert.Equal(perfect.AccuracyOriginal, perfect.AccuracyReconstructed);
+
+        // A random classifier's features barely move with mild noise, so the damage is gross: the negative image.
+        var damaged = TokenizerEvaluation.Score(classifier, Chunks(images), Chunks(images.neg()), labels);
+        Assert.True(damaged.FrechetDistance > 1000 * Math.Max(Math.Abs(perfect.FrechetDistance), 1e-9),
+            $"rFD of negated images {damaged.FrechetDistance} vs {perfect.FrechetDistance} for identical ones");
+        Assert.Null(TokenizerEvaluation.Score(classifier, Chunks(images), Chunks(images), labels_N: null).AccuracyOriginal);
+    }
+
+    [Fact]
     public void PrecisionAndRecallSeparateFidelityFromDiversity()
     {
         var g = new Generator(7);
