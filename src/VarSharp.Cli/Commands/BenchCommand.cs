@@ -56,20 +56,23 @@ internal static class BenchCommand
             writer.WriteLine(Invariant(
                 $"model: {pipe.ImageSize}x{pipe.ImageSize}, depth {m.Depth}, width {m.EmbedDim}, {m.L} tokens over {m.NumScales} scales, V={m.VocabSize}; cfg {options.Settings.Cfg}, top-k {options.Settings.TopK}, top-p {options.Settings.TopP}; {Environment.ProcessorCount} cores"));
             var r = SamplingBenchmark.Run(pipe, options, line => writer.WriteLine($"... {line}"));
-            TrainStepRate? train = null;
+            TrainStepRate? train = null, trainBf16 = null;
             if (tb > 0)
             {
                 writer.WriteLine($"... training steps, batch {tb}");
                 train = TrainStepBenchmark.Run(pipe, tb, ts, options.Repeats);
+                writer.WriteLine($"... training steps in bf16 mixed precision, batch {tb}");
+                trainBf16 = TrainStepBenchmark.Run(pipe, tb, ts, options.Repeats, TorchSharp.torch.ScalarType.BFloat16);
             }
             writer.WriteLine(Report(r, options));
-            if (train is not null)
+            if (train is not null && trainBf16 is not null)
                 writer.WriteLine(Invariant(
-                    $"training (forward, loss, backward, clipping, AdamW; batch {train.BatchSize}, {train.StepsPerMeasurement} steps per measurement, median of {options.Repeats}): {train.StepsPerSecond:0.00} steps/s, {train.ImagesPerSecond:0.0} images/s"));
+                    $"training (forward, loss, backward, clipping, AdamW; batch {train.BatchSize}, {train.StepsPerMeasurement} steps per measurement, median of {options.Repeats}): {train.StepsPerSecond:0.00} steps/s, {train.ImagesPerSecond:0.0} images/s in float32; {trainBf16.StepsPerSecond:0.00} steps/s in bf16 mixed precision (`train --precision bf16`), {trainBf16.StepsPerSecond / train.StepsPerSecond:0.00}x"));
             if (parse.GetValue(json) is { } path)
             {
                 var node = JsonSerializer.SerializeToNode(r, JsonOut)!.AsObject();
                 node["training"] = train is null ? null : JsonSerializer.SerializeToNode(train, JsonOut);
+                node["training_bf16"] = trainBf16 is null ? null : JsonSerializer.SerializeToNode(trainBf16, JsonOut);
                 ImageIO.WriteAtomically(path, Encoding.UTF8.GetBytes(node.ToJsonString(JsonOut)));
             }
             return 0;

@@ -42,6 +42,7 @@ internal static class TrainCommand
                 prefetchUse: "Batches prepared ahead when tokenizing per batch", hflipUse: "Random horizontal flips of training images (tokenizes per batch)",
                 evalUse: "Held-out loss/accuracy every N steps")
             .Double("--tblr", "tblr", "Base lr per 256 images; peak lr = tblr·batch/256")
+            .Text("--precision", "precision", "f32, or bf16: mixed precision (bfloat16 compute, float32 master weights and optimizer)")
             .Text("--decay", "decay", "lin0, lin or cos decay after warmup")
             .Double("--label-smooth", "label_smooth", "Label smoothing of the training loss")
             .Int("--sample-every", "sample_every", "Sample grid every N steps")
@@ -123,7 +124,7 @@ internal static class TrainCommand
         var m = trainer.ModelConfig;
         long startStep = trainer.Step;
         writer.WriteLine(Invariant(
-            $"run {trainer.RunDirectory}: VAR depth {m.Depth}, width {m.EmbedDim}, {m.NumHeads} heads, {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters; {m.NumClasses} classes, V={m.VocabSize}, scales {string.Join(",", m.PatchNums)} ({m.L} tokens); batch {cfg.BatchSize}{TrainingConsole.Slices(cfg.GradAccum)}, peak lr {cfg.Lr:0.###e+0}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
+            $"run {trainer.RunDirectory}: VAR depth {m.Depth}, width {m.EmbedDim}, {m.NumHeads} heads, {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters; {m.NumClasses} classes, V={m.VocabSize}, scales {string.Join(",", m.PatchNums)} ({m.L} tokens); batch {cfg.BatchSize}{TrainingConsole.Slices(cfg.GradAccum)}{(cfg.Precision == "f32" ? "" : ", mixed precision " + cfg.Precision)}, peak lr {cfg.Lr:0.###e+0}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
 
         // The rate is that of this session's training steps, not counting tokenization.
         var (result, rate) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,

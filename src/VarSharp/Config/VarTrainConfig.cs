@@ -28,6 +28,14 @@ public sealed record VarTrainConfig
     /// with a fraction of the activation memory.
     /// </summary>
     public int GradAccum { get; init; } = 1;
+
+    /// <summary>
+    /// "f32" (the reference's default) or "bf16": mixed precision, forward and backward in bfloat16 against float32
+    /// master weights, gradients, clipping and AdamW state (the reference's AMP with bf16, without autocast's per-op
+    /// choices). Checkpoints hold the float32 masters, so the value may change on resume (bit-identical continuation
+    /// only with the same value).
+    /// </summary>
+    public string Precision { get; init; } = "f32";
     public ulong Seed { get; init; }
 
     /// <summary>
@@ -101,7 +109,7 @@ public sealed record VarTrainConfig
     /// <summary>Settings that may differ between a checkpoint and the run resuming it.</summary>
     public static IReadOnlySet<string> ChangeableOnResume { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
-        "grad_accum",
+        "grad_accum", "precision",
         "tokenizer", "steps", "log_every", "eval_every", "eval_images", "sample_every", "sample_classes", "sample_cfg", "sample_seed",
         "checkpoint_every", "keep_checkpoints", "prefetch", "strict", "token_cache",
     };
@@ -111,6 +119,7 @@ public sealed record VarTrainConfig
         Require(Steps >= 1, $"steps must be positive but is {Steps}");
         Require(BatchSize >= 1, $"batch_size must be positive but is {BatchSize}");
         Require(GradAccum >= 1 && GradAccum <= BatchSize, $"grad_accum must lie in [1, batch_size = {BatchSize}] but is {GradAccum}");
+        Require(Precision is "f32" or "bf16", $"precision must be 'f32' or 'bf16' but is '{Precision}'");
         Require(Tblr > 0 && double.IsFinite(Tblr), $"tblr must be positive but is {Tblr}");
         Require(WarmupSteps is null or >= 0, $"warmup_steps must be 0 or more but is {WarmupSteps}");
         Require(WarmupStartRatio is >= 0 and <= 1, $"warmup_start_ratio must lie in [0, 1] but is {WarmupStartRatio}");

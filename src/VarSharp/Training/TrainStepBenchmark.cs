@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace VarSharp.Training;
 
 /// <summary>Transformer training speed at one batch size: optimisation steps (and images) per second.</summary>
-public sealed record TrainStepRate(int BatchSize, int StepsPerMeasurement, double StepsPerSecond)
+public sealed record TrainStepRate(int BatchSize, int StepsPerMeasurement, double StepsPerSecond, string Precision = "f32")
 {
     public double ImagesPerSecond => BatchSize * StepsPerSecond;
 }
@@ -18,7 +18,8 @@ public sealed record TrainStepRate(int BatchSize, int StepsPerMeasurement, doubl
 /// </summary>
 public static class TrainStepBenchmark
 {
-    public static TrainStepRate Run(VarPipeline pipeline, int batch, int steps, int repeats)
+    /// <param name="computeDType">float32, or bfloat16 for mixed precision (float32 masters and AdamW).</param>
+    public static TrainStepRate Run(VarPipeline pipeline, int batch, int steps, int repeats, ScalarType computeDType = ScalarType.Float32)
     {
         ArgumentNullException.ThrowIfNull(pipeline);
         if (batch < 1 || steps < 1 || repeats < 1)
@@ -28,7 +29,7 @@ public static class TrainStepBenchmark
         using var model = new VarModel(config, device);
         using var generator = new Generator(1234, device);
         using (var init = new Generator(1, device)) model.InitWeights(init);
-        using var step = new VarTrainStep(model, new VarTrainSettings());
+        using var step = new VarTrainStep(model, new VarTrainSettings { ComputeDType = computeDType });
 
         using var scope = NewDisposeScope();
         var idx = config.PatchNums.Select(pn => randint(0, config.VocabSize, [batch, (long)pn * pn], generator: generator, device: device)).ToList();
@@ -43,6 +44,6 @@ public static class TrainStepBenchmark
         {
             for (int s = 0; s < steps; s++) Once();
         });
-        return new TrainStepRate(batch, steps, steps / seconds);
+        return new TrainStepRate(batch, steps, steps / seconds, computeDType == ScalarType.BFloat16 ? "bf16" : "f32");
     }
 }

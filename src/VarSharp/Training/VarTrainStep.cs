@@ -23,6 +23,13 @@ public sealed record VarTrainSettings
 
     public double LabelSmooth { get; init; }
 
+    /// <summary>
+    /// The number type of the forward and backward passes: float32 (the reference's default), or bfloat16 for mixed
+    /// precision — the model computes in bfloat16 while float32 master weights take the (float32) gradients, the
+    /// clipping and the AdamW update, and are rounded into the model after every step.
+    /// </summary>
+    public ScalarType ComputeDType { get; init; } = ScalarType.Float32;
+
     /// <summary>Reads a snake_case block such as the golden config's <c>train</c> (lr, weight_decay, betas, eps, grad_clip, label_smooth).</summary>
     public static VarTrainSettings FromJson(JsonElement block)
     {
@@ -132,6 +139,8 @@ public sealed class VarTrainStep : IDisposable
 
     private readonly VarModel _model;
     private readonly Dictionary<string, Parameter> _params;
+    // Mixed precision: float32 master copies of the parameters (by name), which the optimiser updates; null otherwise.
+    private readonly Dictionary<string, Parameter>? _masters;
 
     /// <param name="noWeightDecay">Names of the parameters without weight decay; null applies the official rule.</param>
     public VarTrainStep(VarModel model, VarTrainSettings settings, IEnumerable<string>? noWeightDecay = null)
@@ -140,7 +149,18 @@ public sealed class VarTrainStep : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         _model = model;
         Settings = settings;
+        if (settings.ComputeDType is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new VarSharpException($"Training computes in float32 or bfloat16, not {settings.ComputeDType}.");
+        if (model.DType != ScalarType.Float32)
+            throw new VarSharpException($"The model to train holds {model.DType} weights; give it float32 weights (mixed precision converts them itself).");
         var named = model.named_parameters().ToList();
+        if (settings.ComputeDType != ScalarType.Float32)
+        {
+            // The masters are the exact float32 weights; the model only ever holds their rounding.
+            _masters = named.ToDictionary(p => p.name, p => new Parameter(p.parameter.detach().clone()), StringComparer.Ordinal);
+            model.to(settings.ComputeDType);
+            named = model.named_parameters().ToList();
+        }
         _params = named.ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
         ParameterNames = named.Select(p => p.name).ToArray();
 
@@ -157,8 +177,46 @@ public sealed class VarTrainStep : IDisposable
         }
         NoDecayNames = ParameterNames.Where(nowd.Contains).ToArray();
         DecayNames = ParameterNames.Where(n => !nowd.Contains(n)).ToArray();
-        Optimizer = new AdamWOptimizer(named.Select(p => (p.name, p.parameter)), (name, _) => !nowd.Contains(name),
+        Optimizer = new AdamWOptimizer(ParameterNames.Select(n => (n, Updated(n))), (name, _) => !nowd.Contains(name),
             settings.Beta1, settings.Beta2, settings.Eps, settings.WeightDecay);
+    }
+
+    /// <summary>The tensor the optimiser updates for a parameter: its float32 master, or the parameter itself.</summary>
+    private Parameter Updated(string name) => _masters is null ? _params[name] : _masters[name];
+
+    /// <summary>Whether the model computes in a reduced type with float32 master weights.</summary>
+    public bool MixedPrecision => _masters is not null;
+
+    /// <summary>
+    /// The model's state in float32 (the master weights under mixed precision, buffers widened), by the model's own
+    /// names: what a checkpoint stores, so that a run resumed in either precision starts from the exact weights.
+    /// </summary>
+    public List<KeyValuePair<string, Tensor>> FullPrecisionState()
+    {
+        var state = _model.state_dict();
+        if (_masters is null) return state.ToList();
+        return state.Select(kv => KeyValuePair.Create(kv.Key,
+            _masters.TryGetValue(kv.Key, out var m) ? (Tensor)m.detach() : kv.Value.is_floating_point() ? kv.Value.to(ScalarType.Float32) : kv.Value)).ToList();
+    }
+
+    /// <summary>
+    /// Sets the weights from a float32 model of the same config (a checkpoint loaded into it): the masters take them
+    /// exactly and the model their rounding, as after a training step.
+    /// </summary>
+    public void LoadFullPrecision(VarModel source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        using var noGrad = no_grad();
+        var sourceParams = source.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+        foreach (var name in ParameterNames)
+        {
+            var w = sourceParams.TryGetValue(name, out var t) ? t : throw new VarSharpException($"the weights to load lack '{name}'.");
+            if (_masters is not null) _masters[name].copy_(w);
+            _params[name].copy_(w);
+        }
+        var buffers = _model.named_buffers().ToDictionary(b => b.name, b => b.buffer, StringComparer.Ordinal);
+        foreach (var (name, b) in source.named_buffers())
+            if (buffers.TryGetValue(name, out var target)) target.copy_(b);
     }
 
     public VarTrainSettings Settings { get; }
@@ -224,6 +282,7 @@ public sealed class VarTrainStep : IDisposable
             var loss = Loss(logits_bLV, gt_BL[part], Settings.LabelSmooth);
             lossValue += loss.item<float>() * share;
             (microBatches == 1 ? loss : loss.mul(share)).backward();
+            if (_masters is not null) AccumulateIntoMasters();
             if (measureMetrics)
             {
                 var m = VarTokenMetrics.Of(logits_bLV, gt_BL[part], lastL);
@@ -243,22 +302,45 @@ public sealed class VarTrainStep : IDisposable
         {
             foreach (var name in ParameterNames)
             {
-                var g = _params[name].grad;
+                var g = Updated(name).grad;
                 if (measureGradNorms) norms[name] = g is null ? 0.0 : g.norm().item<float>();
                 if (grads is not null && g is not null) grads[name] = g.detach().clone().MoveToOuterDisposeScope();
             }
         }
 
-        var withGrad = ParameterNames.Select(n => _params[n]).Where(p => p.grad is not null).ToList();
+        var withGrad = ParameterNames.Select(Updated).Where(p => p.grad is not null).ToList();
         double total = Settings.GradClip > 0
             ? nn.utils.clip_grad_norm_(withGrad, Settings.GradClip)
             : measureGradNorms ? Math.Sqrt(norms.Values.Sum(v => v * v)) : TotalNorm(withGrad);
         // clip_grad_norm_ multiplies by max_norm / (total + 1e-6) when that is below 1.
         double coef = Settings.GradClip > 0 ? Math.Min(1.0, Settings.GradClip / (total + 1e-6)) : 1.0;
         Optimizer.Step(lr ?? Settings.Lr);
+        if (_masters is not null) RoundMastersIntoModel();
 
         return new VarTrainStepResult(lossValue, total, coef, norms, grads,
             keepLogits ? logits_BLV!.MoveToOuterDisposeScope() : null, metrics);
+    }
+
+    /// <summary>Adds the model's reduced-precision gradients, widened, to the masters' and clears them (float32 accumulation across slices).</summary>
+    private void AccumulateIntoMasters()
+    {
+        using var noGrad = no_grad();
+        foreach (var name in ParameterNames)
+        {
+            var p = _params[name];
+            using var g = p.grad;
+            if (g is null) continue;
+            var master = _masters![name];
+            if (master.grad is null) master.grad = g.to(ScalarType.Float32);
+            else master.grad.add_(g);
+            p.grad = null;
+        }
+    }
+
+    private void RoundMastersIntoModel()
+    {
+        using var noGrad = no_grad();
+        foreach (var name in ParameterNames) _params[name].copy_(_masters![name]);
     }
 
     private static double TotalNorm(IEnumerable<Parameter> parameters)
@@ -270,5 +352,9 @@ public sealed class VarTrainStep : IDisposable
         return Math.Sqrt(sum);
     }
 
-    public void Dispose() => Optimizer.Dispose();
+    public void Dispose()
+    {
+        Optimizer.Dispose();
+        if (_masters is not null) foreach (var m in _masters.Values) m.Dispose();
+    }
 }

@@ -162,6 +162,7 @@ public sealed class VarTrainer : IDisposable
         Eps = train.Eps,
         GradClip = train.GradClip,
         LabelSmooth = train.LabelSmooth,
+        ComputeDType = train.Precision == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32,
     };
 
     /// <summary>
@@ -352,7 +353,14 @@ public sealed class VarTrainer : IDisposable
 
     private void LoadState(string ckpt, Dictionary<string, Tensor> state, string source)
     {
-        CheckpointWriter.LoadModelWeights(ckpt, model, "var.");
+        if (trainStep.MixedPrecision)
+        {
+            // The checkpoint holds float32 weights: loaded exactly into the masters, rounded into the model.
+            using var full = new VarModel(model.Config, device);
+            CheckpointWriter.LoadModelWeights(ckpt, full, "var.");
+            trainStep.LoadFullPrecision(full);
+        }
+        else CheckpointWriter.LoadModelWeights(ckpt, model, "var.");
         trainStep.Optimizer.LoadState(state, source);
         if (!state.TryGetValue("rng.train", out var rng)) throw new VarSharpException($"{source} lacks 'rng.train'; expected the training generator's state.");
         generator.set_state(rng);
@@ -708,7 +716,7 @@ public sealed class VarTrainer : IDisposable
         using (var scope = NewDisposeScope())
         {
             var weights = vae.state_dict().Select(kv => KeyValuePair.Create("vae." + kv.Key, kv.Value))
-                .Concat(model.state_dict().Select(kv => KeyValuePair.Create("var." + kv.Key, kv.Value))).ToList();
+                .Concat(trainStep.FullPrecisionState().Select(kv => KeyValuePair.Create("var." + kv.Key, kv.Value))).ToList();
             var state = RunFolder.ProgressState(step, position, data.Train.Count);
             state.Add(new("rng.train", generator.get_state()));
             state.AddRange(trainStep.Optimizer.StateTensors());

@@ -41,6 +41,11 @@ public sealed class BenchCommandTests : IDisposable
         Assert.True(stepsPerSecond > 0);
         Assert.Equal(4 * stepsPerSecond, training["images_per_second"]!.GetValue<double>(), 9);
         Assert.Contains("training (forward, loss, backward, clipping, AdamW; batch 4", run.Output);
+        // The bf16 figure and the printed ratio come from the same run.
+        var bf16 = r["training_bf16"]!.AsObject();
+        Assert.Equal("bf16", bf16["precision"]!.GetValue<string>());
+        double ratio = bf16["steps_per_second"]!.GetValue<double>() / stepsPerSecond;
+        Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"in bf16 mixed precision (`train --precision bf16`), {ratio:0.00}x"), run.Output);
         // Every sampling disposes what it made: the live tensor count is back where the warm-up left it.
         Assert.Equal(r["live_tensors_after_warm_up"]!.GetValue<long>(), r["live_tensors_after"]!.GetValue<long>());
     }
@@ -55,6 +60,7 @@ public sealed class BenchCommandTests : IDisposable
         Assert.True(run.ExitCode == 0, run.Error);
         Assert.DoesNotContain("training (", run.Output);
         Assert.Null(JsonNode.Parse(File.ReadAllText(json))!["training"]);
+        Assert.Null(JsonNode.Parse(File.ReadAllText(json))!["training_bf16"]);
     }
 
     [Theory]
