@@ -42,7 +42,11 @@ def build_official(config, var_repo):
         dd = dict(dropout=q["dropout"], ch=q["ch"], z_channels=q["z_channels"], in_channels=q["in_channels"], ch_mult=tuple(q["ch_mult"]),
                   num_res_blocks=q["num_res_blocks"], using_sa=q["using_sa"], using_mid_sa=q["using_mid_sa"])
         vae.encoder, vae.decoder = Encoder(double_z=False, **dd), Decoder(**dd)
-    if t is not None and vae is not None:
+    if t is not None and vae is None:
+        # A transformer-only bundle (an imported var_d*.pth) states its tokenizer's V and Cvae in its own block; the
+        # official VAR reads only those (and the quantizer) from the tokenizer it is given.
+        vae = VQVAE(vocab_size=t["vocab_size"], z_channels=t["cvae"], v_patch_nums=tuple(t["patch_nums"]), test_mode=True)
+    if t is not None:
         var = VAR(vae, num_classes=t["num_classes"], depth=t["depth"], embed_dim=t["embed_dim"], num_heads=t["num_heads"],
                   mlp_ratio=t.get("mlp_ratio", 4.0), drop_path_rate=t.get("drop_path_rate", 0.0), cond_drop_rate=t.get("cond_drop_rate", 0.1),
                   norm_eps=t.get("norm_eps", 1e-6), shared_aln=t["shared_aln"], attn_l2_norm=t["attn_l2_norm"],
@@ -78,9 +82,11 @@ def main():
         config = json.load(open(os.path.join(a.bundle, "config.json")))
         vae, var = build_official(config, a.var_repo)
         # nn.Module's own method: VQVAE's override passes `assign`, which torch before 2.1 does not know.
-        if vae is not None and "vae" in dicts:
+        if vae is not None and "vae" in dicts and config.get("vqvae") is not None:
             torch.nn.Module.load_state_dict(vae, dicts["vae"], strict=True)
             print("  the official VQVAE takes vae.pth with strict=True")
+        if var is None and "var" in dicts:
+            sys.exit("var.pth was exported but the config has no 'var' block to build the official VAR from")
         if var is not None and "var" in dicts:
             var.load_state_dict(dicts["var"], strict=True)
             print("  the official VAR takes var.pth with strict=True")

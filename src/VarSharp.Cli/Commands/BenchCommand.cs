@@ -62,9 +62,20 @@ internal static class BenchCommand
                 writer.WriteLine($"... training steps, batch {tb}");
                 train = TrainStepBenchmark.Run(pipe, tb, ts, options.Repeats);
                 writer.WriteLine($"... training steps in bf16 mixed precision, batch {tb}");
-                trainBf16 = TrainStepBenchmark.Run(pipe, tb, ts, options.Repeats, TorchSharp.torch.ScalarType.BFloat16);
+                try
+                {
+                    trainBf16 = TrainStepBenchmark.Run(pipe, tb, ts, options.Repeats, TorchSharp.torch.ScalarType.BFloat16);
+                }
+                catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or NotSupportedException)
+                {
+                    // A device without bfloat16 kernels: the float32 figures still stand.
+                    writer.WriteLine($"note: bf16 training could not be measured on this device: {e.Message.Split('\n')[0]}");
+                }
             }
             writer.WriteLine(Report(r, options));
+            if (train is not null && trainBf16 is null)
+                writer.WriteLine(Invariant(
+                    $"training (forward, loss, backward, clipping, AdamW; batch {train.BatchSize}, {train.StepsPerMeasurement} steps per measurement, median of {options.Repeats}): {train.StepsPerSecond:0.00} steps/s, {train.ImagesPerSecond:0.0} images/s in float32"));
             if (train is not null && trainBf16 is not null)
                 writer.WriteLine(Invariant(
                     $"training (forward, loss, backward, clipping, AdamW; batch {train.BatchSize}, {train.StepsPerMeasurement} steps per measurement, median of {options.Repeats}): {train.StepsPerSecond:0.00} steps/s, {train.ImagesPerSecond:0.0} images/s in float32; {trainBf16.StepsPerSecond:0.00} steps/s in bf16 mixed precision (`train --precision bf16`), {trainBf16.StepsPerSecond / train.StepsPerSecond:0.00}x"));

@@ -22,7 +22,8 @@ public sealed record PyTorchExportResult(
 /// without the prefix, for <c>VQVAE.load_state_dict</c>) and <c>var.pth</c> (the <c>var.*</c> tensors, for
 /// <c>VAR.load_state_dict</c>), written by <see cref="TorchCheckpointWriter"/> — plain tensors that
 /// <c>torch.load(..., weights_only=True)</c> reads, no code. The bundle is verified as it is read. An
-/// <c>export.json</c> records the source, the digests of the files and the constructor calls.
+/// <c>export.json</c>, written last, records the source, the digests of the files and the constructor calls; a folder
+/// without it holds no complete export.
 /// </summary>
 public static class PyTorchExport
 {
@@ -53,15 +54,24 @@ public static class PyTorchExport
         if (other is not null) throw new VarSharpException($"{files.WeightsPath} holds '{other}', which belongs to neither the tokenizer (vae.*) nor the transformer (var.*).");
 
         Directory.CreateDirectory(outDir);
-        ExportedFile? Write(string name, List<KeyValuePair<string, TorchSharp.torch.Tensor>> tensors)
+        // The files are replaced as a set: the earlier export goes first (report first), and the report is written
+        // last, so a failure part-way leaves a folder without export.json rather than halves of two models.
+        foreach (var name in new[] { ReportFile, VaeFile, VarFile })
         {
             var path = Path.Combine(outDir, name);
-            if (tensors.Count == 0)
+            try
             {
-                // A stale file from an earlier export of another model must not pass for part of this one.
-                if (File.Exists(path)) File.Delete(path);
-                return null;
+                File.Delete(path);
             }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new VarSharpException($"Cannot replace {path}: {e.Message}", e);
+            }
+        }
+        ExportedFile? Write(string name, List<KeyValuePair<string, TorchSharp.torch.Tensor>> tensors)
+        {
+            if (tensors.Count == 0) return null;
+            var path = Path.Combine(outDir, name);
             long bytes = TorchCheckpointWriter.Write(path, tensors);
             return new ExportedFile(path, FileDigest.Sha256(path), tensors.Count, bytes);
         }

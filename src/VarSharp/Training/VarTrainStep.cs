@@ -157,7 +157,11 @@ public sealed class VarTrainStep : IDisposable
         if (settings.ComputeDType != ScalarType.Float32)
         {
             // The masters are the exact float32 weights; the model only ever holds their rounding.
-            _masters = named.ToDictionary(p => p.name, p => new Parameter(p.parameter.detach().clone()), StringComparer.Ordinal);
+            _masters = named.ToDictionary(p => p.name, p =>
+            {
+                using var detached = p.parameter.detach();
+                return (Parameter)new Parameter(detached.clone()).DetachFromDisposeScope();
+            }, StringComparer.Ordinal);
             model.to(settings.ComputeDType);
             named = model.named_parameters().ToList();
         }
@@ -200,23 +204,23 @@ public sealed class VarTrainStep : IDisposable
     }
 
     /// <summary>
-    /// Sets the weights from a float32 model of the same config (a checkpoint loaded into it): the masters take them
-    /// exactly and the model their rounding, as after a training step.
+    /// Sets the weights from a float32 state dict (a checkpoint's <paramref name="prefix"/>.* tensors), strictly: the
+    /// masters take them exactly and the model their rounding, as after a training step.
     /// </summary>
-    public void LoadFullPrecision(VarModel source)
+    public void LoadFullPrecision(IReadOnlyDictionary<string, Tensor> state, string prefix = "")
     {
-        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(state);
+        // Names, shapes and the absence of extras are checked here; floats are rounded into a reduced-precision model.
+        Checkpoints.ModuleWeights.LoadStrict(_model, state, prefix, castFloats: true);
+        if (_masters is null) return;
         using var noGrad = no_grad();
-        var sourceParams = source.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
         foreach (var name in ParameterNames)
         {
-            var w = sourceParams.TryGetValue(name, out var t) ? t : throw new VarSharpException($"the weights to load lack '{name}'.");
-            if (_masters is not null) _masters[name].copy_(w);
-            _params[name].copy_(w);
+            var w = state[prefix + name];
+            if (w.dtype != ScalarType.Float32)
+                throw new VarSharpException($"'{prefix}{name}' is {w.dtype}; master weights are restored from float32 only.");
+            _masters[name].copy_(w);
         }
-        var buffers = _model.named_buffers().ToDictionary(b => b.name, b => b.buffer, StringComparer.Ordinal);
-        foreach (var (name, b) in source.named_buffers())
-            if (buffers.TryGetValue(name, out var target)) target.copy_(b);
     }
 
     public VarTrainSettings Settings { get; }

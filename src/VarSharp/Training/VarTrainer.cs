@@ -356,9 +356,15 @@ public sealed class VarTrainer : IDisposable
         if (trainStep.MixedPrecision)
         {
             // The checkpoint holds float32 weights: loaded exactly into the masters, rounded into the model.
-            using var full = new VarModel(model.Config, device);
-            CheckpointWriter.LoadModelWeights(ckpt, full, "var.");
-            trainStep.LoadFullPrecision(full);
+            using var files = ModelFiles.Read(CheckpointWriter.ModelFolderOf(ckpt), ModelFolder.IsTransformerKey);
+            try
+            {
+                trainStep.LoadFullPrecision(files.Weights, "var.");
+            }
+            catch (VarSharpException e)
+            {
+                throw new VarSharpException($"{CheckpointWriter.ModelPath(ckpt)}: {e.Message}", e);
+            }
         }
         else CheckpointWriter.LoadModelWeights(ckpt, model, "var.");
         trainStep.Optimizer.LoadState(state, source);

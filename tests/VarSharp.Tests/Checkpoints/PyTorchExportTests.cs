@@ -98,6 +98,14 @@ public class PyTorchExportTests(ITestOutputHelper output)
         Assert.Equal(before, File.ReadAllBytes(result.Vae.Path));
         Assert.Equal(0, CliRun.Of("export", "-m", model, "-o", tmp.File("out"), "--force").ExitCode);
 
+        // A tokenizer-only model exported over it leaves no var.pth of the earlier model behind.
+        var tokenizer = TinyModelFolder.WriteTokenizer(tmp.File("tok"), TinyConfigs.VqVae());
+        var only = PyTorchExport.Run(tokenizer, tmp.File("out"), force: true);
+        Assert.Null(only.Var);
+        Assert.Null(only.VarCall);
+        Assert.False(File.Exists(tmp.File(Path.Combine("out", PyTorchExport.VarFile))));
+        Assert.True(File.Exists(tmp.File(Path.Combine("out", PyTorchExport.ReportFile))));
+
         // A tampered bundle is refused before anything is written.
         var bytes = File.ReadAllBytes(ModelFolder.WeightsPath(model));
         bytes[^1] ^= 1;

@@ -10,8 +10,10 @@ namespace VarSharp.Tests.Training;
 /// <summary>bf16 mixed-precision training of the transformer: float32 masters, a step that tracks float32, exact resume.</summary>
 public class MixedPrecisionTests(ITestOutputHelper output)
 {
-    [Fact]
-    public void ABf16StepTracksTheFloat32StepAndKeepsFloat32Masters()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void ABf16StepTracksTheFloat32StepAndKeepsFloat32Masters(int microBatches)
     {
         using var scope = NewDisposeScope();
         var cfg = VarTrainerTests.Model(TinyConfigs.VqVae()) with { DropPathRate = 0, CondDropRate = 0 };
@@ -32,8 +34,8 @@ public class MixedPrecisionTests(ITestOutputHelper output)
         double firstA = 0, firstB = 0, lastA = 0, lastB = 0;
         for (int s = 0; s < 6; s++)
         {
-            using var ra = full.Step(labels, x, gt, lr: 1e-3, microBatches: 2);
-            using var rb = mixed.Step(labels, x, gt, lr: 1e-3, microBatches: 2);
+            using var ra = full.Step(labels, x, gt, lr: 1e-3, microBatches: microBatches);
+            using var rb = mixed.Step(labels, x, gt, lr: 1e-3, microBatches: microBatches);
             if (s == 0) (firstA, firstB) = (ra.Loss, rb.Loss);
             (lastA, lastB) = (ra.Loss, rb.Loss);
             Assert.True(Math.Abs(ra.GradNorm - rb.GradNorm) <= 0.05 * ra.GradNorm, $"step {s}: grad norm {rb.GradNorm} (bf16) vs {ra.GradNorm}");
@@ -103,5 +105,26 @@ public class MixedPrecisionTests(ITestOutputHelper output)
             switched = t.Run();
         }
         Assert.True(switched.Finished);
+
+        // And the other way: a float32 checkpoint resumed in bf16 restores its weights exactly into the masters, so a
+        // checkpoint written at once holds the same float32 weights, bit for bit.
+        var f32 = cfg with { Precision = "f32", GradAccum = 1 };
+        using (var t = VarTrainer.Start(tmp.File("f32-run"), model, f32)) t.Run(stopAtStep: 3);
+        using (var t = VarTrainer.Resume(tmp.File("f32-run"), train: f32 with { Precision = "bf16" }, newRunDir: tmp.File("to-bf16")))
+        {
+            Assert.Equal(ScalarType.BFloat16, t.Model.DType);
+            var again = t.Checkpoint();
+            var before = SafeTensors.Load(CheckpointWriter.ModelPath(CheckpointWriter.StepDir(tmp.File("f32-run"), 3)));
+            var after = SafeTensors.Load(CheckpointWriter.ModelPath(again));
+            try
+            {
+                foreach (var (name, w) in before)
+                    Assert.True(w.contiguous().bytes.SequenceEqual(after[name].contiguous().bytes), $"{name} changed through a bf16 resume");
+            }
+            finally
+            {
+                foreach (var w in before.Values.Concat(after.Values)) w.Dispose();
+            }
+        }
     }
 }

@@ -37,7 +37,9 @@ public static class TorchCheckpointWriter
             zip.Add($"{Archive}/byteorder", "little"u8.ToArray());
             for (int i = 0; i < storages.Count; i++)
             {
-                using var data = storages[i].Value.detach().cpu().contiguous();
+                using var detached = storages[i].Value.detach();
+                using var onCpu = detached.cpu();
+                using var data = onCpu.contiguous();
                 zip.Add($"{Archive}/data/{i.ToString(CultureInfo.InvariantCulture)}", data.numel() * data.element_size(),
                     target => TensorBytes.WriteFrom(data, target));
             }
@@ -237,6 +239,8 @@ public static class TorchCheckpointWriter
             var nameBytes = Encoding.UTF8.GetBytes(name);
             long offset = stream.Position;
             bool zip64 = forceZip64 || length >= uint.MaxValue;
+            // The local header has no offset field, but its "version needed" should agree with the central one's.
+            bool zip64Version = zip64 || offset >= uint.MaxValue;
             int zip64Extra = zip64 ? 4 + 16 : 0;
             long dataStart = offset + 30 + nameBytes.Length + zip64Extra + 4;
             int pad = (int)((Alignment - dataStart % Alignment) % Alignment);
@@ -244,7 +248,7 @@ public static class TorchCheckpointWriter
             var header = new byte[30 + nameBytes.Length + zip64Extra + 4 + pad];
             var h = header.AsSpan();
             BinaryPrimitives.WriteUInt32LittleEndian(h, 0x04034b50);
-            BinaryPrimitives.WriteUInt16LittleEndian(h[4..], zip64 ? (ushort)45 : (ushort)20);
+            BinaryPrimitives.WriteUInt16LittleEndian(h[4..], zip64Version ? (ushort)45 : (ushort)20);
             // flags, method (stored), time and date stay 0.
             uint size32 = zip64 ? uint.MaxValue : (uint)length;
             BinaryPrimitives.WriteUInt32LittleEndian(h[18..], size32);
