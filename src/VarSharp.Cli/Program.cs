@@ -22,6 +22,7 @@ internal static class Program
         SampleCommand.Create(),
         ImportCommand.Create(),
         ExportCommand.Create(),
+        ConvertCommand.Create(),
         TrainTokenizerCommand.Create(),
         TrainCommand.Create(),
         TrainClassifierCommand.Create(),

@@ -38,12 +38,15 @@ internal static class DeviceOption
         Description = "The transformer's number type: f32 (default, the reference's), bf16 or f16 (half the memory; speed depends on the hardware's support)",
     };
 
-    public static ScalarType DtypeOf(ParseResult parse, Option<string?> option) => parse.GetValue(option)?.Trim().ToLowerInvariant() switch
+    public static ScalarType DtypeOf(ParseResult parse, Option<string?> option) => ParseDType(parse.GetValue(option), "--dtype");
+
+    /// <summary>f32 / bf16 / f16 (and their common spellings; null is f32) → the scalar type, or a one-sentence error naming <paramref name="optionName"/>.</summary>
+    public static ScalarType ParseDType(string? text, string optionName) => text?.Trim().ToLowerInvariant() switch
     {
         null or "f32" or "float32" or "fp32" => ScalarType.Float32,
         "bf16" or "bfloat16" => ScalarType.BFloat16,
         "f16" or "fp16" or "float16" or "half" => ScalarType.Float16,
-        var other => throw new VarSharpException($"--dtype must be f32, bf16 or f16 but is '{other}'."),
+        var other => throw new VarSharpException($"{optionName} must be f32, bf16 or f16 but is '{other}'."),
     };
 
     /// <summary>Resolves the option's value from a parse result.</summary>

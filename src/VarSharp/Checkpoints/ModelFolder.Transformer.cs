@@ -75,7 +75,7 @@ public static partial class ModelFolder
     }
 
     /// <summary>The transformer a folder's config describes, with its `var.*` weights (eval mode, on <paramref name="device"/>).</summary>
-    /// <param name="dtype">The transformer's floating-point type: Float32 (default, the reference's), or BFloat16 / Float16 to halve its memory; weights are converted as they load.</param>
+    /// <param name="dtype">The transformer's floating-point type: Float32 (default, the reference's), or BFloat16 / Float16 to halve its memory; weights of any floating type are converted as they load.</param>
     public static VarModel BuildTransformer(ModelFiles files, Device? device = null, ScalarType dtype = ScalarType.Float32)
     {
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
@@ -83,7 +83,8 @@ public static partial class ModelFolder
         var cfg = ReadVarConfig(files.Config, files.ConfigPath);
         if (!files.Weights.Keys.Any(IsTransformerKey))
             throw new VarSharpException($"Weights file {files.WeightsPath} holds no transformer tensors (no 'var.' keys).");
-        var model = LoadInto(new VarModel(cfg, device, dtype), files, "var.", castFloats: dtype != ScalarType.Float32);
+        // Weights stored in a reduced type (`convert`) are widened, or narrowed for a reduced-precision model, as they load.
+        var model = LoadInto(new VarModel(cfg, device, dtype), files, "var.", castFloats: true);
         model.eval();
         return model;
     }

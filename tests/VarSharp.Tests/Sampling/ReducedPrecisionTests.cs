@@ -45,4 +45,49 @@ public sealed class ReducedPrecisionTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(2, images.Count);
         Assert.All(images, im => Assert.Equal((8, 8), (im.Width, im.Height)));
     }
+
+    [Fact]
+    public void ABundleConvertedToBf16StorageHalvesTheTransformerAndSamplesClose()
+    {
+        var dir = TinyModels.WriteBundle(_temp.File("src"));
+        var converted = _temp.File("bf16");
+        var run = Cli.CliRun.Of("convert", "-m", dir, "-o", converted);
+        output.WriteLine(run.Output + run.Error);
+        Assert.Equal(0, run.ExitCode);
+        var manifest = VarSharp.Checkpoints.ModelBundle.Verify(converted);
+        Assert.Contains("converted-from", File.ReadAllText(Path.Combine(converted, "manifest.json")));
+        Assert.Contains(VarSharp.Checkpoints.FileDigest.Sha256(Path.Combine(dir, "model.safetensors")), File.ReadAllText(Path.Combine(converted, "manifest.json")));
+
+        var stored = VarSharp.Checkpoints.SafeTensors.Load(Path.Combine(converted, "model.safetensors"));
+        try
+        {
+            foreach (var (name, t) in stored.Where(kv => kv.Value.is_floating_point()))
+                Assert.Equal(name.StartsWith("var.", StringComparison.Ordinal) ? ScalarType.BFloat16 : ScalarType.Float32, t.dtype);
+        }
+        finally
+        {
+            foreach (var t in stored.Values) t.Dispose();
+        }
+
+        // Loading widens the stored weights: a float32 model whose logits differ from the original's by bf16 rounding.
+        using var full = VarPipeline.Load(dir);
+        using var small = VarPipeline.Load(converted);
+        Assert.Equal(ScalarType.Float32, small.Model.DType);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var gen = new Generator(4);
+        var cfg = full.Model.Config;
+        var labels = tensor(new long[] { 0, 1, 2, 3 });
+        var gt = randint(0, cfg.VocabSize, [4, cfg.L], dtype: ScalarType.Int64, generator: gen);
+        var x = full.Tokenizer.IndicesToVarInput(gt.split(cfg.PatchNums.Select(p => (long)p * p).ToArray(), 1));
+        double rel = TensorAssert.MaxAbsDiff(small.Model.Forward(labels, x), full.Model.Forward(labels, x)) / TensorAssert.MaxAbs(full.Model.Forward(labels, x));
+        output.WriteLine($"bf16-stored weights: max |Δlogit| / max |logit| = {rel:g3}");
+        Assert.InRange(rel, 1e-7, 0.05);
+        Assert.Equal(2, small.Generate(small.DefaultOptions() with { Classes = [1, 2], Seed = 3 }).Count);
+
+        var bad = Cli.CliRun.Of("convert", "-m", dir, "-o", _temp.File("bad"), "--weights-dtype", "int8");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("--weights-dtype must be f32, bf16 or f16 but is 'int8'", bad.Error);
+        Assert.False(Directory.Exists(_temp.File("bad")));
+    }
 }
