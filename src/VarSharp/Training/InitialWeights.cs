@@ -24,7 +24,8 @@ public static class InitialWeights
                 if (keepFresh.Contains(name)) merged[prefix + name] = p;
         try
         {
-            ModuleWeights.LoadStrict(module, merged, prefix);
+            // A bundle stored in bf16 (`convert`) starts a float32 run from its widened weights.
+            ModuleWeights.LoadStrict(module, merged, prefix, castFloats: true);
         }
         catch (VarSharpException e)
         {

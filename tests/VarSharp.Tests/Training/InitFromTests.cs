@@ -75,6 +75,34 @@ public sealed class InitFromTests : IDisposable
     }
 
     [Fact]
+    public void ABf16StoredBundleStartsAFloat32RunFromItsWidenedWeights()
+    {
+        var source = TinyModels.WriteBundle(_temp.File("source"));
+        var initial = _temp.File("bf16");
+        ModelConvert.StoreTransformerAs(source, initial, ScalarType.BFloat16);
+        var (_, data) = VarTrainerTests.Inputs(_temp);
+        var model = ModelFolder.ReadVarConfig(ModelFolder.ConfigPath(initial)) with { NumClasses = 10 };
+        var cfg = VarTrainerTests.Train(initial, data, steps: 1) with { InitFrom = initial, InitResetClasses = true, EvalImages = 0, SampleClasses = 0 };
+        using var t = VarTrainer.Start(_temp.File("run"), model, cfg);
+        Assert.Equal(ScalarType.Float32, t.Model.DType);
+        var stored = SafeTensors.Load(Path.Combine(initial, "model.safetensors"));
+        try
+        {
+            var state = t.Model.state_dict();
+            foreach (var (key, w) in stored.Where(kv => kv.Key.StartsWith("var.", StringComparison.Ordinal) && kv.Key != "var.class_emb.weight" && kv.Value.is_floating_point()))
+            {
+                Assert.Equal(ScalarType.BFloat16, w.dtype);
+                Assert.True(state[key[4..]].eq(w.to(ScalarType.Float32)).all().item<bool>(), $"{key} is not the widened stored weight");
+            }
+        }
+        finally
+        {
+            foreach (var w in stored.Values) w.Dispose();
+        }
+        Assert.True(t.Run().Finished);
+    }
+
+    [Fact]
     public void ATokenizerRunStartsFromTheInitialWeights()
     {
         var initial = TinyModels.WriteBundle(_temp.File("initial"));
