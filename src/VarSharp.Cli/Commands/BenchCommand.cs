@@ -73,12 +73,10 @@ internal static class BenchCommand
                 }
             }
             writer.WriteLine(Report(r, options));
-            if (train is not null && trainBf16 is null)
+            if (train is not null)
                 writer.WriteLine(Invariant(
-                    $"training (forward, loss, backward, clipping, AdamW; batch {train.BatchSize}, {train.StepsPerMeasurement} steps per measurement, median of {options.Repeats}): {train.StepsPerSecond:0.00} steps/s, {train.ImagesPerSecond:0.0} images/s in float32"));
-            if (train is not null && trainBf16 is not null)
-                writer.WriteLine(Invariant(
-                    $"training (forward, loss, backward, clipping, AdamW; batch {train.BatchSize}, {train.StepsPerMeasurement} steps per measurement, median of {options.Repeats}): {train.StepsPerSecond:0.00} steps/s, {train.ImagesPerSecond:0.0} images/s in float32; {trainBf16.StepsPerSecond:0.00} steps/s in bf16 mixed precision (`train --precision bf16`), {trainBf16.StepsPerSecond / train.StepsPerSecond:0.00}x"));
+                    $"training (forward, loss, backward, clipping, AdamW; batch {train.BatchSize}, {train.StepsPerMeasurement} steps per measurement, median of {options.Repeats}): {train.StepsPerSecond:0.00} steps/s, {train.ImagesPerSecond:0.0} images/s in float32")
+                    + (trainBf16 is null ? "" : Invariant($"; {trainBf16.StepsPerSecond:0.00} steps/s in bf16 mixed precision (`train --precision bf16`), {trainBf16.StepsPerSecond / train.StepsPerSecond:0.00}x")));
             if (parse.GetValue(json) is { } path)
             {
                 var node = JsonSerializer.SerializeToNode(r, JsonOut)!.AsObject();

@@ -7,8 +7,9 @@ namespace VarSharp.Checkpoints;
 public sealed record ConvertResult(string OutputDir, int Converted, long BytesBefore, long BytesAfter);
 
 /// <summary>
-/// Rewrites a model folder as a new bundle whose transformer (`var.*`) floating-point tensors are stored in a smaller
-/// type (bfloat16 or float16), halving their size; the tokenizer (`vae.*`), whose decoder turns every sample into
+/// Rewrites a model folder as a new bundle whose transformer (`var.*`) floating-point tensors are stored in another
+/// type: bfloat16 or float16 halve their size, float32 widens a converted bundle back (its values stay rounded); the
+/// tokenizer (`vae.*`), whose decoder turns every sample into
 /// pixels, keeps its own. The source is verified as it is read, and the new manifest names the source weights' SHA-256.
 /// Loaders widen the stored values to the type the model computes in, so the bundle samples as before up to the
 /// rounding of the weights.

@@ -103,11 +103,11 @@ public static class PyTorchExport
             .ToList();
 
     /// <summary>The official <c>models.vqvae.VQVAE</c> call that builds this tokenizer (where its fixed ddconfig allows).</summary>
-    public static string VqVaeCall(VqVaeConfig c) => Invariant(
+    public static string VqVaeCall(VqVaeConfig c) => FormattableString.Invariant(
         $"VQVAE(vocab_size={c.VocabSize}, z_channels={c.ZChannels}, ch={c.Ch}, dropout={Py(c.Dropout)}, beta={Py(c.Beta)}, using_znorm={Py(c.UsingZnorm)}, quant_conv_ks={c.QuantConvKs}, quant_resi={Py(c.QuantResi)}, share_quant_resi={c.ShareQuantResi}, default_qresi_counts={c.DefaultQresiCounts}, v_patch_nums={Py(c.VPatchNums)}, test_mode=True)");
 
     /// <summary>The official <c>models.var.VAR</c> call that builds this transformer on a tokenizer <c>vae</c>.</summary>
-    public static string VarCall(VarConfig c) => Invariant(
+    public static string VarCall(VarConfig c) => FormattableString.Invariant(
         $"VAR(vae_local=vae, num_classes={c.NumClasses}, depth={c.Depth}, embed_dim={c.EmbedDim}, num_heads={c.NumHeads}, mlp_ratio={Py(c.MlpRatio)}, drop_rate={Py(c.DropRate)}, attn_drop_rate={Py(c.AttnDropRate)}, drop_path_rate={Py(c.DropPathRate)}, norm_eps={Py(c.NormEps)}, shared_aln={Py(c.SharedAln)}, cond_drop_rate={Py(c.CondDropRate)}, attn_l2_norm={Py(c.AttnL2Norm)}, patch_nums={Py(c.PatchNums)}, flash_if_available=False, fused_if_available=False)");
 
     /// <summary>
@@ -129,5 +129,4 @@ public static class PyTorchExport
     private static string Py(bool b) => b ? "True" : "False";
     private static string Py(double v) => v.ToString("R", CultureInfo.InvariantCulture) is var s && (s.Contains('.') || s.Contains('E')) ? s : s + ".0";
     private static string Py(int[] values) => values.Length == 1 ? $"({values[0]},)" : "(" + string.Join(", ", values) + ")";
-    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

@@ -34,6 +34,9 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
     private readonly GroupNorm norm_out;
     private readonly Conv2d conv_out;
 
+    /// <summary>The last convolution's weight (`decoder.conv_out.weight`), where VQGAN's adaptive weight compares gradients.</summary>
+    internal TorchSharp.Modules.Parameter LastLayerWeight => conv_out.weight!;
+
     public Decoder(VqVaeConfig cfg, Device? device) : base(nameof(Decoder))
     {
         int levels = cfg.ChMult.Length;

@@ -24,6 +24,8 @@ public sealed class VqVae : nn.Module
 {
     private readonly Encoder encoder;
     private readonly Decoder decoder;
+
+    internal Decoder Decoder => decoder;
     private readonly MultiScaleQuantizer quantize;
     private readonly Conv2d quant_conv;
     private readonly Conv2d post_quant_conv;

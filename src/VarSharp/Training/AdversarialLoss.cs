@@ -5,9 +5,6 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace VarSharp.Training;
 
-/// <summary>What the adversarial part of one tokenizer step measured (means over the batch's slices).</summary>
-public sealed record AdversarialStats(double GeneratorLoss, double AdaptiveWeight, double DiscriminatorLoss, double LogitsReal, double LogitsFake);
-
 /// <summary>
 /// VQGAN's adversarial loss for the tokenizer: a <see cref="PatchDiscriminator"/> with its own AdamW, the generator
 /// term −mean(D(x̂)) weighted adaptively (‖∇_W L_rec‖ / (‖∇_W L_G‖ + 1e-4), clamped to [0, 10⁴], times disc_weight, with
@@ -114,16 +111,13 @@ public sealed class AdversarialLoss : IDisposable
     /// <summary>Restores what <see cref="StateTensors"/> produced; every tensor must be present with its shape.</summary>
     public void LoadState(IReadOnlyDictionary<string, Tensor> state, string source)
     {
-        using (no_grad())
+        try
         {
-            foreach (var (key, target) in Discriminator.state_dict())
-            {
-                if (!state.TryGetValue(WeightPrefix + key, out var stored))
-                    throw new VarSharpException($"{source} lacks '{WeightPrefix}{key}'; expected the discriminator's state (disc_weight is on).");
-                if (!stored.shape.SequenceEqual(target.shape) || stored.dtype != target.dtype)
-                    throw new VarSharpException($"{source}: '{WeightPrefix}{key}' is [{string.Join(", ", stored.shape)}] {stored.dtype} but the discriminator's is [{string.Join(", ", target.shape)}] {target.dtype}.");
-                target.copy_(stored);
-            }
+            Checkpoints.ModuleWeights.LoadStrict(Discriminator, state, WeightPrefix);
+        }
+        catch (VarSharpException e)
+        {
+            throw new VarSharpException($"{source}: the discriminator's state (disc_weight is on): {e.Message}", e);
         }
         optimizer.LoadState(state, source);
     }

@@ -126,12 +126,16 @@ public static class CheckpointWriter
     public const string CheckpointsDir = "checkpoints";
 
     /// <summary>Loads a checkpoint's `prefix` weights into the module strictly, verifying its bundle as they are read.</summary>
-    public static void LoadModelWeights(string checkpoint, nn.Module module, string prefix)
+    public static void LoadModelWeights(string checkpoint, nn.Module module, string prefix) =>
+        LoadModelWeights(checkpoint, weights => ModuleWeights.LoadStrict(module, weights, prefix));
+
+    /// <summary>Reads a checkpoint's verified weights and hands them to <paramref name="load"/>; its errors name the file.</summary>
+    public static void LoadModelWeights(string checkpoint, Action<IReadOnlyDictionary<string, Tensor>> load)
     {
         using var files = ModelFiles.Read(ModelFolderOf(checkpoint), _ => true);
         try
         {
-            ModuleWeights.LoadStrict(module, files.Weights, prefix);
+            load(files.Weights);
         }
         catch (VarSharpException e)
         {

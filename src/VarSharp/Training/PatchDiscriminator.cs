@@ -15,25 +15,26 @@ public sealed class PatchDiscriminator : nn.Module<Tensor, Tensor>
 {
     private readonly Sequential main;
 
-    public PatchDiscriminator(int inChannels, int channels, int layers, Device? device = null) : base(nameof(PatchDiscriminator))
+    /// <remarks>Built on the CPU; callers move it (TrainDevice.Create), so a seed gives the same weights everywhere.</remarks>
+    public PatchDiscriminator(int inChannels, int channels, int layers) : base(nameof(PatchDiscriminator))
     {
         if (layers < 1) throw new ArgumentOutOfRangeException(nameof(layers), layers, "a discriminator needs at least one layer");
         var modules = new List<(string, nn.Module<Tensor, Tensor>)>();
         void Add(nn.Module<Tensor, Tensor> m) => modules.Add((modules.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), m));
 
-        Add(nn.Conv2d(inChannels, channels, 4, stride: 2, padding: 1, device: device));
+        Add(nn.Conv2d(inChannels, channels, 4, stride: 2, padding: 1));
         Add(nn.LeakyReLU(0.2));
         int width = channels;
         for (int n = 1; n <= layers; n++)
         {
             int next = channels * Math.Min(1 << n, 8);
             // The last of these keeps the resolution (stride 1), as in pix2pix.
-            Add(nn.Conv2d(width, next, 4, stride: n < layers ? 2 : 1, padding: 1, bias: false, device: device));
-            Add(nn.BatchNorm2d(next, device: device));
+            Add(nn.Conv2d(width, next, 4, stride: n < layers ? 2 : 1, padding: 1, bias: false));
+            Add(nn.BatchNorm2d(next));
             Add(nn.LeakyReLU(0.2));
             width = next;
         }
-        Add(nn.Conv2d(width, 1, 4, stride: 1, padding: 1, device: device));
+        Add(nn.Conv2d(width, 1, 4, stride: 1, padding: 1));
         main = nn.Sequential(modules);
         RegisterComponents();
     }
@@ -59,21 +60,22 @@ public sealed class PatchDiscriminator : nn.Module<Tensor, Tensor>
     public void Initialize(Generator generator)
     {
         using var noGrad = no_grad();
-        foreach (var (name, p) in named_parameters())
+        foreach (var layer in main.children())
         {
-            var owner = main.named_children().First(c => name.StartsWith("main." + c.name + ".", StringComparison.Ordinal)).module;
-            bool isNorm = owner is BatchNorm2d;
-            if (name.EndsWith(".weight", StringComparison.Ordinal))
+            switch (layer)
             {
-                if (isNorm) p.normal_(1.0, 0.02, generator);
-                else p.normal_(0.0, 0.02, generator);
-            }
-            else if (isNorm) p.zero_();
-            else
-            {
-                var weight = named_parameters().First(q => q.name == name[..^"bias".Length] + "weight").parameter;
-                double bound = 1.0 / Math.Sqrt(weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b));
-                p.uniform_(-bound, bound, generator);
+                case Conv2d conv:
+                    conv.weight!.normal_(0.0, 0.02, generator);
+                    if (conv.bias is { } bias)
+                    {
+                        double bound = TokenizerInit.Bound(conv.weight);
+                        bias.uniform_(-bound, bound, generator);
+                    }
+                    break;
+                case BatchNorm2d norm:
+                    norm.weight!.normal_(1.0, 0.02, generator);
+                    norm.bias!.zero_();
+                    break;
             }
         }
     }

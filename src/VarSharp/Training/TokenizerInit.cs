@@ -40,7 +40,8 @@ public static class TokenizerInit
         }
     }
 
-    private static double Bound(Tensor weight)
+    /// <summary>PyTorch's default bound 1/√fan_in for a layer's weight (and its bias).</summary>
+    internal static double Bound(Tensor weight)
     {
         long fanIn = weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
         return 1.0 / Math.Sqrt(fanIn);

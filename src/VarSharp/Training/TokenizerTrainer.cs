@@ -426,7 +426,7 @@ public sealed class TokenizerTrainer : IDisposable
         double loss = 0, rec = 0, vq = 0, g = 0, weight = 0;
         Tensor? hits = null;
         var pairs = new List<(Tensor Real, Tensor Fake)>();
-        var lastLayer = gan is null ? null : vae.named_parameters().First(p => p.name == LastLayerName).parameter;
+        var lastLayer = gan is null ? null : vae.Decoder.LastLayerWeight;
         for (int i = 0; i < slices; i++)
         {
             long from = B * i / slices, to = B * (i + 1) / slices;
@@ -464,9 +464,6 @@ public sealed class TokenizerTrainer : IDisposable
         }
         return new StepLosses(loss, rec, vq, g, weight, pairs);
     }
-
-    /// <summary>The decoder's last convolution, where VQGAN's adaptive weight compares gradient norms.</summary>
-    internal const string LastLayerName = "decoder.conv_out.weight";
 
     /// <summary>One batch's losses; with the adversarial loss on, its raw generator term, adaptive weight and (real, fake) slices.</summary>
     internal sealed record StepLosses(double Loss, double Rec, double Vq, double GeneratorLoss, double AdaptiveWeight,

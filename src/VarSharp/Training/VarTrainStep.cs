@@ -210,17 +210,16 @@ public sealed class VarTrainStep : IDisposable
     public void LoadFullPrecision(IReadOnlyDictionary<string, Tensor> state, string prefix = "")
     {
         ArgumentNullException.ThrowIfNull(state);
+        // Checked before anything is written: the masters restore from float32 only (the model then holds their rounding).
+        if (_masters is not null)
+            foreach (var name in ParameterNames)
+                if (state.TryGetValue(prefix + name, out var w) && w.dtype != ScalarType.Float32)
+                    throw new VarSharpException($"'{prefix}{name}' is {w.dtype}; master weights are restored from float32 only.");
         // Names, shapes and the absence of extras are checked here; floats are rounded into a reduced-precision model.
-        Checkpoints.ModuleWeights.LoadStrict(_model, state, prefix, castFloats: true);
+        Checkpoints.ModuleWeights.LoadStrict(_model, state, prefix, castFloats: _masters is not null);
         if (_masters is null) return;
         using var noGrad = no_grad();
-        foreach (var name in ParameterNames)
-        {
-            var w = state[prefix + name];
-            if (w.dtype != ScalarType.Float32)
-                throw new VarSharpException($"'{prefix}{name}' is {w.dtype}; master weights are restored from float32 only.");
-            _masters[name].copy_(w);
-        }
+        foreach (var name in ParameterNames) _masters[name].copy_(state[prefix + name]);
     }
 
     public VarTrainSettings Settings { get; }

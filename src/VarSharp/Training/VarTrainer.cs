@@ -353,20 +353,8 @@ public sealed class VarTrainer : IDisposable
 
     private void LoadState(string ckpt, Dictionary<string, Tensor> state, string source)
     {
-        if (trainStep.MixedPrecision)
-        {
-            // The checkpoint holds float32 weights: loaded exactly into the masters, rounded into the model.
-            using var files = ModelFiles.Read(CheckpointWriter.ModelFolderOf(ckpt), ModelFolder.IsTransformerKey);
-            try
-            {
-                trainStep.LoadFullPrecision(files.Weights, "var.");
-            }
-            catch (VarSharpException e)
-            {
-                throw new VarSharpException($"{CheckpointWriter.ModelPath(ckpt)}: {e.Message}", e);
-            }
-        }
-        else CheckpointWriter.LoadModelWeights(ckpt, model, "var.");
+        // The checkpoint holds float32 weights: under mixed precision exactly into the masters, rounded into the model.
+        CheckpointWriter.LoadModelWeights(ckpt, weights => trainStep.LoadFullPrecision(weights, "var."));
         trainStep.Optimizer.LoadState(state, source);
         if (!state.TryGetValue("rng.train", out var rng)) throw new VarSharpException($"{source} lacks 'rng.train'; expected the training generator's state.");
         generator.set_state(rng);

@@ -50,20 +50,13 @@ public static class TorchCheckpointWriter
         return written;
     }
 
-    private static string StorageName(string name, ScalarType dtype) => dtype switch
-    {
-        ScalarType.Float32 => "FloatStorage",
-        ScalarType.Float64 => "DoubleStorage",
-        ScalarType.Float16 => "HalfStorage",
-        ScalarType.BFloat16 => "BFloat16Storage",
-        ScalarType.Int64 => "LongStorage",
-        ScalarType.Int32 => "IntStorage",
-        ScalarType.Int16 => "ShortStorage",
-        ScalarType.Int8 => "CharStorage",
-        ScalarType.Byte => "ByteStorage",
-        ScalarType.Bool => "BoolStorage",
-        _ => throw new VarSharpException($"Tensor '{name}' has dtype {dtype}, which a PyTorch checkpoint cannot hold here."),
-    };
+    // The reader's own table, turned around, so that what we write is exactly what we accept.
+    private static readonly Dictionary<ScalarType, string> StorageNames =
+        RestrictedUnpickler.StorageTypes.Values.ToDictionary(t => t.ScalarType, t => t.StorageName);
+
+    private static string StorageName(string name, ScalarType dtype) =>
+        StorageNames.TryGetValue(dtype, out var storage) ? storage
+            : throw new VarSharpException($"Tensor '{name}' has dtype {dtype}, which a PyTorch checkpoint cannot hold here.");
 
     /// <summary>
     /// OrderedDict() REDUCE, then MARK, (key, _rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict()))…,
