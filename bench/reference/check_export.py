@@ -24,36 +24,6 @@ def load(path):
     return torch.load(path, **kwargs)
 
 
-def build_official(config, var_repo):
-    from official_bench import stub_missing_modules
-
-    stub_missing_modules(var_repo)
-    from models.basic_vae import Decoder, Encoder
-    from models.var import VAR
-    from models.vqvae import VQVAE
-
-    q, t = config.get("vqvae"), config.get("var")
-    vae = var = None
-    if q is not None:
-        vae = VQVAE(vocab_size=q["vocab_size"], z_channels=q["z_channels"], ch=q["ch"], dropout=q["dropout"], beta=q["beta"],
-                    using_znorm=q["using_znorm"], quant_conv_ks=q["quant_conv_ks"], quant_resi=q["quant_resi"],
-                    share_quant_resi=q["share_quant_resi"], default_qresi_counts=q["default_qresi_counts"],
-                    v_patch_nums=tuple(q["v_patch_nums"]), test_mode=True)
-        dd = dict(dropout=q["dropout"], ch=q["ch"], z_channels=q["z_channels"], in_channels=q["in_channels"], ch_mult=tuple(q["ch_mult"]),
-                  num_res_blocks=q["num_res_blocks"], using_sa=q["using_sa"], using_mid_sa=q["using_mid_sa"])
-        vae.encoder, vae.decoder = Encoder(double_z=False, **dd), Decoder(**dd)
-    if t is not None and vae is None:
-        # A transformer-only bundle (an imported var_d*.pth) states its tokenizer's V and Cvae in its own block; the
-        # official VAR reads only those (and the quantizer) from the tokenizer it is given.
-        vae = VQVAE(vocab_size=t["vocab_size"], z_channels=t["cvae"], v_patch_nums=tuple(t["patch_nums"]), test_mode=True)
-    if t is not None:
-        var = VAR(vae, num_classes=t["num_classes"], depth=t["depth"], embed_dim=t["embed_dim"], num_heads=t["num_heads"],
-                  mlp_ratio=t.get("mlp_ratio", 4.0), drop_path_rate=t.get("drop_path_rate", 0.0), cond_drop_rate=t.get("cond_drop_rate", 0.1),
-                  norm_eps=t.get("norm_eps", 1e-6), shared_aln=t["shared_aln"], attn_l2_norm=t["attn_l2_norm"],
-                  patch_nums=tuple(t["patch_nums"]), flash_if_available=False, fused_if_available=False)
-    return vae, var
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--export", required=True, help="folder written by varsharp export")
@@ -80,7 +50,9 @@ def main():
 
     if a.var_repo:
         config = json.load(open(os.path.join(a.bundle, "config.json")))
-        vae, var = build_official(config, a.var_repo)
+        from official_bench import build_modules
+
+        vae, var = build_modules(config, a.var_repo)
         # nn.Module's own method: VQVAE's override passes `assign`, which torch before 2.1 does not know.
         if vae is not None and "vae" in dicts and config.get("vqvae") is not None:
             torch.nn.Module.load_state_dict(vae, dicts["vae"], strict=True)

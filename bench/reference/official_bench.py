@@ -55,26 +55,41 @@ def stub_missing_modules(var_repo):
         sys.modules["huggingface_hub"] = hub
 
 
-def build(bundle, var_repo):
+def build_modules(cfg, var_repo):
+    """The official VQVAE and VAR modules a config.json (parsed) describes, untrained; either is None when its block is absent."""
     stub_missing_modules(var_repo)
     from models.basic_vae import Decoder, Encoder
     from models.var import VAR
     from models.vqvae import VQVAE
 
+    q, t = cfg.get("vqvae"), cfg.get("var")
+    vae = var = None
+    if q is not None:
+        vae = VQVAE(vocab_size=q["vocab_size"], z_channels=q["z_channels"], ch=q["ch"], dropout=q["dropout"], beta=q["beta"],
+                    using_znorm=q["using_znorm"], quant_conv_ks=q["quant_conv_ks"], quant_resi=q["quant_resi"],
+                    share_quant_resi=q["share_quant_resi"], default_qresi_counts=q["default_qresi_counts"],
+                    v_patch_nums=tuple(q["v_patch_nums"]), test_mode=True)
+        # VQVAE hard-codes the ImageNet encoder/decoder shape; a small bundle has its own, so those two are rebuilt.
+        dd = dict(dropout=q["dropout"], ch=q["ch"], z_channels=q["z_channels"], in_channels=q["in_channels"], ch_mult=tuple(q["ch_mult"]),
+                  num_res_blocks=q["num_res_blocks"], using_sa=q["using_sa"], using_mid_sa=q["using_mid_sa"])
+        vae.encoder, vae.decoder = Encoder(double_z=False, **dd), Decoder(**dd)
+        vae.downsample = 2 ** (len(dd["ch_mult"]) - 1)
+    elif t is not None:
+        # A transformer-only bundle (an imported var_d*.pth) states its tokenizer's V and Cvae in its own block; VAR
+        # reads only those (and the quantizer) from the tokenizer it is given.
+        vae = VQVAE(vocab_size=t["vocab_size"], z_channels=t["cvae"], v_patch_nums=tuple(t["patch_nums"]), test_mode=True)
+    if t is not None:
+        var = VAR(vae, num_classes=t["num_classes"], depth=t["depth"], embed_dim=t["embed_dim"], num_heads=t["num_heads"],
+                  mlp_ratio=t.get("mlp_ratio", 4.0), drop_path_rate=t.get("drop_path_rate", 0.0), cond_drop_rate=t.get("cond_drop_rate", 0.1),
+                  norm_eps=t.get("norm_eps", 1e-6), shared_aln=t["shared_aln"], attn_l2_norm=t["attn_l2_norm"],
+                  patch_nums=tuple(t["patch_nums"]), flash_if_available=False, fused_if_available=False)
+    return vae, var
+
+
+def build(bundle, var_repo):
     cfg = json.load(open(os.path.join(bundle, "config.json")))
-    q, t = cfg["vqvae"], cfg["var"]
-    vae = VQVAE(vocab_size=q["vocab_size"], z_channels=q["z_channels"], ch=q["ch"], dropout=q["dropout"], beta=q["beta"],
-                using_znorm=q["using_znorm"], quant_conv_ks=q["quant_conv_ks"], quant_resi=q["quant_resi"],
-                share_quant_resi=q["share_quant_resi"], default_qresi_counts=q["default_qresi_counts"],
-                v_patch_nums=tuple(q["v_patch_nums"]), test_mode=True)
-    # VQVAE hard-codes the ImageNet encoder/decoder shape; a small bundle has its own, so those two are rebuilt.
-    dd = dict(dropout=q["dropout"], ch=q["ch"], z_channels=q["z_channels"], in_channels=q["in_channels"], ch_mult=tuple(q["ch_mult"]),
-              num_res_blocks=q["num_res_blocks"], using_sa=q["using_sa"], using_mid_sa=q["using_mid_sa"])
-    vae.encoder, vae.decoder = Encoder(double_z=False, **dd), Decoder(**dd)
-    vae.downsample = 2 ** (len(dd["ch_mult"]) - 1)
-    var = VAR(vae, num_classes=t["num_classes"], depth=t["depth"], embed_dim=t["embed_dim"], num_heads=t["num_heads"],
-              mlp_ratio=t["mlp_ratio"], drop_path_rate=t["drop_path_rate"], cond_drop_rate=t["cond_drop_rate"], norm_eps=t["norm_eps"], shared_aln=t["shared_aln"],
-              attn_l2_norm=t["attn_l2_norm"], patch_nums=tuple(t["patch_nums"]), flash_if_available=False, fused_if_available=False)
+    vae, var = build_modules(cfg, var_repo)
+    t = cfg["var"]
 
     weights = read_safetensors(os.path.join(bundle, "model.safetensors"))
     # nn.Module's own method: VQVAE's override passes `assign`, which torch before 2.1 does not know.

@@ -16,6 +16,25 @@ public sealed class ReducedPrecisionTests(ITestOutputHelper output) : IDisposabl
 
     public void Dispose() => _temp.Dispose();
 
+    /// <summary>
+    /// max |Δlogit| / max |logit| of <paramref name="other"/>'s teacher-forcing logits against <paramref name="reference"/>'s
+    /// on random token pyramids; the logits must come back as float32 for sampling.
+    /// </summary>
+    private static double RelativeLogitError(VarPipeline reference, VarPipeline other, ulong seed)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var gen = new Generator(seed);
+        var cfg = reference.Model.Config;
+        var labels = tensor(new long[] { 0, 1, 2, 3 });
+        var gt = randint(0, cfg.VocabSize, [4, cfg.L], dtype: ScalarType.Int64, generator: gen);
+        var x = reference.Tokenizer.IndicesToVarInput(gt.split(cfg.PatchNums.Select(p => (long)p * p).ToArray(), 1));
+        var a = reference.Model.Forward(labels, x);
+        var b = other.Model.Forward(labels, x);
+        Assert.Equal(ScalarType.Float32, b.dtype);
+        return TensorAssert.MaxAbsDiff(b, a) / TensorAssert.MaxAbs(a);
+    }
+
     [Theory]
     [InlineData(ScalarType.BFloat16, 0.05)]
     [InlineData(ScalarType.Float16, 0.01)]
@@ -27,17 +46,7 @@ public sealed class ReducedPrecisionTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(dtype, half.Model.DType);
         Assert.All(half.Model.parameters(), p => Assert.Equal(dtype, p.dtype));
 
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        using var gen = new Generator(3);
-        var cfg = full.Model.Config;
-        var labels = tensor(new long[] { 0, 1, 2, 3 });
-        var gt = randint(0, cfg.VocabSize, [4, cfg.L], dtype: ScalarType.Int64, generator: gen);
-        var x = full.Tokenizer.IndicesToVarInput(gt.split(cfg.PatchNums.Select(p => (long)p * p).ToArray(), 1));
-        var a = full.Model.Forward(labels, x);
-        var b = half.Model.Forward(labels, x);
-        Assert.Equal(ScalarType.Float32, b.dtype);   // logits come back in fp32 for sampling
-        double rel = TensorAssert.MaxAbsDiff(b, a) / TensorAssert.MaxAbs(a);
+        double rel = RelativeLogitError(full, half, seed: 3);
         output.WriteLine($"{dtype}: max |Δlogit| / max |logit| = {rel:g3}");
         Assert.True(rel <= tolerance, $"{dtype} logits differ by {rel:g3} of the largest logit");
 
@@ -73,14 +82,7 @@ public sealed class ReducedPrecisionTests(ITestOutputHelper output) : IDisposabl
         using var full = VarPipeline.Load(dir);
         using var small = VarPipeline.Load(converted);
         Assert.Equal(ScalarType.Float32, small.Model.DType);
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        using var gen = new Generator(4);
-        var cfg = full.Model.Config;
-        var labels = tensor(new long[] { 0, 1, 2, 3 });
-        var gt = randint(0, cfg.VocabSize, [4, cfg.L], dtype: ScalarType.Int64, generator: gen);
-        var x = full.Tokenizer.IndicesToVarInput(gt.split(cfg.PatchNums.Select(p => (long)p * p).ToArray(), 1));
-        double rel = TensorAssert.MaxAbsDiff(small.Model.Forward(labels, x), full.Model.Forward(labels, x)) / TensorAssert.MaxAbs(full.Model.Forward(labels, x));
+        double rel = RelativeLogitError(full, small, seed: 4);
         output.WriteLine($"bf16-stored weights: max |Δlogit| / max |logit| = {rel:g3}");
         Assert.InRange(rel, 1e-7, 0.05);
         Assert.Equal(2, small.Generate(small.DefaultOptions() with { Classes = [1, 2], Seed = 3 }).Count);
