@@ -44,7 +44,7 @@ public sealed partial record ServeOptions
     public const string DefaultUrls = "http://127.0.0.1:5080";
 
     /// <summary>The model folder served when none is named, relative to the working directory or to the app's repository.</summary>
-    public const string DefaultModelPath = "models/fashion-var";
+    public const string DefaultModelPath = BundledModels.Generator;
 
     /// <summary>Address(es) to listen on, separated by ';' (port 0 picks a free port).</summary>
     public string Urls { get; init; } = DefaultUrls;
@@ -110,21 +110,8 @@ public sealed partial record ServeOptions
         return this;
     }
 
-    /// <summary>
-    /// <see cref="DefaultModelPath"/> if it exists under the working directory or under a parent of the app's folder
-    /// (a build output inside the repository), else null.
-    /// </summary>
-    public static string? FindDefaultModel()
-    {
-        var here = Path.GetFullPath(DefaultModelPath);
-        if (Directory.Exists(here)) return here;
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, DefaultModelPath);
-            if (Directory.Exists(candidate)) return candidate;
-        }
-        return null;
-    }
+    /// <summary><see cref="DefaultModelPath"/> where <see cref="BundledModels.Find"/> finds it, else null.</summary>
+    public static string? FindDefaultModel() => BundledModels.Find(DefaultModelPath);
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
     internal static partial Regex ModelNamePattern();

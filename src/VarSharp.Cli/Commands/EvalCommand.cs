@@ -21,7 +21,7 @@ namespace VarSharp.Cli.Commands;
 /// </summary>
 internal static class EvalCommand
 {
-    public const string DefaultClassifier = "models/fashion-classifier";
+    public const string DefaultClassifier = BundledModels.Classifier;
     public const string FdName = "FD (FashionClassifier features)";
 
     private sealed class Options
@@ -30,7 +30,7 @@ internal static class EvalCommand
         public readonly Option<string?> Model = new("--model", "-m") { Description = "Evaluate generation by this model folder (tokenizer + transformer)" };
         public readonly Option<string> Data = new("--data") { Description = $"Fashion-MNIST idx folder or labelled image folder; its test split is used (default {FashionMnist.DefaultDirectory})", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
         public readonly Option<int> Images = new("--images") { Description = "--tokenizer: evaluate the first N test images (0 = all)", DefaultValueFactory = _ => 0 };
-        public readonly Option<string> Classifier = new("--classifier") { Description = $"Classifier bundle that judges the images (--model), or scores the reconstructions (--tokenizer: rFD); default {DefaultClassifier}", DefaultValueFactory = _ => DefaultClassifier };
+        public readonly Option<string> Classifier = new("--classifier") { Description = $"Classifier bundle that judges the images (--model), or scores the reconstructions (--tokenizer: rFD); default {DefaultClassifier}", DefaultValueFactory = _ => BundledModels.Find(DefaultClassifier) ?? DefaultClassifier };
         public readonly Option<string> Cfg = new("--cfg") { Description = "--model: comma-separated guidance scales, each evaluated on the same seeds (1,2,4)", DefaultValueFactory = _ => "1,2,4" };
         public readonly Option<int> PerClass = new("--per-class") { Description = "--model: images generated per class and per cfg (100)", DefaultValueFactory = _ => 100 };
         public readonly Option<int?> TopK = new("--top-k") { Description = "--model: top-k, 0 = off (default: the model's recommended value, else the demo's share of the codebook, round(900·V/4096))" };

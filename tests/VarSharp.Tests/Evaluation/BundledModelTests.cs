@@ -23,6 +23,18 @@ public class BundledModelTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal(2, ModelFolder.ReadSamplingDefaults(ModelFolder.ConfigPath(BundleDir), 512).Cfg);
     }
 
+    /// <summary>
+    /// The CLI's defaults (sample, serve, eval's classifier) find the shipped folders from the app's own folder, so a
+    /// command run outside the repository root still finds them; the test host runs from a build output inside it.
+    /// </summary>
+    [Fact]
+    public void TheShippedFoldersAreFoundFromTheAppFolder()
+    {
+        Assert.Equal(Path.GetFullPath(BundleDir), BundledModels.Find(BundledModels.Generator));
+        Assert.Equal(Path.GetFullPath(ShippedClassifierTests.BundleDir), BundledModels.Find(BundledModels.Classifier));
+        Assert.Null(BundledModels.Find(Path.Combine("models", "no-such-model-" + Guid.NewGuid().ToString("N"))));
+    }
+
     /// <summary>Both shipped bundles carry a signature by the project's model key, whose public half ships beside them.</summary>
     [Fact]
     public void TheShippedBundlesAreSignedByTheProjectKey()
