@@ -43,7 +43,7 @@ internal static class TrainCommand
                 evalUse: "Held-out loss/accuracy every N steps")
             .Double("--tblr", "tblr", "Base lr per 256 images; peak lr = tblr·batch/256")
             .Text("--precision", "precision", "f32, or bf16: mixed precision (bfloat16 compute, float32 master weights and optimizer)")
-            .Text("--decay", "decay", "lin0, lin or cos decay after warmup")
+            .Text("--decay", "decay", "Decay after warmup, the reference's sche names: lin0 (default), lin, lin00, linT (e.g. lin0.3), cos, exp")
             .Double("--label-smooth", "label_smooth", "Label smoothing of the training loss")
             .Int("--sample-every", "sample_every", "Sample grid every N steps")
             .Int("--sample-classes", "sample_classes", "Classes in the grid (the first N; more than the model has means all), two images each, 0 = no grids")

@@ -37,7 +37,7 @@ internal static class TrainTokenizerCommand
         public readonly ConfigOptions<TokenizerTrainConfig> Train = new ConfigOptions<TokenizerTrainConfig>(new(), TokenizerTrainConfig.FromJson)
             .AddCommon(seedUse: "Seed for weights, data order, augmentation and the remedy", evalUse: "Held-out PSNR + grid every N steps")
             .Double("--lr", "lr", "Peak learning rate")
-            .Text("--decay", "decay", "cos or lin decay after warmup")
+            .Text("--decay", "decay", "Decay after warmup: cos (default) or the reference's lin, lin0, lin00, linT (e.g. lin0.3), exp")
             .Double("--beta1", "beta1", "AdamW β1")
             .Double("--beta2", "beta2", "AdamW β2")
             .Text("--rec-loss", "rec_loss", "l1, l2 or l1+l2")

@@ -32,7 +32,7 @@ public sealed record TokenizerTrainConfig
     /// <summary>Linear warmup from <see cref="WarmupStartRatio"/>·lr to lr over this many steps (the reference's wp0).</summary>
     public int WarmupSteps { get; init; } = 500;
     public double WarmupStartRatio { get; init; } = 0.005;
-    /// <summary>"cos" (half cosine) or "lin" (linear) decay from lr to <see cref="MinLrRatio"/>·lr at the last step (wpe).</summary>
+    /// <summary>Decay shape from lr to <see cref="MinLrRatio"/>·lr at the last step (wpe): a name of <see cref="Training.LrSchedule"/> ("cos", the default, or the reference's "lin", "lin0", "lin00", "linT", "exp").</summary>
     public string Decay { get; init; } = "cos";
     public double MinLrRatio { get; init; } = 0.01;
     public double Beta1 { get; init; } = 0.9;
@@ -103,7 +103,7 @@ public sealed record TokenizerTrainConfig
         Require(Lr > 0 && double.IsFinite(Lr), $"lr must be positive but is {Lr}");
         Require(WarmupSteps >= 0, $"warmup_steps must be 0 or more but is {WarmupSteps}");
         Require(WarmupStartRatio is >= 0 and <= 1, $"warmup_start_ratio must lie in [0, 1] but is {WarmupStartRatio}");
-        Require(Decay is "cos" or "lin", $"decay must be 'cos' or 'lin' but is '{Decay}'");
+        Require(Training.LrSchedule.IsKnown(Decay), $"decay must be {Training.LrSchedule.KnownText} but is '{Decay}'");
         Require(MinLrRatio is >= 0 and <= 1, $"min_lr_ratio must lie in [0, 1] but is {MinLrRatio}");
         Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"betas must lie in [0, 1) but are ({Beta1}, {Beta2})");
         Require(Eps > 0, $"eps must be positive but is {Eps}");

@@ -49,7 +49,7 @@ public sealed record VarTrainConfig
     public int? WarmupSteps { get; init; }
     /// <summary>Warmup starts at this fraction of the peak (wp0).</summary>
     public double WarmupStartRatio { get; init; } = 0.005;
-    /// <summary>"lin0" (the reference's default sche), "lin" or "cos" decay to <see cref="MinLrRatio"/>·lr at the last step.</summary>
+    /// <summary>Decay shape to <see cref="MinLrRatio"/>·lr at the last step: "lin0" (the reference's default sche) or another name of <see cref="Training.LrSchedule"/>.</summary>
     public string Decay { get; init; } = "lin0";
     /// <summary>Final lr / peak lr (wpe).</summary>
     public double MinLrRatio { get; init; } = 0.01;
@@ -123,7 +123,7 @@ public sealed record VarTrainConfig
         Require(Tblr > 0 && double.IsFinite(Tblr), $"tblr must be positive but is {Tblr}");
         Require(WarmupSteps is null or >= 0, $"warmup_steps must be 0 or more but is {WarmupSteps}");
         Require(WarmupStartRatio is >= 0 and <= 1, $"warmup_start_ratio must lie in [0, 1] but is {WarmupStartRatio}");
-        Require(Decay is "lin0" or "lin" or "cos", $"decay must be 'lin0', 'lin' or 'cos' but is '{Decay}'");
+        Require(Training.LrSchedule.IsKnown(Decay), $"decay must be {Training.LrSchedule.KnownText} but is '{Decay}'");
         Require(MinLrRatio is >= 0 and <= 1, $"min_lr_ratio must lie in [0, 1] but is {MinLrRatio}");
         Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"betas must lie in [0, 1) but are ({Beta1}, {Beta2})");
         Require(Eps > 0, $"eps must be positive but is {Eps}");

@@ -37,12 +37,12 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
     /// <summary>The last convolution's weight (`decoder.conv_out.weight`), where VQGAN's adaptive weight compares gradients.</summary>
     internal TorchSharp.Modules.Parameter LastLayerWeight => conv_out.weight!;
 
-    public Decoder(VqVaeConfig cfg, Device? device) : base(nameof(Decoder))
+    public Decoder(VqVaeConfig cfg, Device? device, DropoutSource? dropoutSource = null) : base(nameof(Decoder))
     {
         int levels = cfg.ChMult.Length;
         int blockIn = cfg.Ch * cfg.ChMult[levels - 1];
         conv_in = Layers.Conv2d(cfg.ZChannels, blockIn, 3, 1, 1, device);
-        mid = new MidBlock(blockIn, cfg.UsingMidSa, cfg.Dropout, device);
+        mid = new MidBlock(blockIn, cfg.UsingMidSa, cfg.Dropout, device, dropoutSource);
         var levelModules = new DecoderLevel[levels];
         for (int level = levels - 1; level >= 0; level--)
         {
@@ -51,7 +51,7 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
             var attns = new List<AttnBlock>();
             for (int i = 0; i < cfg.NumResBlocks + 1; i++)
             {
-                blocks.Add(new ResnetBlock(blockIn, blockOut, cfg.Dropout, device));
+                blocks.Add(new ResnetBlock(blockIn, blockOut, cfg.Dropout, device, dropoutSource));
                 blockIn = blockOut;
                 if (level == levels - 1 && cfg.UsingSa) attns.Add(new AttnBlock(blockIn, device));
             }

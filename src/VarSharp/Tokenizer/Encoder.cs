@@ -29,11 +29,11 @@ public sealed class MidBlock : nn.Module<Tensor, Tensor>
     private readonly AttnBlock? attn_1;
     private readonly ResnetBlock block_2;
 
-    public MidBlock(int channels, bool usingAttention, double dropout, Device? device) : base(nameof(MidBlock))
+    public MidBlock(int channels, bool usingAttention, double dropout, Device? device, DropoutSource? dropoutSource = null) : base(nameof(MidBlock))
     {
-        block_1 = new ResnetBlock(channels, channels, dropout, device);
+        block_1 = new ResnetBlock(channels, channels, dropout, device, dropoutSource);
         attn_1 = usingAttention ? new AttnBlock(channels, device) : null;
-        block_2 = new ResnetBlock(channels, channels, dropout, device);
+        block_2 = new ResnetBlock(channels, channels, dropout, device, dropoutSource);
         RegisterComponents();
     }
 
@@ -55,7 +55,7 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
     private readonly GroupNorm norm_out;
     private readonly Conv2d conv_out;
 
-    public Encoder(VqVaeConfig cfg, Device? device) : base(nameof(Encoder))
+    public Encoder(VqVaeConfig cfg, Device? device, DropoutSource? dropoutSource = null) : base(nameof(Encoder))
     {
         int levels = cfg.ChMult.Length;
         conv_in = Layers.Conv2d(cfg.InChannels, cfg.Ch, 3, 1, 1, device);
@@ -68,14 +68,14 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
             var attns = new List<AttnBlock>();
             for (int i = 0; i < cfg.NumResBlocks; i++)
             {
-                blocks.Add(new ResnetBlock(blockIn, blockOut, cfg.Dropout, device));
+                blocks.Add(new ResnetBlock(blockIn, blockOut, cfg.Dropout, device, dropoutSource));
                 blockIn = blockOut;
                 if (level == levels - 1 && cfg.UsingSa) attns.Add(new AttnBlock(blockIn, device));
             }
             levelModules.Add(new EncoderLevel(blocks, attns, level != levels - 1 ? new Downsample2x(blockIn, device) : null));
         }
         down = nn.ModuleList(levelModules.ToArray());
-        mid = new MidBlock(blockIn, cfg.UsingMidSa, cfg.Dropout, device);
+        mid = new MidBlock(blockIn, cfg.UsingMidSa, cfg.Dropout, device, dropoutSource);
         norm_out = Layers.GroupNorm(blockIn, device);
         conv_out = Layers.Conv2d(blockIn, cfg.ZChannels, 3, 1, 1, device);
         RegisterComponents();

@@ -35,8 +35,8 @@ public sealed class VqVae : nn.Module
     public VqVae(VqVaeConfig config, Device? device = null) : base(nameof(VqVae))
     {
         Config = config.Validate();
-        encoder = new Encoder(config, device);
-        decoder = new Decoder(config, device);
+        encoder = new Encoder(config, device, dropoutSource);
+        decoder = new Decoder(config, device, dropoutSource);
         quantize = new MultiScaleQuantizer(config, device);
         quant_conv = Layers.Conv2d(config.ZChannels, config.ZChannels, config.QuantConvKs, 1, config.QuantConvKs / 2, device);
         post_quant_conv = Layers.Conv2d(config.ZChannels, config.ZChannels, config.QuantConvKs, 1, config.QuantConvKs / 2, device);
@@ -45,6 +45,18 @@ public sealed class VqVae : nn.Module
     }
 
     public MultiScaleQuantizer Quantizer => quantize;
+
+    private readonly DropoutSource dropoutSource = new();
+
+    /// <summary>
+    /// The generator the dropout layers draw from in training mode (config dropout &gt; 1e-6); a training forward without
+    /// one is refused. Owned by the caller (the tokenizer trainer), not disposed with the model.
+    /// </summary>
+    public Generator? DropoutGenerator
+    {
+        get => dropoutSource.Generator;
+        set => dropoutSource.Generator = value;
+    }
 
     /// <summary>Where the weights live; inputs go there, results are read back with <c>.cpu()</c>.</summary>
     public Device Device => post_quant_conv.weight!.device;

@@ -56,6 +56,7 @@ public sealed class TokenizerTrainer : IDisposable
     private const string StateFormat = "varsharp-tokenizer-train-state";
     private const ulong InitStream = 0x1417;
     private const ulong RemedyStream = 0xDEAD;
+    private const ulong DropoutStream = 0xD80;
 
     private readonly string runDir;
     private RunLock? runLock;
@@ -63,6 +64,7 @@ public sealed class TokenizerTrainer : IDisposable
     private readonly AdamWOptimizer optimizer;
     private readonly LrSchedule schedule;
     private readonly Generator remedyGenerator;
+    private readonly Generator dropoutGenerator;
     private readonly AdversarialLoss? adversarial;
     private readonly TrainingData data;
     private readonly Device device;
@@ -111,6 +113,9 @@ public sealed class TokenizerTrainer : IDisposable
             schedule = new LrSchedule(train.Lr, train.WarmupSteps, train.Steps, train.Decay, train.WarmupStartRatio, train.MinLrRatio);
             // The remedy only draws permutations of row numbers, on the CPU wherever the model lives.
             remedyGenerator = new Generator(RunFolder.StreamSeed(train.Seed, RemedyStream));
+            // Dropout masks come from a generator of the run's own, on the model's device, saved in every checkpoint.
+            dropoutGenerator = new Generator(RunFolder.StreamSeed(train.Seed, DropoutStream), this.device);
+            vae.DropoutGenerator = dropoutGenerator;
             if (train.DiscWeight > 0)
             {
                 if (PatchDiscriminator.OutputSize(model.ImageSize, train.DiscLayers) < 1)
@@ -123,6 +128,7 @@ public sealed class TokenizerTrainer : IDisposable
         {
             optimizer?.Dispose();
             remedyGenerator?.Dispose();
+            dropoutGenerator?.Dispose();
             vae.Dispose();
             throw;
         }
@@ -240,8 +246,8 @@ public sealed class TokenizerTrainer : IDisposable
         remedyGenerator.set_state(rng);
         if (ModelConfig.Dropout > 0)
         {
-            if (!state.TryGetValue("rng.torch", out var global)) throw new VarSharpException($"{source} lacks 'rng.torch'; expected torch's RNG state (dropout is on).");
-            torch.set_rng_state(global);
+            if (!state.TryGetValue("rng.dropout", out var dropoutState)) throw new VarSharpException($"{source} lacks 'rng.dropout'; expected the dropout generator's state (dropout is on).");
+            dropoutGenerator.set_state(dropoutState);
         }
     }
 
@@ -591,7 +597,7 @@ public sealed class TokenizerTrainer : IDisposable
             var state = RunFolder.ProgressState(step, loader.Position, data.Train.Count);
             state.Add(new("quantize.record_hit", torch.tensor(vae.Quantizer.RecordHit)));
             state.Add(new("rng.remedy", remedyGenerator.get_state()));
-            if (ModelConfig.Dropout > 0) state.Add(new("rng.torch", torch.get_rng_state()));
+            if (ModelConfig.Dropout > 0) state.Add(new("rng.dropout", dropoutGenerator.get_state()));
             state.AddRange(optimizer.StateTensors());
             if (adversarial is not null) state.AddRange(adversarial.StateTensors());
             CheckpointWriter.Write(dir, ConfigJson(ModelConfig, Config), model, state,
@@ -625,6 +631,7 @@ public sealed class TokenizerTrainer : IDisposable
         evalImages?.Dispose();
         optimizer?.Dispose();
         remedyGenerator?.Dispose();
+        dropoutGenerator?.Dispose();
         adversarial?.Dispose();
         vae.Dispose();
     }
