@@ -41,11 +41,12 @@ public static class GenerateRequest
     private const int BaseBodyBytes = 64 * 1024;
 
     /// <summary>
-    /// 64 KiB, plus room for an edit image of the largest served model: twice its raw 8-bit size covers a PNG or JPEG of
-    /// it in base64 (4/3 of the bytes) with room to spare, and the 64 KiB the headers of a small one.
+    /// 64 KiB, plus room for an edit image of the largest served model: 8 bytes per pixel covers a PNG of it in base64
+    /// even as 8-bit RGBA whatever the model's channels (a browser canvas exports RGBA; 4 bytes raw, 4/3 in base64, and
+    /// room for PNG's worst case on noise), and the 64 KiB the headers of a small one.
     /// </summary>
     public static int MaxBodyBytes(ModelRegistry models) =>
-        BaseBodyBytes + 2 * models.Models.Max(m => m.Channels * m.ImageSize * m.ImageSize);
+        BaseBodyBytes + 8 * models.Models.Max(m => m.ImageSize * m.ImageSize);
 
     /// <summary>Reads and validates a JSON body.</summary>
     public static async Task<GenerationParams> FromBodyAsync(HttpRequest request, ModelRegistry models, ServeOptions options, CancellationToken ct)
@@ -53,14 +54,30 @@ public static class GenerateRequest
         using var buffer = new MemoryStream();
         var chunk = new byte[8192];
         int n, cap = MaxBodyBytes(models);
-        while ((n = await request.Body.ReadAsync(chunk, ct)) > 0)
+        if (request.ContentLength > cap) throw TooLarge(cap);
+        try
         {
-            if (buffer.Length + n > cap) throw new ApiException(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {cap / 1024} KiB.");
-            buffer.Write(chunk, 0, n);
+            while ((n = await request.Body.ReadAsync(chunk, ct)) > 0)
+            {
+                if (buffer.Length + n > cap) throw TooLarge(cap);
+                buffer.Write(chunk, 0, n);
+            }
+        }
+        // Kestrel's own refusals (a body that stalls, ends early or passes its size limit) keep their status but get
+        // our JSON sentence; a client that resets mid-upload is a cancellation, not a server error.
+        catch (BadHttpRequestException e)
+        {
+            throw new ApiException(e.StatusCode, $"the request body could not be read: {e.Message.TrimEnd('.')}.");
+        }
+        catch (IOException) when (ct.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(ct);
         }
         if (buffer.Length == 0) throw Bad("the request body is empty; send a JSON object such as {\"class\": 3}.");
         return Validate(ParseObject(buffer.ToArray()), models, options);
     }
+
+    private static ApiException TooLarge(int cap) => new(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {cap / 1024} KiB.");
 
     /// <summary>
     /// The body as a JSON object. Checked here rather than left to JsonNode, which reads lazily and would fail later,

@@ -216,7 +216,8 @@ public sealed class GenerationQueue : IDisposable
                 if (_stopping) return;
                 var leader = _waiting.First!.Value;
                 long deadline = leader.EnqueuedAt + (long)(_options.BatchWindow.TotalSeconds * Stopwatch.Frequency);
-                while (!_stopping && leader.State == GenerationJob.JobState.Waiting && CompatibleImages(leader.Key) < _options.MaxBatch)
+                // An edit's key holds its own image, so nothing can join it: waiting would only delay it and the queue.
+                while (leader.Key.Edit is null && !_stopping && leader.State == GenerationJob.JobState.Waiting && CompatibleImages(leader.Key) < _options.MaxBatch)
                 {
                     long left = deadline - Stopwatch.GetTimestamp();
                     if (left <= 0) break;
@@ -354,7 +355,9 @@ public sealed class GenerationQueue : IDisposable
             job.Frames?.Writer.TryComplete();
         }
         _shutdown.Cancel();
-        _worker.Join(TimeSpan.FromSeconds(30));
+        // Without a time limit: the models are disposed after this returns, and a batch still decoding its last scale
+        // must not outlive them (cancellation stops sampling between scales, so this ends).
+        _worker.Join();
         _shutdown.Dispose();
     }
 }

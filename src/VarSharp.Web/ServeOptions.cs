@@ -73,6 +73,9 @@ public sealed partial record ServeOptions
     /// <summary>Requests waiting for a batch beyond this are refused with 429 (the batch being sampled does not count).</summary>
     public int QueueCapacity { get; init; } = 64;
 
+    /// <summary>The largest <see cref="RequestTimeout"/> taken (a day; timers take at most about 49 days).</summary>
+    public static readonly TimeSpan MaxRequestTimeout = TimeSpan.FromDays(1);
+
     /// <summary>The longest a request may take, queue wait included; past it the request gets 503.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
@@ -85,16 +88,19 @@ public sealed partial record ServeOptions
         if (dup is not null) throw new VarSharpException($"model name '{dup.Key}' is given twice; give each --model its own NAME=.");
         if (MaxCount < 1) throw new VarSharpException($"the per-request image cap must be at least 1, found {MaxCount}.");
         if (MaxBatch < 1) throw new VarSharpException($"the batch size must be at least 1, found {MaxBatch}.");
-        if (QueueCapacity < 0) throw new VarSharpException($"the queue capacity must be 0 or more, found {QueueCapacity}.");
+        // Every request waits in the queue before a batch takes it, even on an idle server, so 0 would refuse them all.
+        if (QueueCapacity < 1) throw new VarSharpException($"the queue capacity must be at least 1, found {QueueCapacity}.");
         if (BatchWindow < TimeSpan.Zero || BatchWindow > TimeSpan.FromSeconds(10))
             throw new VarSharpException($"the batch window must be between 0 and 10 s, found {BatchWindow.TotalMilliseconds} ms.");
-        if (RequestTimeout <= TimeSpan.Zero) throw new VarSharpException("the request timeout must be positive.");
+        if (RequestTimeout <= TimeSpan.Zero || RequestTimeout > MaxRequestTimeout)
+            throw new VarSharpException($"the request timeout must be positive and at most {MaxRequestTimeout.TotalSeconds:0} s, found {RequestTimeout.TotalSeconds} s.");
         if (string.IsNullOrWhiteSpace(Urls)) throw new VarSharpException("no address to listen on.");
         foreach (var url in Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             // Kestrel also takes http://*:5080 and http://+:5080, which are not URIs; check what follows the scheme.
-            string rest = url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) ? url[7..]
-                : url.StartsWith("https://", StringComparison.OrdinalIgnoreCase) ? url[8..] : "";
+            if (url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+                throw new VarSharpException($"'{url}' asks for HTTPS, which serve does not configure (no certificate); listen on http:// and put a TLS proxy in front.");
+            string rest = url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) ? url[7..] : "";
             var hostPort = rest.Split('/')[0];
             int colon = hostPort.LastIndexOf(':');
             bool ok = rest.Length > 0 && colon > 0 && hostPort[..colon].Length > 0

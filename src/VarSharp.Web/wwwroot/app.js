@@ -45,6 +45,7 @@ async function loadModels() {
 
 function selectModel(name) {
   const m = state.models.find((x) => x.name === name);
+  const previous = state.model;
   state.model = m;
   $("top-k").max = m.vocab_size;
   $("top-k").value = m.defaults.top_k;
@@ -58,8 +59,13 @@ function selectModel(name) {
   // The null class (id num_classes) samples unconditionally, as the reference's negative label does.
   const buttons = [classButton(null, "Random")].concat(m.class_names.map((n, i) => classButton(i, n)), [classButton(m.num_classes, "Unconditional", true)]);
   grid.replaceChildren(...buttons);
-  if (state.classId !== null && state.classId > m.num_classes) state.classId = null;
-  pickClass(state.classId ?? (m.num_classes > 0 ? 0 : null));
+  // Keep the kind of choice across models: Random stays Random, Unconditional stays Unconditional (the new model's
+  // null class), a class id stays when the new model has it; the first model starts at class 0.
+  let id = state.classId;
+  if (previous && id !== null && id === previous.num_classes) id = m.num_classes;
+  else if (id !== null && id >= m.num_classes) id = m.num_classes > 0 ? 0 : null;
+  if (!previous && id === null && m.num_classes > 0) id = 0;
+  pickClass(id);
 }
 
 // What the server checked when it loaded the model (serve --trust checks signatures; a bundle's digests are always checked).
@@ -340,8 +346,9 @@ function addToGallery(params, im) {
   const gallery = $("gallery");
   if (state.galleryCount === 0) gallery.replaceChildren();
   state.galleryCount++;
-  // Each image's own seed reproduces it alone (count 1), so that is what a click restores.
-  const reuse = { model: params.model, class: im.class, cfg: params.cfg, top_k: params.top_k, top_p: params.top_p, seed: im.seed };
+  // Each image's own seed reproduces it alone (count 1), so that is what a click restores. A drawn class stays drawn:
+  // the image's generator draws the label before its tokens, so naming the class instead would change every later draw.
+  const reuse = { model: params.model, class: params.class ?? null, cfg: params.cfg, top_k: params.top_k, top_p: params.top_p, seed: im.seed };
   const card = el("button", { type: "button", className: "card", title: "Reuse these settings" },
     el("div", { className: "thumb" }, el("img", { src: `data:image/png;base64,${im.png}`, alt: `${im.class_name}, seed ${im.seed}` })),
     el("div", { className: "meta" },
@@ -351,7 +358,10 @@ function addToGallery(params, im) {
   card.addEventListener("click", () => {
     applyParams(reuse);
     $("auto-seed").checked = false;
-    setStatus(`Settings of ${im.class_name} · seed ${im.seed} restored; press Generate to sample it again.`);
+    const drawn = params.class == null ? " (class drawn at random again: the seed draws the same one)" : "";
+    setStatus(params.edit
+      ? `Settings of ${im.class_name} · seed ${im.seed} restored, without the edit it came from (its source image and box are not kept).`
+      : `Settings of ${im.class_name} · seed ${im.seed} restored${drawn}; press Generate to sample it again.`);
   });
   const edit = el("button", { type: "button", className: "edit-this", textContent: "Edit", title: "Edit this image: drag a box over it in the Edit panel" });
   edit.addEventListener("click", () => setEditSource(`data:image/png;base64,${im.png}`, `${im.class_name} · seed ${im.seed}`));
@@ -399,6 +409,7 @@ async function generate() {
   $("run-info").textContent = "";
   const t0 = performance.now();
   let rows = null;
+  let finished = false;
   try {
     const res = await fetch("/v1/generate/stream", {
       method: "POST",
@@ -428,10 +439,12 @@ async function generate() {
         const t = data.timing;
         setStatus(`Done in ${ms} ms (queued ${Math.round(t.queued_ms)} ms, sampled ${Math.round(t.sample_ms)} ms in a batch of ${t.batch_images}).`);
         if ($("auto-seed").checked) newSeed();
+        finished = true;
       } else if (event === "error") {
         throw new Error(data.error);
       }
     }
+    if (!finished) throw new Error("The stream ended before the images were done (the connection was cut); try again.");
   } catch (e) {
     if (e.name === "AbortError") setStatus("Stopped.");
     else setStatus(e.message, true);

@@ -56,7 +56,7 @@ public sealed record ImageEdit(float[] Pixels, int Channels, int Size, bool[] Ke
         var known = KnownPerScale(tokenizer.Config.VPatchNums, CPU);
         try
         {
-            if (known.All(k => k.all().item<bool>()))
+            if (known.All(AllTrue))
                 throw new VarSharpException(
                     $"the region to generate covers less than {1 - KnownThreshold:0.##} of every token's cell, so every token stays the image's; make it larger or raise the known threshold (at 1 every token that touches it is generated).");
         }
@@ -82,6 +82,12 @@ public sealed record ImageEdit(float[] Pixels, int Channels, int Size, bool[] Ke
             known.Add(share.ge(KnownThreshold - 1e-6).MoveToOuterDisposeScope());
         }
         return known;
+    }
+
+    private static bool AllTrue(Tensor mask)
+    {
+        using var all = mask.all();
+        return all.item<bool>();
     }
 }
 

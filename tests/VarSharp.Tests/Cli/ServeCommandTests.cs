@@ -39,7 +39,8 @@ public sealed class ServeCommandTests(TinyModelFolderFixture model) : IClassFixt
     [Theory]
     [InlineData("--max-count", "0", "error: the per-request image cap must be at least 1, found 0.")]
     [InlineData("--max-batch", "0", "error: the batch size must be at least 1, found 0.")]
-    [InlineData("--queue", "-1", "error: the queue capacity must be 0 or more, found -1.")]
+    [InlineData("--queue", "-1", "error: the queue capacity must be at least 1, found -1.")]
+    [InlineData("--queue", "0", "error: the queue capacity must be at least 1, found 0.")]
     [InlineData("--timeout", "0", "error: --timeout must be more than 0 and at most 86400 seconds, found 0.")]
     [InlineData("--batch-window-ms", "-5", "error: --batch-window-ms must be between 0 and 10000, found -5.")]
     [InlineData("--threads", "0", "error: --threads must be at least 1 but is 0.")]
@@ -61,6 +62,14 @@ public sealed class ServeCommandTests(TinyModelFolderFixture model) : IClassFixt
         var run = CliRun.Of("serve", "-m", "tiny=" + model.Dir, "--urls", urls);
         Assert.Equal(1, run.ExitCode);
         Assert.Equal($"error: '{urls}' is not an address to listen on; give one like http://127.0.0.1:5080.", run.Error.TrimEnd());
+    }
+
+    [Fact]
+    public void HttpsIsRefusedInOneSentence()
+    {
+        var run = CliRun.Of("serve", "-m", "tiny=" + model.Dir, "--urls", "https://127.0.0.1:5443");
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal("error: 'https://127.0.0.1:5443' asks for HTTPS, which serve does not configure (no certificate); listen on http:// and put a TLS proxy in front.", run.Error.TrimEnd());
     }
 
     [Fact]

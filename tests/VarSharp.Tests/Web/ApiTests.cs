@@ -259,6 +259,25 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
         if (error is not null) Assert.Equal(error, (await response.ReadJson()).GetProperty("error").GetString());
     }
 
+    /// <summary>
+    /// What the page's gallery restores for an image whose class was drawn: no class and the image's own seed, count 1.
+    /// That gives the same class and bytes; naming the drawn class instead skips the label draw and changes the image.
+    /// </summary>
+    [Fact]
+    public async Task ADrawnClassImageIsReproducedByItsSeedAloneNotByNamingItsClass()
+    {
+        using var client = _server.CreateClient();
+        var batch = await (await client.Generate("""{"seed": 20, "count": 3, "cfg": 1}""")).ReadJson();
+        var third = batch.GetProperty("images")[2];
+        Assert.Equal(22, third.GetProperty("seed").GetInt64());
+        var alone = (await (await client.Generate("""{"seed": 22, "cfg": 1}""")).ReadJson()).GetProperty("images")[0];
+        Assert.Equal(third.GetProperty("class").GetInt32(), alone.GetProperty("class").GetInt32());
+        Assert.Equal(third.Png(), alone.Png());
+        int drawn = third.GetProperty("class").GetInt32();
+        var named = (await (await client.Generate($$"""{"seed": 22, "cfg": 1, "class": {{drawn}}}""")).ReadJson()).GetProperty("images")[0];
+        Assert.NotEqual(third.Png(), named.Png());
+    }
+
     [Fact]
     public async Task AnyContentTypeIsReadAsJson()
     {
