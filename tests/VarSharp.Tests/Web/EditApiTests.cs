@@ -105,8 +105,9 @@ public sealed class EditApiTests(TinyModelFolderFixture model) : IClassFixture<T
     public async Task TheBodyCapLeavesRoomForAnImageOfTheModelsSize()
     {
         using var client = _server.CreateClient();
-        // 64 KiB + 2 × 8·8·3: a body just over it is refused, one just under is read (and refused for its content).
-        int cap = 64 * 1024 + 2 * 8 * 8 * 3;
+        // 64 KiB + 8 bytes per pixel of the 8×8 model (a canvas's RGBA PNG in base64 fits): a body just over it is
+        // refused, one just under is read (and refused for its content).
+        int cap = 64 * 1024 + 8 * 8 * 8;
         using (var over = await client.Generate("{\"class\": 1, \"pad\": \"" + new string('x', cap) + "\"}"))
         {
             Assert.Equal(HttpStatusCode.RequestEntityTooLarge, over.StatusCode);
