@@ -76,12 +76,19 @@ public sealed record VarConfig
         }
     }
 
-    /// <summary>Stochastic-depth probability of every block: linspace(0, drop_path_rate, depth).</summary>
+    /// <summary>
+    /// Stochastic-depth probability of every block: torch.linspace(0, drop_path_rate, depth) in float32, as the reference
+    /// computes it (libtorch's kernel steps from both ends, which a formula of our own would match only to an ulp).
+    /// </summary>
     [JsonIgnore]
-    public IReadOnlyList<double> DropPathPerBlock =>
-        Enumerable.Range(0, Depth)
-            .Select(i => Depth == 1 ? 0.0 : (double)(float)(DropPathRate * i / (Depth - 1)))
-            .ToArray();
+    public IReadOnlyList<double> DropPathPerBlock
+    {
+        get
+        {
+            using var rates = TorchSharp.torch.linspace(0, DropPathRate, Depth, dtype: TorchSharp.torch.ScalarType.Float32);
+            return rates.data<float>().Select(r => (double)r).ToArray();
+        }
+    }
 
     // ---- validation ----------------------------------------------------------------------------------------------
 

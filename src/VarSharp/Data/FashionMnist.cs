@@ -75,6 +75,7 @@ public sealed class IdxImageDataset : IImageDataset
         padTop = (imageSize - height) / 2;
         padLeft = (imageSize - width) / 2;
         this.hflip = hflip;
+        fingerprint = new Lazy<string>(ComputeFingerprint);
         Description = $"{name} ({Count} images {height}×{width}, padded to {imageSize}×{imageSize}) from {Path.GetDirectoryName(imagesPath)}";
     }
 
@@ -86,6 +87,19 @@ public sealed class IdxImageDataset : IImageDataset
     public DataIssues Issues { get; } = new();
 
     public int Label(int index) => labels[index];
+
+    public string Fingerprint => fingerprint.Value;
+
+    private readonly Lazy<string> fingerprint;
+
+    private string ComputeFingerprint()
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"idx|{Count}|{height}|{width}\n"));
+        hash.AppendData(pixels);
+        hash.AppendData(labels);
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
 
     /// <summary>Only horizontal flips (when asked for) vary; padding is fixed.</summary>
     public bool Augments => hflip;

@@ -24,6 +24,12 @@ public interface IImageDataset
     int Label(int index);
 
     /// <summary>
+    /// SHA-256 (hex) of what the samples are made of, so that a resumed run can tell the same data from other data of the
+    /// same size: an idx set's pixel and label bytes; an image folder's files (path under the root, label, length).
+    /// </summary>
+    string Fingerprint { get; }
+
+    /// <summary>
     /// Whether a training sample depends on its augmentation key (random crops or flips). When false,
     /// <see cref="Fill"/> gives the same pixels for every key, so anything derived from a sample (its tokens under a
     /// frozen tokenizer) can be computed once and cached.
@@ -50,7 +56,7 @@ public sealed class DataIssues
     /// <summary>Files left out when the dataset was opened (not an image, truncated header, unreadable).</summary>
     public int SkippedAtScan { get { lock (gate) return skippedAtScan; } }
 
-    /// <summary>Files whose pixels failed to decode during training, each counted once however often it was met; a neighbouring sample was used instead.</summary>
+    /// <summary>Files whose pixels failed to decode during training, each counted once however often it was met; the next sample of the same class was used instead.</summary>
     public int FailedDecodes { get { lock (gate) return undecodable.Count; } }
 
     public IReadOnlyList<string> Examples { get { lock (gate) return examples.ToArray(); } }
@@ -78,6 +84,6 @@ public sealed class DataIssues
         lock (gate)
             return skippedAtScan == 0 && undecodable.Count == 0
                 ? "no unreadable files"
-                : $"{skippedAtScan} unreadable files skipped, {undecodable.Count} files that failed to decode replaced by neighbours (e.g. {string.Join("; ", examples)})";
+                : $"{skippedAtScan} unreadable files skipped, {undecodable.Count} files that failed to decode replaced by the next image of their class (e.g. {string.Join("; ", examples)})";
     }
 }

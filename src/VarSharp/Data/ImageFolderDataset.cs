@@ -25,10 +25,11 @@ public sealed class ImageFolderDataset : IImageDataset
     private readonly ImageFolderOptions options;
     private readonly int midSize;
 
-    private ImageFolderDataset(string description, (string, int)[] items, IReadOnlyList<string> classNames, int channels, int imageSize,
+    private ImageFolderDataset(string root, string description, (string, int)[] items, IReadOnlyList<string> classNames, int channels, int imageSize,
         ImageFolderOptions options, DataIssues issues)
     {
         this.items = items;
+        fingerprint = new Lazy<string>(() => ComputeFingerprint(root));
         this.options = options;
         Description = description;
         ClassNames = classNames;
@@ -46,6 +47,24 @@ public sealed class ImageFolderDataset : IImageDataset
     public DataIssues Issues { get; }
 
     public int Label(int index) => items[index].Label;
+
+    public string Fingerprint => fingerprint.Value;
+
+    private readonly Lazy<string> fingerprint;
+
+    // Paths relative to the root, so that a copied or moved dataset is the same data; lengths catch replaced files
+    // without reading every byte of a large set.
+    private string ComputeFingerprint(string root)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var (path, label) in items)
+        {
+            long length = File.Exists(path) ? new FileInfo(path).Length : -1;
+            var relative = Path.GetRelativePath(root, path).Replace('\\', '/');
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{relative}|{label}|{length}\n"));
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
 
     /// <summary>Resized images are cropped at random (the longer side always leaves room); flips only with HFlip.</summary>
     public bool Augments => options.HFlip || options.Resize;
@@ -130,7 +149,7 @@ public sealed class ImageFolderDataset : IImageDataset
                 $"Images under {what} are {only.W}×{only.H} but the model takes {imageSize}×{imageSize} and resizing is off; enable resizing or supply {imageSize}×{imageSize} images.");
         var description = $"image folder {what}: {kept.Count} images in {classNames.Count} classes" +
                           (issues.SkippedAtScan > 0 ? $", {issues.SkippedAtScan} unreadable skipped" : "");
-        return new ImageFolderDataset(description, kept.ToArray(), classNames, channels, imageSize, options, issues);
+        return new ImageFolderDataset(root, description, kept.ToArray(), classNames, channels, imageSize, options, issues);
     }
 
     public void Fill(int index, ulong? augmentKey, Span<float> destination)
@@ -138,9 +157,11 @@ public sealed class ImageFolderDataset : IImageDataset
         int s = ImageSize, plane = s * s;
         if (destination.Length != Channels * plane)
             throw new ArgumentException($"expected a destination of {Channels * plane} floats but got {destination.Length}", nameof(destination));
-        int at = index;
+        // A file that fails to decode is replaced by the next one of the same class, so the sample keeps Label(index).
+        int label = items[index].Label, at = index;
         for (int attempt = 0; attempt < items.Length; attempt++, at = (at + 1) % items.Length)
         {
+            if (items[at].Label != label) continue;
             var decoded = Decode(items[at].Path);
             if (decoded is null)
             {
@@ -151,7 +172,7 @@ public sealed class ImageFolderDataset : IImageDataset
             Place(decoded.Value, augmentKey, destination, items[at].Path);
             return;
         }
-        throw new VarSharpException($"No image of {Description} could be decoded.");
+        throw new VarSharpException($"No image of class '{ClassNames[label]}' in {Description} could be decoded.");
     }
 
     private void Place((byte[] Pixels, int W, int H) img, ulong? augmentKey, Span<float> destination, string path)

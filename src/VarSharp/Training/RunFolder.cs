@@ -169,16 +169,20 @@ public static class RunFolder
             throw new VarSharpException($"The checkpoint {checkpoint} is at step {checkpointStep}, beyond the {steps} steps this run asks for.");
     }
 
-    /// <summary>The train-state entries every run stores: the step, the next batch's position and the training-set size.</summary>
-    public static List<KeyValuePair<string, Tensor>> ProgressState(long step, DataPosition position, int trainCount) =>
+    /// <summary>
+    /// The train-state entries every run stores: the step, the next batch's position, the training set's size and its
+    /// <see cref="IImageDataset.Fingerprint"/> (32 bytes).
+    /// </summary>
+    public static List<KeyValuePair<string, Tensor>> ProgressState(long step, DataPosition position, IImageDataset train) =>
     [
         new("step", tensor(step)),
         new("data.epoch", tensor(position.Epoch)),
         new("data.batch", tensor((long)position.Batch)),
-        new("data.train_count", tensor((long)trainCount)),
+        new("data.train_count", tensor((long)train.Count)),
+        new("data.train_fingerprint", tensor(Convert.FromHexString(train.Fingerprint))),
     ];
 
-    /// <summary>Reads <see cref="ProgressState"/> back, refusing a checkpoint trained on a training set of another size.</summary>
+    /// <summary>Reads <see cref="ProgressState"/> back, refusing a checkpoint trained on a training set of another size or content.</summary>
     public static (long Step, DataPosition Position) ReadProgress(IReadOnlyDictionary<string, Tensor> state, string source,
         string checkpoint, IImageDataset train)
     {
@@ -186,6 +190,11 @@ public static class RunFolder
         if (trainCount != train.Count)
             throw new VarSharpException(
                 $"The checkpoint {checkpoint} was trained on {trainCount} images but {train.Description} has {train.Count}; the data changed.");
+        // Checkpoints written before the fingerprint existed carry only the count.
+        if (state.TryGetValue("data.train_fingerprint", out var stored)
+            && !(stored.dtype == ScalarType.Byte && stored.numel() == 32 && Convert.ToHexStringLower(stored.contiguous().bytes) == train.Fingerprint))
+            throw new VarSharpException(
+                $"The checkpoint {checkpoint} was trained on other images than {train.Description} (same count, other files or content); the data changed.");
         var position = new DataPosition(CheckpointWriter.Scalar(state, "data.epoch", source), (int)CheckpointWriter.Scalar(state, "data.batch", source));
         return (CheckpointWriter.Scalar(state, "step", source), position);
     }

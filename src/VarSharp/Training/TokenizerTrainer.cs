@@ -594,7 +594,7 @@ public sealed class TokenizerTrainer : IDisposable
         using (var scope = NewDisposeScope())
         {
             var model = vae.state_dict().Select(kv => KeyValuePair.Create("vae." + kv.Key, kv.Value)).ToList();
-            var state = RunFolder.ProgressState(step, loader.Position, data.Train.Count);
+            var state = RunFolder.ProgressState(step, loader.Position, data.Train);
             state.Add(new("quantize.record_hit", torch.tensor(vae.Quantizer.RecordHit)));
             state.Add(new("rng.remedy", remedyGenerator.get_state()));
             if (ModelConfig.Dropout > 0) state.Add(new("rng.dropout", dropoutGenerator.get_state()));

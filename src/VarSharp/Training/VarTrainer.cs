@@ -711,7 +711,7 @@ public sealed class VarTrainer : IDisposable
         {
             var weights = vae.state_dict().Select(kv => KeyValuePair.Create("vae." + kv.Key, kv.Value))
                 .Concat(trainStep.FullPrecisionState().Select(kv => KeyValuePair.Create("var." + kv.Key, kv.Value))).ToList();
-            var state = RunFolder.ProgressState(step, position, data.Train.Count);
+            var state = RunFolder.ProgressState(step, position, data.Train);
             state.Add(new("rng.train", generator.get_state()));
             state.AddRange(trainStep.Optimizer.StateTensors());
             CheckpointWriter.Write(dir, ConfigJson(), weights, state, new Dictionary<string, string>

@@ -86,4 +86,18 @@ public class VarConfigTests
             Assert.Equal(doc.RootElement.GetProperty("vqvae").GetProperty("vocab_size").GetInt32(), cfg.VocabSize);
         }
     }
+
+    /// <summary>
+    /// Block drop-path rates as the reference's torch.linspace(0, rate, depth) gives them in float32. The expected
+    /// values were printed by Debian's torch 1.13 (`[x.item() for x in torch.linspace(0, 0.1, 4)]`, likewise for
+    /// 0.0667 over 6); rate·i/(depth − 1) rounded once to float32 differs from them in the last bit.
+    /// </summary>
+    [Theory]
+    [InlineData(4, 0.1, new[] { 0.0, 0.03333333507180214, 0.06666666269302368, 0.10000000149011612 })]
+    [InlineData(6, 0.0667, new[] { 0.0, 0.013339999131858349, 0.026679998263716698, 0.04001999646425247, 0.053359996527433395, 0.06669999659061432 })]
+    public void DropPathRatesAreTorchLinspaceInFloat32(int depth, double rate, double[] fromTorch)
+    {
+        var cfg = VarConfig.Preset(16) with { Depth = depth, DropPathRate = rate };
+        Assert.Equal(fromTorch, cfg.DropPathPerBlock);
+    }
 }

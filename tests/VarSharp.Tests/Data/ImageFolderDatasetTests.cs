@@ -108,6 +108,36 @@ public class ImageFolderDatasetTests
         Assert.Contains("z.png", Assert.Throws<VarSharpException>(() => strict.Fill(3, null, pixels)).Message);
     }
 
+    /// <summary>
+    /// A file that fails to decode at the end of its class (sorted order) is replaced by the next image of the same
+    /// class, wrapping around, never by the following class's first image: the sample keeps the label it is trained on.
+    /// </summary>
+    [Fact]
+    public void AnUndecodableFileIsReplacedByAnImageOfItsOwnClass()
+    {
+        using var tmp = new TempFolder();
+        Png(tmp.File("d/train/a/0.png"), 8, 8, 1, value: -0.5f);
+        Png(tmp.File("d/train/a/1.png"), 8, 8, 1, value: 0.25f);
+        Png(tmp.File("d/train/b/0.png"), 8, 8, 1, value: 0.75f);
+        Png(tmp.File("d/val/a/v.png"), 8, 8, 1);
+        var whole = File.ReadAllBytes(tmp.File("d/train/a/1.png"));
+        File.WriteAllBytes(tmp.File("d/train/a/z.png"), whole.AsSpan(0, whole.Length - 16).ToArray());
+        var set = ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 8);
+        Assert.Equal(4, set.Count);
+        int broken = Enumerable.Range(0, set.Count).Single(i => set.PathOf(i).EndsWith("z.png", StringComparison.Ordinal));
+        Assert.Equal(0, set.Label(broken));
+        Assert.Equal(1, set.Label(broken + 1));
+
+        float[] Pixels(int i)
+        {
+            var p = new float[64];
+            set.Fill(i, null, p);
+            return p;
+        }
+        Assert.Equal(Pixels(0), Pixels(broken));
+        Assert.NotEqual(Pixels(broken + 1), Pixels(broken));
+    }
+
     [Fact]
     public void ResizesShorterSideThenCropsAndConvertsGrayToRgb()
     {

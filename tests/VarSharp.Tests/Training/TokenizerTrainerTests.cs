@@ -148,6 +148,29 @@ public class TokenizerTrainerTests(ITestOutputHelper output)
         output.WriteLine($"{n} tensors identical across two seeded runs and a resume at step 4, with dropout 0.3");
     }
 
+    /// <summary>A resume on data of the same size but other content is refused before anything is written.</summary>
+    [Fact]
+    public void ResumeOnOtherDataOfTheSameSizeIsRefused()
+    {
+        using var tmp = new TempFolder();
+        var data = TinyData.WriteIdxFolder(tmp.File("data"));
+        var cfg = TinyData.TrainConfig(data, steps: 6);
+        var part = Train(tmp.File("run"), cfg, stopAt: 3);
+        Assert.Equal(3, part.Step);
+        TinyData.WriteIdxFolder(data, seed: 2);
+        var before = Directory.GetFiles(tmp.File("run"), "*", SearchOption.AllDirectories).Select(f => (f, File.GetLastWriteTimeUtc(f))).ToList();
+
+        var e = Assert.Throws<VarSharpException>(() => TokenizerTrainer.Resume(tmp.File("run")).Dispose());
+        Assert.Contains("was trained on other images than Fashion-MNIST train", e.Message, StringComparison.Ordinal);
+        Assert.Contains("the data changed", e.Message, StringComparison.Ordinal);
+        Assert.Equal(before, Directory.GetFiles(tmp.File("run"), "*", SearchOption.AllDirectories).Select(f => (f, File.GetLastWriteTimeUtc(f))).ToList());
+
+        // The data put back as it was resumes.
+        TinyData.WriteIdxFolder(data, seed: 1);
+        using var t = TokenizerTrainer.Resume(tmp.File("run"));
+        Assert.Equal(3, t.Step);
+    }
+
     [Fact]
     public void ResumeFromAnotherConfigFailsAndWritesNothing()
     {
