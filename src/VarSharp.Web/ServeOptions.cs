@@ -73,6 +73,15 @@ public sealed partial record ServeOptions
     /// <summary>Requests waiting for a batch beyond this are refused with 429 (the batch being sampled does not count).</summary>
     public int QueueCapacity { get; init; } = 64;
 
+    /// <summary>
+    /// Host names (besides IP addresses and localhost) the server answers to; "*" takes any. Others are refused, which
+    /// stops DNS rebinding (<see cref="RequestGuard"/>).
+    /// </summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = [];
+
+    /// <summary>Origins (scheme://host[:port]) whose pages may call the API from a browser besides the server's own; "*" takes any.</summary>
+    public IReadOnlyList<string> AllowedOrigins { get; init; } = [];
+
     /// <summary>The largest <see cref="RequestTimeout"/> taken (a day; timers take at most about 49 days).</summary>
     public static readonly TimeSpan MaxRequestTimeout = TimeSpan.FromDays(1);
 
@@ -94,6 +103,13 @@ public sealed partial record ServeOptions
             throw new VarSharpException($"the batch window must be between 0 and 10 s, found {BatchWindow.TotalMilliseconds} ms.");
         if (RequestTimeout <= TimeSpan.Zero || RequestTimeout > MaxRequestTimeout)
             throw new VarSharpException($"the request timeout must be positive and at most {MaxRequestTimeout.TotalSeconds:0} s, found {RequestTimeout.TotalSeconds} s.");
+        foreach (var h in AllowedHosts)
+            if (h != "*" && Uri.CheckHostName(h) == UriHostNameType.Unknown)
+                throw new VarSharpException($"'{h}' is not a host name; give --allowed-host a name such as varsharp.example.org, or * for any.");
+        foreach (var origin in AllowedOrigins)
+            if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var u) && u.Scheme is "http" or "https"
+                                   && u.GetLeftPart(UriPartial.Authority).Equals(origin.TrimEnd('/'), StringComparison.OrdinalIgnoreCase) && !origin.EndsWith('/')))
+                throw new VarSharpException($"'{origin}' is not an origin; give --allow-origin a scheme, host and optional port such as http://localhost:3000, or * for any.");
         if (string.IsNullOrWhiteSpace(Urls)) throw new VarSharpException("no address to listen on.");
         foreach (var url in Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {

@@ -36,6 +36,7 @@ public sealed class VarServer
         builder.Services.AddSingleton(start);
         builder.Services.AddVarServer(options);
         var app = builder.Build();
+        app.UseVarServerRequestGuard();
         app.UseVarServerStatusErrors();
         app.MapVarServer();
         return app;

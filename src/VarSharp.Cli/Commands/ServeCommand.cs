@@ -25,12 +25,20 @@ internal static class ServeCommand
         var queue = new Option<int>("--queue") { Description = "Requests that may wait; beyond it the server answers 429", DefaultValueFactory = _ => defaults.QueueCapacity };
         var timeout = new Option<double>("--timeout") { Description = "Seconds a request may take, queue wait included (then 503)", DefaultValueFactory = _ => defaults.RequestTimeout.TotalSeconds };
         var trust = TrustOption.Create("Only serve bundles signed by this public key (repeatable)");
+        var allowedHosts = new Option<string[]>("--allowed-host")
+        {
+            Description = "A host name the server answers to besides IP addresses and localhost (repeatable; * for any). Others are refused, against DNS rebinding",
+        };
+        var allowOrigins = new Option<string[]>("--allow-origin")
+        {
+            Description = "An origin (scheme://host[:port]) whose web pages may call the API besides the server's own page (repeatable; * for any)",
+        };
         var threads = LongRun.ThreadsOption();
         var device = DeviceOption.Create();
         var dtype = DeviceOption.CreateDtype();
         var command = new Command("serve", "Serve a web page and an HTTP API that generate images, streaming every scale")
         {
-            models, urls, maxCount, maxBatch, window, queue, timeout, trust, threads, device, dtype,
+            models, urls, maxCount, maxBatch, window, queue, timeout, trust, allowedHosts, allowOrigins, threads, device, dtype,
         };
         command.SetAction(parse =>
         {
@@ -55,6 +63,8 @@ internal static class ServeCommand
                 QueueCapacity = parse.GetValue(queue),
                 RequestTimeout = TimeSpan.FromSeconds(timeoutS),
                 Trust = TrustOption.Of(parse.GetValue(trust)),
+                AllowedHosts = parse.GetValue(allowedHosts) ?? [],
+                AllowedOrigins = parse.GetValue(allowOrigins) ?? [],
                 Device = DeviceOption.Of(parse, device),
                 Dtype = DeviceOption.DtypeOf(parse, dtype),
             }.Validate();

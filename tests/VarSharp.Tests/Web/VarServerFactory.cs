@@ -29,6 +29,7 @@ public sealed class VarServerFactory(ServeOptions options) : WebApplicationFacto
                 .ConfigureServices(s => s.AddVarServer(Options))
                 .Configure(app =>
                 {
+                    app.UseVarServerRequestGuard();
                     app.UseVarServerStatusErrors();
                     app.UseRouting();
                     app.UseEndpoints(e => e.MapVarServer());

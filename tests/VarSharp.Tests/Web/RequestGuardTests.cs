@@ -1,0 +1,115 @@
+using System.Net;
+using System.Text;
+using VarSharp.Tests.Support;
+using VarSharp.Web;
+
+namespace VarSharp.Tests.Web;
+
+/// <summary>
+/// Other web sites cannot use a server on the user's machine: cross-origin POSTs, cross-site fetches of the stream and
+/// host names nobody allowed (DNS rebinding) are refused before anything is queued; the server's own page, clients
+/// that are not browsers, and what the operator allows go through.
+/// </summary>
+public sealed class RequestGuardTests(TinyModelFolderFixture model) : IClassFixture<TinyModelFolderFixture>
+{
+    private const string Body = """{"class": 1, "seed": 3}""";
+
+    private static HttpRequestMessage Post(string path, string? origin = null, string? host = null)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(Body, Encoding.UTF8, "text/plain") };
+        if (origin is not null) request.Headers.Add("Origin", origin);
+        if (host is not null) request.Headers.Host = host;
+        return request;
+    }
+
+    [Fact]
+    public async Task ACrossOriginPostIsRefusedBeforeItIsQueued()
+    {
+        using var server = VarServerFactory.ForModel(model.Dir);
+        using var client = server.CreateClient();
+        using var response = await client.SendAsync(Post("/v1/generate", origin: "http://evil.example"));
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        Assert.Equal("requests from http://evil.example are refused: a page of another origin may not use this server unless it is started with --allow-origin http://evil.example.",
+            (await response.ReadJson()).GetProperty("error").GetString());
+        using var stream = await client.SendAsync(Post("/v1/generate/stream", origin: "null"));
+        Assert.Equal(HttpStatusCode.Forbidden, stream.StatusCode);
+        Assert.Equal(0, server.Queue.Stats().Accepted);
+    }
+
+    [Fact]
+    public async Task TheServersOwnPageAndNonBrowserClientsGoThrough()
+    {
+        using var server = VarServerFactory.ForModel(model.Dir);
+        using var client = server.CreateClient();
+        using (var own = await client.SendAsync(Post("/v1/generate", origin: "http://localhost")))
+            Assert.Equal(HttpStatusCode.OK, own.StatusCode);
+        using (var plain = await client.SendAsync(Post("/v1/generate")))
+            Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
+        Assert.Equal(2, server.Queue.Stats().Accepted);
+    }
+
+    [Fact]
+    public async Task AnAllowedOriginGoesThrough()
+    {
+        using var server = VarServerFactory.ForModel(model.Dir, o => o with { AllowedOrigins = ["http://localhost:3000"] });
+        using var client = server.CreateClient();
+        using (var allowed = await client.SendAsync(Post("/v1/generate", origin: "http://localhost:3000")))
+            Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+        using (var other = await client.SendAsync(Post("/v1/generate", origin: "http://localhost:4000")))
+            Assert.Equal(HttpStatusCode.Forbidden, other.StatusCode);
+    }
+
+    /// <summary>An image tag or EventSource of another site sends no Origin on GET, but browsers mark it with Sec-Fetch-Site.</summary>
+    [Fact]
+    public async Task ACrossSiteFetchOfTheStreamIsRefusedButANavigationToThePageIsNot()
+    {
+        using var server = VarServerFactory.ForModel(model.Dir);
+        using var client = server.CreateClient();
+        var fetch = new HttpRequestMessage(HttpMethod.Get, "/v1/generate/stream?class=1&seed=3");
+        fetch.Headers.Add("Sec-Fetch-Site", "cross-site");
+        fetch.Headers.Add("Sec-Fetch-Mode", "no-cors");
+        using (var refused = await client.SendAsync(fetch))
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+            Assert.StartsWith("requests from another site are refused", (await refused.ReadJson()).GetProperty("error").GetString(), StringComparison.Ordinal);
+        }
+        Assert.Equal(0, server.Queue.Stats().Accepted);
+
+        var navigate = new HttpRequestMessage(HttpMethod.Get, "/");
+        navigate.Headers.Add("Sec-Fetch-Site", "cross-site");
+        navigate.Headers.Add("Sec-Fetch-Mode", "navigate");
+        using var page = await client.SendAsync(navigate);
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+    }
+
+    [Fact]
+    public async Task AHostNameNobodyAllowedIsRefused()
+    {
+        using var server = VarServerFactory.ForModel(model.Dir);
+        using var client = server.CreateClient();
+        using (var rebound = await client.SendAsync(Post("/v1/generate", host: "rebind.example:5080")))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, rebound.StatusCode);
+            Assert.Equal("this server does not answer to the host name 'rebind.example'; use its IP address or localhost, or start it with --allowed-host rebind.example.",
+                (await rebound.ReadJson()).GetProperty("error").GetString());
+        }
+        using (var ip = await client.SendAsync(Post("/v1/generate", host: "127.0.0.1:5080")))
+            Assert.Equal(HttpStatusCode.OK, ip.StatusCode);
+
+        using var named = VarServerFactory.ForModel(model.Dir, o => o with { AllowedHosts = ["rebind.example"] });
+        using var namedClient = named.CreateClient();
+        using var ok = await namedClient.SendAsync(Post("/v1/generate", host: "rebind.example:5080"));
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("localhost:3000")]
+    [InlineData("http://localhost:3000/")]
+    [InlineData("ftp://localhost")]
+    public void AnOriginThatIsNotOneIsRefusedInOneSentence(string origin)
+    {
+        var options = new ServeOptions { Models = [new ModelSource("tiny", model.Dir)], AllowedOrigins = [origin] };
+        var e = Assert.Throws<VarSharpException>(() => options.Validate());
+        Assert.Equal($"'{origin}' is not an origin; give --allow-origin a scheme, host and optional port such as http://localhost:3000, or * for any.", e.Message);
+    }
+}
