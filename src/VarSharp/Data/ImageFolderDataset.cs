@@ -220,12 +220,16 @@ public sealed class ImageFolderDataset : IImageDataset
         {
             using var stream = File.OpenRead(path);
             ImageIO.CheckDeclaredSize(stream, path);
-            var image = ImageResult.FromStream(stream, Channels == 1 ? ColorComponents.Grey : ColorComponents.RedGreenBlue);
+            using var copy = new MemoryStream();
+            stream.CopyTo(copy);
+            var data = copy.ToArray();
+            ImageContainer.Check(data);
+            var image = ImageResult.FromStream(new EndGuardStream(new MemoryStream(data, writable: false)), Channels == 1 ? ColorComponents.Grey : ColorComponents.RedGreenBlue);
             if (image?.Data is null || image.Width <= 0 || image.Height <= 0) return null;
             return (image.Data, image.Width, image.Height);
         }
-        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException
-                                       or UnauthorizedAccessException or VarSharpException)
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or InvalidDataException or NotSupportedException
+                                       or IndexOutOfRangeException or UnauthorizedAccessException or VarSharpException)
         {
             return null;
         }

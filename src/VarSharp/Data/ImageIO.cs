@@ -47,7 +47,7 @@ public static class ImageIO
     {
         try
         {
-            return ImageInfo.FromStream(stream) is { Width: > 0, Height: > 0 } i ? (i.Width, i.Height) : null;
+            return ImageInfo.FromStream(new EndGuardStream(stream)) is { Width: > 0, Height: > 0 } i ? (i.Width, i.Height) : null;
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException)
         {
@@ -121,9 +121,11 @@ public static class ImageIO
         try
         {
             CheckDeclaredSize(stream, what);
-            image = ImageResult.FromStream(stream, channels == 1 ? StbImageSharp.ColorComponents.Grey : StbImageSharp.ColorComponents.RedGreenBlue);
+            var data = ReadAll(stream);
+            ImageContainer.Check(data);
+            image = ImageResult.FromStream(new EndGuardStream(new MemoryStream(data, writable: false)), channels == 1 ? StbImageSharp.ColorComponents.Grey : StbImageSharp.ColorComponents.RedGreenBlue);
         }
-        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or NotSupportedException or IndexOutOfRangeException)
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or InvalidDataException or NotSupportedException or IndexOutOfRangeException)
         {
             throw new VarSharpException($"{what} is not a readable PNG or JPEG image ({Reason(e)}).", e);
         }
@@ -191,6 +193,13 @@ public static class ImageIO
 
     /// <summary>Writes bytes to a temporary file beside <paramref name="path"/> and renames it into place.</summary>
     public static void WriteAtomically(string path, byte[] bytes) => AtomicFile.Write(path, bytes);
+
+    private static byte[] ReadAll(Stream stream)
+    {
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return copy.ToArray();
+    }
 
     /// <summary>
     /// An exception's message fit for the middle of a one-sentence error: control characters (a decoder's message can
