@@ -183,7 +183,8 @@ public sealed class MultiScaleQuantizer : nn.Module
     /// <summary>
     /// The training forward (VectorQuantizer2.forward): straight-through f_hat, vq loss = mean over scales of
     /// β·mse(f_hat.detach, f) + mse(f_hat, f.detach) on the cumulative f_hat, code hits per scale (S, V).
-    /// Updates the hit EMA buffer as the reference does on a single process, unless <paramref name="recordHits"/> is
+    /// Updates the hit EMA buffer (the reference records hits only under torch.distributed; we do on one process too, as
+    /// usage figures and the dead-code remedy need them), unless <paramref name="recordHits"/> is
     /// false: then the caller sums the hits of several micro-batches and records them once with <see cref="RecordHits"/>.
     /// </summary>
     public (Tensor fHatStraightThrough, Tensor vqLoss, Tensor hits_SV) TrainForward(Tensor f_BChw, bool recordHits = true)
