@@ -68,6 +68,10 @@ public static class IdxFile
                 throw new VarSharpException($"{path} declares [{string.Join(", ", dims.Take(i + 1))}...] elements, more than the {MaxElements} supported.");
         }
 
+        // A raw file says how much data can follow; a header that declares more is refused before the array is allocated.
+        if (stream.CanSeek && total > stream.Length - stream.Position)
+            throw new VarSharpException(
+                $"{path} is truncated: its header declares [{string.Join(", ", dims)}] = {total} bytes of data but only {stream.Length - stream.Position} follow.");
         var data = new byte[total];
         got = ReadFully(stream, data);
         if (got < total)
