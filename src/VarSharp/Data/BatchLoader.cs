@@ -87,6 +87,9 @@ public sealed class BatchLoader : IDisposable
     /// <summary>The position after <paramref name="p"/>.</summary>
     public DataPosition Advance(DataPosition p) => p.Batch + 1 < BatchesPerEpoch ? p with { Batch = p.Batch + 1 } : new DataPosition(p.Epoch + 1, 0);
 
+    /// <summary>The augmentation key of the sample in <paramref name="slot"/> of epoch <paramref name="epoch"/>'s order.</summary>
+    public static ulong AugmentKey(ulong seed, long epoch, int slot) => SplitMix.Keyed(seed, (ulong)epoch, (ulong)slot, 0xA11CEUL).Next();
+
     /// <summary>Makes batch <paramref name="p"/> directly (a pure function of seed and position; no queue involved).</summary>
     public Batch Make(DataPosition p) => Make(p, OrderOf(p.Epoch));
 
@@ -102,7 +105,7 @@ public sealed class BatchLoader : IDisposable
         {
             int slot = p.Batch * batchSize + i;
             int index = order[slot];
-            ulong key = SplitMix.Keyed(seed, (ulong)p.Epoch, (ulong)slot, 0xA11CEUL).Next();
+            ulong key = AugmentKey(seed, p.Epoch, slot);
             data.Fill(index, key, pixels.AsSpan(i * per, per));
             labels[i] = data.Label(index);
         }

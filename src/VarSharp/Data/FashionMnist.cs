@@ -104,6 +104,9 @@ public sealed class IdxImageDataset : IImageDataset
     /// <summary>Only horizontal flips (when asked for) vary; padding is fixed.</summary>
     public bool Augments => hflip;
 
+    /// <summary>Padding is fixed, so a flip (when asked for) is the whole augmentation: the key's first bit decides it.</summary>
+    public bool? FlipsFor(ulong augmentKey) => hflip && (new SplitMix(augmentKey).Next() & 1) == 1;
+
     public void Fill(int index, ulong? augmentKey, Span<float> destination)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
@@ -111,12 +114,7 @@ public sealed class IdxImageDataset : IImageDataset
         int s = ImageSize, plane = s * s;
         if (destination.Length != Channels * plane)
             throw new ArgumentException($"expected a destination of {Channels * plane} floats but got {destination.Length}", nameof(destination));
-        bool flip = false;
-        if (augmentKey is { } key && hflip)
-        {
-            var rng = new SplitMix(key);
-            flip = (rng.Next() & 1) == 1;
-        }
+        bool flip = augmentKey is { } key && FlipsFor(key) == true;
         var first = destination[..plane];
         first.Fill(-1f);
         var src = pixels.AsSpan(index * height * width, height * width);

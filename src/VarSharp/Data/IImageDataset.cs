@@ -37,6 +37,13 @@ public interface IImageDataset
     bool Augments => true;
 
     /// <summary>
+    /// When a horizontal flip is the only augmentation: whether <paramref name="augmentKey"/> mirrors the sample, so that
+    /// a sample has just two views and both can be prepared once (a frozen tokenizer's tokens of each). Null when
+    /// augmentation does more (random crops): then views cannot be enumerated.
+    /// </summary>
+    bool? FlipsFor(ulong augmentKey) => null;
+
+    /// <summary>
     /// Writes sample <paramref name="index"/> into <paramref name="destination"/> (Channels·ImageSize² floats, CHW, in
     /// [−1, 1]). <paramref name="augmentKey"/> null gives the deterministic evaluation view (center crop, no flip);
     /// otherwise it seeds the sample's random crop and flip, so the result is a pure function of (index, key).

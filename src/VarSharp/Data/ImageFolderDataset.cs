@@ -194,12 +194,7 @@ public sealed class ImageFolderDataset : IImageDataset
         int top, left;
         bool flip = false;
         if (augmentKey is { } key)
-        {
-            var rng = new SplitMix(key);
-            top = rng.NextInt(h - s + 1);
-            left = rng.NextInt(w - s + 1);
-            flip = options.HFlip && (rng.Next() & 1) == 1;
-        }
+            (top, left, flip) = View(key, w, h);
         else
         {
             top = (int)Math.Round((h - s) / 2.0, MidpointRounding.ToEven);
@@ -213,6 +208,18 @@ public sealed class ImageFolderDataset : IImageDataset
                     destination[ch * plane + y * s + x] = pixels[((top + y) * w + sx) * c + ch] / 127.5f - 1f;
                 }
     }
+
+    // The crop and flip a key selects for a w×h image (after any resize).
+    private (int Top, int Left, bool Flip) View(ulong key, int w, int h)
+    {
+        var rng = new SplitMix(key);
+        int top = rng.NextInt(h - ImageSize + 1);
+        int left = rng.NextInt(w - ImageSize + 1);
+        return (top, left, options.HFlip && (rng.Next() & 1) == 1);
+    }
+
+    /// <summary>Without resizing every image is the model's size, so there is no crop to draw and a flip is all a key decides.</summary>
+    public bool? FlipsFor(ulong augmentKey) => options.Resize ? null : View(augmentKey, ImageSize, ImageSize).Flip;
 
     private (byte[] Pixels, int W, int H)? Decode(string path)
     {

@@ -56,10 +56,13 @@ public sealed class TokenPyramids : IDisposable
     }
 
     /// <summary>
-    /// Tokenizes the first <paramref name="count"/> images of <paramref name="set"/> (their evaluation view: no
-    /// augmentation). <paramref name="progress"/> gets (done, total) after every chunk; cancellation returns null.
+    /// Tokenizes the first <paramref name="count"/> images of <paramref name="set"/>: their evaluation view (no
+    /// augmentation), or with <paramref name="augmentKey"/> the view that key selects for every image (the mirrored
+    /// view of a flip-only dataset). <paramref name="progress"/> gets (done, total) after every chunk; cancellation
+    /// returns null.
     /// </summary>
-    public static TokenPyramids? Compute(VqVae vae, IImageDataset set, int count, Action<int, int>? progress = null, CancellationToken cancel = default)
+    public static TokenPyramids? Compute(VqVae vae, IImageDataset set, int count, Action<int, int>? progress = null, CancellationToken cancel = default,
+        ulong? augmentKey = null)
     {
         count = Math.Min(count, set.Count);
         int c = set.Channels, s = set.ImageSize, per = c * s * s;
@@ -80,7 +83,7 @@ public sealed class TokenPyramids : IDisposable
                 }
                 using var scope = NewDisposeScope();
                 int n = Math.Min(Chunk, count - start);
-                for (int i = 0; i < n; i++) set.Fill(start + i, null, pixels.AsSpan(i * per, per));
+                for (int i = 0; i < n; i++) set.Fill(start + i, augmentKey, pixels.AsSpan(i * per, per));
                 var x = tensor(pixels.AsSpan(0, n * per).ToArray(), [n, c, s, s], device: vae.Device);
                 var idx = vae.ImageToIndices(x);
                 tokens.narrow(0, start, n).copy_(cat(idx, 1));
@@ -101,16 +104,19 @@ public sealed class TokenPyramids : IDisposable
         return new TokenPyramids(tokens, labels);
     }
 
-    /// <summary>The cache file name for a tokenizer digest and a dataset (its description, size and shape).</summary>
-    public static string CacheFileName(string tokenizerDigest, IImageDataset set)
+    /// <summary>
+    /// The cache file name for a tokenizer digest and a dataset (its description, size and shape); <paramref name="view"/>
+    /// names a view other than the evaluation one ("hflip": every image mirrored).
+    /// </summary>
+    public static string CacheFileName(string tokenizerDigest, IImageDataset set, string? view = null)
     {
-        var key = $"{set.Description}|{set.Count}|{set.Channels}|{set.ImageSize}";
+        var key = $"{set.Description}|{set.Count}|{set.Channels}|{set.ImageSize}" + (view is null ? "" : $"|{view}");
         var dataDigest = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
         return $"tokens-{tokenizerDigest[..16]}-{dataDigest[..16]}.safetensors";
     }
 
     /// <summary>Writes the pyramids to <paramref name="path"/> atomically (temporary file, then rename).</summary>
-    public void Save(string path, string tokenizerDigest, IImageDataset set)
+    public void Save(string path, string tokenizerDigest, IImageDataset set, string? view = null)
     {
         var full = Path.GetFullPath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
@@ -118,7 +124,7 @@ public sealed class TokenPyramids : IDisposable
         try
         {
             using var labels = tensor(Labels);
-            var metadata = Metadata(tokenizerDigest, set);
+            var metadata = Metadata(tokenizerDigest, set, view);
             metadata[ContentKey] = ContentDigest(Tokens, labels);
             SafeTensors.Save(temp, [new("tokens", Tokens), new("labels", labels)], metadata);
             File.Move(temp, full, overwrite: true);
@@ -139,7 +145,7 @@ public sealed class TokenPyramids : IDisposable
     /// unreadable, made for something else, or its tensors do not match the digest it records (the caller recomputes).
     /// <paramref name="ignored"/> says why an existing file was not used.
     /// </summary>
-    public static TokenPyramids? TryLoad(string path, string tokenizerDigest, IImageDataset set, long length, out string? ignored)
+    public static TokenPyramids? TryLoad(string path, string tokenizerDigest, IImageDataset set, long length, out string? ignored, string? view = null)
     {
         ignored = null;
         if (!File.Exists(path)) return null;
@@ -147,8 +153,9 @@ public sealed class TokenPyramids : IDisposable
         try
         {
             var header = SafeTensors.ReadHeader(path);
-            var expected = Metadata(tokenizerDigest, set);
-            if (header.Metadata is null || expected.Any(kv => !header.Metadata.TryGetValue(kv.Key, out var v) || v != kv.Value))
+            var expected = Metadata(tokenizerDigest, set, view);
+            if (header.Metadata is null || expected.Any(kv => !header.Metadata.TryGetValue(kv.Key, out var v) || v != kv.Value)
+                || (view is null && header.Metadata.ContainsKey("view")))
             {
                 ignored = "it was made for another tokenizer or other data";
                 return null;
@@ -191,13 +198,19 @@ public sealed class TokenPyramids : IDisposable
     /// <summary>SHA-256 over the token ids' bytes, then the labels' bytes.</summary>
     private static string ContentDigest(Tensor tokens, Tensor labels) => TensorDigest.Of(tokens, labels);
 
-    private static Dictionary<string, string> Metadata(string tokenizerDigest, IImageDataset set) => new()
+    // A plain cache records no view, so caches written before views existed still load.
+    private static Dictionary<string, string> Metadata(string tokenizerDigest, IImageDataset set, string? view)
     {
-        ["format"] = Format,
-        ["tokenizer_sha256"] = tokenizerDigest,
-        ["data"] = set.Description,
-        ["count"] = set.Count.ToString(CultureInfo.InvariantCulture),
-    };
+        var metadata = new Dictionary<string, string>
+        {
+            ["format"] = Format,
+            ["tokenizer_sha256"] = tokenizerDigest,
+            ["data"] = set.Description,
+            ["count"] = set.Count.ToString(CultureInfo.InvariantCulture),
+        };
+        if (view is not null) metadata["view"] = view;
+        return metadata;
+    }
 
     /// <summary>Labels (B,) int64 and token ids (B, L) int64 of the given images, on <paramref name="device"/> (default CPU; the pyramids stay on the CPU).</summary>
     public (Tensor Labels, Tensor Tokens) Gather(ReadOnlySpan<int> indices, Device? device = null)

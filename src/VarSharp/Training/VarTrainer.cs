@@ -78,6 +78,7 @@ public sealed class VarTrainer : IDisposable
     private int[]? order;
     private long orderEpoch = -1;
     private TokenPyramids? trainTokens;
+    private TokenPyramids? trainTokensMirrored;
     private TokenPyramids? evalTokens;
     private readonly List<(long Step, double Value)> lossHistory = [];
     private readonly List<(long Step, double Value)> evalLossHistory = [];
@@ -106,7 +107,13 @@ public sealed class VarTrainer : IDisposable
     public string TokenizerDigest => tokenizerDigest;
 
     /// <summary>Whether batches are tokenized one by one (the data augments) rather than looked up in the precomputed pyramids.</summary>
-    public bool TokenizesPerBatch => data.Train.Augments;
+    public bool TokenizesPerBatch => data.Train.Augments && data.Train.FlipsFor(0) is null;
+
+    /// <summary>
+    /// Whether a flip is the data's only augmentation (--hflip on Fashion-MNIST, or on an image folder without resizing):
+    /// then the pyramids of both views are computed once (and cached), and each sample takes the view its key picks.
+    /// </summary>
+    public bool UsesFlipViews => data.Train.Augments && data.Train.FlipsFor(0) is not null;
 
     private VarTrainer(string runDir, VarConfig modelConfig, VarTrainConfig train, VqVae vae, bool ownsVae, TrainingData? data,
         IReadOnlyDictionary<string, Tensor>? initWeights = null)
@@ -431,7 +438,7 @@ public sealed class VarTrainer : IDisposable
             ["data_position"] = position.ToString(),
             ["tokenizer"] = Config.Tokenizer,
             ["tokenizer_sha256"] = tokenizerDigest,
-            ["tokens"] = TokenizesPerBatch ? "per batch (the data augments)" : "precomputed",
+            ["tokens"] = TokenizesPerBatch ? "per batch (the data augments)" : UsesFlipViews ? "precomputed, both views (hflip)" : "precomputed",
             ["parameters"] = model.parameters().Sum(p => p.numel()),
             ["lr"] = Config.Lr,
             ["warmup_steps"] = Config.ResolvedWarmupSteps,
@@ -447,35 +454,13 @@ public sealed class VarTrainer : IDisposable
     {
         if (trainTokens is null && !TokenizesPerBatch)
         {
-            var set = data.Train;
-            var folder = Config.TokenCache is null ? runDir : Path.GetFullPath(Config.TokenCache);
-            var path = Path.Combine(folder, TokenPyramids.CacheFileName(tokenizerDigest, set));
-            var clock = Stopwatch.StartNew();
-            long L = model.Config.L;
-            var tokens = TokenPyramids.TryLoad(path, tokenizerDigest, set, L, out var ignored);
-            bool loaded = tokens is not null;
-            if (ignored is not null) Say(observe, $"ignored the token cache {path}: {ignored}; tokenizing again");
-            if (tokens is null)
-            {
-                string what = $"tokenizing {set.Count} training images";
-                observe?.Invoke(new PrepareEvent(step, what, 0, set.Count));
-                tokens = TokenPyramids.Compute(vae, set, set.Count, (done, total) => observe?.Invoke(new PrepareEvent(step, what, done, total)), cancel);
-                if (tokens is null) return false;
-                tokens.Save(path, tokenizerDigest, set);
-            }
-            trainTokens = tokens;
-            log.Write("tokens", step, new Dictionary<string, JsonNode?>
-            {
-                ["split"] = "train",
-                ["images"] = trainTokens.Count,
-                ["cache"] = path,
-                ["from_cache"] = loaded,
-                ["cache_ignored"] = ignored,
-                ["seconds"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
-            });
-            Say(observe, loaded
-                ? $"loaded the token pyramids of {trainTokens.Count} training images from {path}"
-                : Invariant($"tokenized {trainTokens.Count} training images in {clock.Elapsed.TotalSeconds:0.0} s; cached in {path}"));
+            trainTokens = TrainingPyramids(null, observe, cancel);
+            if (trainTokens is null) return false;
+        }
+        if (trainTokensMirrored is null && UsesFlipViews)
+        {
+            trainTokensMirrored = TrainingPyramids(MirrorView, observe, cancel);
+            if (trainTokensMirrored is null) return false;
         }
         if (evalTokens is null && data.Eval is { } evalSet && Config.EvalImages > 0)
         {
@@ -488,8 +473,57 @@ public sealed class VarTrainer : IDisposable
         return true;
     }
 
-    /// <summary>The next batch: labels (B,) int64 and tokens (B, L) int64, and the position it came from.</summary>
-    private (Tensor Labels, Tensor Tokens, DataPosition Position) NextBatch()
+    private const string MirrorView = "hflip";
+
+    /// <summary>
+    /// The training set's pyramids in one view (null: as it is; <see cref="MirrorView"/>: every image mirrored), from the
+    /// cache file when one matches, else computed and cached. Null when cancelled.
+    /// </summary>
+    private TokenPyramids? TrainingPyramids(string? view, Action<TrainEvent>? observe, CancellationToken cancel)
+    {
+        var set = data.Train;
+        var folder = Config.TokenCache is null ? runDir : Path.GetFullPath(Config.TokenCache);
+        var path = Path.Combine(folder, TokenPyramids.CacheFileName(tokenizerDigest, set, view));
+        var clock = Stopwatch.StartNew();
+        var tokens = TokenPyramids.TryLoad(path, tokenizerDigest, set, model.Config.L, out var ignored, view);
+        bool loaded = tokens is not null;
+        if (ignored is not null) Say(observe, $"ignored the token cache {path}: {ignored}; tokenizing again");
+        string images = view is null ? "training images" : "mirrored training images";
+        if (tokens is null)
+        {
+            string what = $"tokenizing {set.Count} {images}";
+            observe?.Invoke(new PrepareEvent(step, what, 0, set.Count));
+            tokens = TokenPyramids.Compute(vae, set, set.Count, (done, total) => observe?.Invoke(new PrepareEvent(step, what, done, total)), cancel,
+                augmentKey: view is null ? null : MirroringKey(set));
+            if (tokens is null) return null;
+            tokens.Save(path, tokenizerDigest, set, view);
+        }
+        log.Write("tokens", step, new Dictionary<string, JsonNode?>
+        {
+            ["split"] = "train",
+            ["view"] = view,
+            ["images"] = tokens.Count,
+            ["cache"] = path,
+            ["from_cache"] = loaded,
+            ["cache_ignored"] = ignored,
+            ["seconds"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
+        });
+        Say(observe, loaded
+            ? $"loaded the token pyramids of {tokens.Count} {images} from {path}"
+            : Invariant($"tokenized {tokens.Count} {images} in {clock.Elapsed.TotalSeconds:0.0} s; cached in {path}"));
+        return tokens;
+    }
+
+    // The first of the keys 0, 1, 2, … that mirrors a sample: Fill with it gives every image's mirrored view.
+    private static ulong MirroringKey(IImageDataset set)
+    {
+        for (ulong key = 0; key < 1024; key++)
+            if (set.FlipsFor(key) == true) return key;
+        throw new InvalidOperationException("no augmentation key among the first 1024 mirrors a sample");
+    }
+
+    /// <summary>The next batch: labels (B,) int64 and tokens (B, L) int64, and the position it came from (internal for tests).</summary>
+    internal (Tensor Labels, Tensor Tokens, DataPosition Position) NextBatch()
     {
         if (loader is not null)
         {
@@ -506,7 +540,24 @@ public sealed class VarTrainer : IDisposable
             order = EpochOrder.Permutation(Config.Seed, at.Epoch, trainTokens!.Count);
             orderEpoch = at.Epoch;
         }
-        var (labels, gt) = trainTokens!.Gather(order.AsSpan(at.Batch * Config.BatchSize, Config.BatchSize), device);
+        var slots = order.AsSpan(at.Batch * Config.BatchSize, Config.BatchSize);
+        var (labels, gt) = trainTokens!.Gather(slots, device);
+        if (trainTokensMirrored is not null)
+        {
+            // Each sample takes the view its augmentation key picks, the key the per-batch loader would give it.
+            var mirrored = new bool[Config.BatchSize];
+            for (int i = 0; i < mirrored.Length; i++)
+                mirrored[i] = data.Train.FlipsFor(BatchLoader.AugmentKey(Config.Seed, at.Epoch, at.Batch * Config.BatchSize + i)) == true;
+            var (otherLabels, otherTokens) = trainTokensMirrored.Gather(slots, device);
+            otherLabels.Dispose();
+            using (otherTokens)
+            using (var pick = torch.tensor(mirrored, device: device).unsqueeze(1))
+            using (var chosen = torch.where(pick, otherTokens, gt))
+            {
+                gt.Dispose();
+                gt = chosen.alias();
+            }
+        }
         int perEpoch = trainTokens.Count / Config.BatchSize;
         position = at.Batch + 1 < perEpoch ? at with { Batch = at.Batch + 1 } : new DataPosition(at.Epoch + 1, 0);
         return (labels, gt, at);
@@ -747,6 +798,7 @@ public sealed class VarTrainer : IDisposable
         log?.Dispose();
         runLock?.Dispose();
         trainTokens?.Dispose();
+        trainTokensMirrored?.Dispose();
         evalTokens?.Dispose();
         trainStep?.Dispose();
         generator?.Dispose();

@@ -136,19 +136,33 @@ public class VarTrainerTests(ITestOutputHelper output)
         AssertSameCheckpoint(a.LastCheckpoint!, c.LastCheckpoint!);
     }
 
+    /// <summary>An image folder of 24 8×8 images in 10 classes (c0 … c9), so that <see cref="Model"/> fits it.</summary>
+    private static string ImageFolder(TempFolder tmp)
+    {
+        for (int i = 0; i < 24; i++) TinyModelFolder.WritePng(tmp.File($"images/train/c{i % 10}/{i:D2}.png"), 8, TinyConfigs.VqVae().InChannels);
+        return tmp.File("images");
+    }
+
     [Theory]
-    [InlineData(false, 1)]
-    [InlineData(true, 1)]
-    [InlineData(false, 2)]
-    [InlineData(true, 2)]
-    public void ResumeEqualsUninterruptedRun(bool perBatchTokens, int gradAccum)
+    [InlineData("precomputed", 1)]
+    [InlineData("flip-views", 1)]
+    [InlineData("per-batch", 1)]
+    [InlineData("precomputed", 2)]
+    [InlineData("flip-views", 2)]
+    [InlineData("per-batch", 2)]
+    public void ResumeEqualsUninterruptedRun(string tokens, int gradAccum)
     {
         using var tmp = new TempFolder();
         var (tok, data) = Inputs(tmp);
-        // 6 batches per epoch: the 8 steps cross an epoch, the resume point (5) lies inside the first. With hflip the
-        // data augments, so batches are tokenized as they come (through the prefetching loader). With grad_accum 2 every
-        // batch runs in two slices, whose label dropout and drop path must resume exactly as well.
-        var cfg = Train(tok, data, steps: 8) with { Hflip = perBatchTokens, GradAccum = gradAccum };
+        // 6 batches per epoch: the 8 steps cross an epoch, the resume point (5) lies inside the first. With hflip on the
+        // idx data a flip is the only augmentation, so both views are tokenized ahead and each sample takes the one its
+        // key picks; resized image folders crop at random, so their batches are tokenized as they come (through the
+        // prefetching loader). With grad_accum 2 every batch runs in two slices, whose label dropout and drop path must
+        // resume exactly as well.
+        var cfg = Train(tok, data, steps: 8) with { GradAccum = gradAccum };
+        if (tokens == "flip-views") cfg = cfg with { Hflip = true };
+        if (tokens == "per-batch") cfg = cfg with { Data = ImageFolder(tmp), Hflip = true, EvalImages = 0 };
+        bool perBatchTokens = tokens == "per-batch";
         var full = Run(tmp.File("full"), cfg);
 
         var part = Run(tmp.File("part"), cfg, stopAt: 5);
@@ -159,16 +173,52 @@ public class VarTrainerTests(ITestOutputHelper output)
         {
             Assert.Equal(5, t.Step);
             Assert.Equal(perBatchTokens, t.TokenizesPerBatch);
+            Assert.Equal(tokens == "flip-views", t.UsesFlipViews);
             resumed = t.Run();
         }
         Assert.True(resumed.Finished);
         Assert.Equal(CheckpointWriter.StepDir(tmp.File("part"), 8), resumed.LastCheckpoint);
         int n = AssertSameCheckpoint(full.LastCheckpoint!, resumed.LastCheckpoint!);
-        output.WriteLine($"{n} tensors identical after 5 + resume + 3 steps vs 8 uninterrupted (per-batch tokens: {perBatchTokens}, grad_accum {gradAccum})");
+        output.WriteLine($"{n} tensors identical after 5 + resume + 3 steps vs 8 uninterrupted (tokens {tokens}, grad_accum {gradAccum})");
 
         var steps = TrainLog.Read(Path.Combine(tmp.File("part"), VarTrainer.LogFile))
             .Where(o => o["kind"]!.GetValue<string>() == "train").Select(TrainLog.StepOf).ToList();
         Assert.Equal(Enumerable.Range(1, 8).Select(i => (long)i), steps);
+    }
+
+    /// <summary>
+    /// With --hflip on idx data, the precomputed views give every batch exactly the tokens that tokenizing the batch as
+    /// the loader makes it (each sample flipped or not by its key) gives, and the mirrored view is cached beside the plain one.
+    /// </summary>
+    [Fact]
+    public void FlipViewsGiveTheTokensOfTheFlippedBatches()
+    {
+        using var tmp = new TempFolder();
+        var (tok, data) = Inputs(tmp);
+        var cfg = Train(tok, data, steps: 8) with { Hflip = true, TokenCache = tmp.File("cache") };
+        using var t = VarTrainer.Start(tmp.File("run"), Model(TinyConfigs.VqVae()), cfg);
+        Assert.True(t.UsesFlipViews && !t.TokenizesPerBatch);
+        Assert.True(t.PrepareTokens());
+        Assert.Equal(2, Directory.GetFiles(tmp.File("cache"), "tokens-*.safetensors").Length);
+
+        var set = VarSharp.Data.FashionMnist.Load(data, VarSharp.Data.DataSplit.Train, TinyConfigs.VqVae().InChannels, 8, hflip: true);
+        using var loader = new VarSharp.Data.BatchLoader(set, cfg.BatchSize, cfg.Seed, new VarSharp.Data.DataPosition(0, 0), prefetch: 0);
+        int flipped = 0;
+        for (int b = 0; b < 8; b++)
+        {
+            var (labels, tokens, position) = t.NextBatch();
+            var batch = loader.Make(position);
+            using var x = tensor(batch.Pixels, batch.Shape);
+            using var noGrad = no_grad();
+            using var expected = cat(t.Tokenizer.ImageToIndices(x), 1);
+            Assert.Equal(batch.Labels, labels.data<long>().ToArray());
+            Assert.True(expected.shape.SequenceEqual(tokens.shape) && expected.eq(tokens).all().item<bool>(), $"batch {position}: the precomputed views differ from tokenizing the flipped batch");
+            for (int i = 0; i < cfg.BatchSize; i++)
+                if (set.FlipsFor(VarSharp.Data.BatchLoader.AugmentKey(cfg.Seed, position.Epoch, position.Batch * cfg.BatchSize + i)) == true) flipped++;
+            labels.Dispose();
+            tokens.Dispose();
+        }
+        Assert.InRange(flipped, 1, 31);   // both views were used
     }
 
     [Fact]
