@@ -38,7 +38,7 @@ internal static class EvalCommand
         public readonly Option<long> Seed = new("--seed", "-s") { Description = "--model: image i of every cfg uses the generator seeded seed+i (0)", DefaultValueFactory = _ => 0 };
         public readonly Option<int?> BatchSize = new("--batch-size", "-b") { Description = "Images per batch (tokenizer 64, sampling 16); does not change the results" };
         public readonly Option<string?> Json = new("--json") { Description = "Also write the results as JSON to this file" };
-        public readonly Option<string?> CacheDir = new("--cache-dir") { Description = "--model: where test-set classifier features are cached (default $VARSHARP_CACHE, else ~/.cache/varsharp)" };
+        public readonly Option<string?> CacheDir = new("--cache-dir") { Description = "--model: where test-set classifier features are cached (default $VARSHARP_CACHE, else $XDG_CACHE_HOME/varsharp, else ~/.cache/varsharp)" };
         public readonly Option<bool> NoCache = new("--no-cache") { Description = "--model: compute the test-set features afresh and store nothing" };
         public readonly Option<int?> Threads = LongRun.ThreadsOption();
         public readonly Option<string?> Device = DeviceOption.Create();
