@@ -8,11 +8,13 @@ namespace VarSharp.Web;
 
 /// <summary>
 /// Keeps other web sites from using a server that listens on the user's machine. Two browser tricks reach such a server
-/// from a page the user merely visits: a cross-site request (a "simple" POST, or an image or EventSource URL, which
-/// starts a generation as well), and DNS rebinding (a name of the attacker's that resolves to 127.0.0.1, which makes
-/// the request same-origin to the browser). So: host names other than IP addresses and localhost must be allowed by the
-/// operator, and a request that a browser marks as coming from another origin (its Origin header, or Sec-Fetch-Site on
-/// anything but a top-level navigation) needs that origin allowed. Clients that are not browsers send neither header.
+/// from a page the user merely visits: a cross-site request (a "simple" POST, or an image, iframe or EventSource URL,
+/// which starts a generation as well), and DNS rebinding (a name of the attacker's that resolves to 127.0.0.1, which
+/// makes the request same-origin to the browser). So: host names other than IP addresses and localhost must be allowed
+/// by the operator; a request whose Origin header names another origin needs that origin allowed; and a request the
+/// browser marks cross-site (Sec-Fetch-Site, sent to loopback and https servers) may not generate at all, nor fetch
+/// anything but a navigation to the page. Allowed origins also get CORS answers, so their pages can read the results.
+/// Clients that are not browsers send none of these headers.
 /// </summary>
 public static class RequestGuard
 {
@@ -20,7 +22,7 @@ public static class RequestGuard
     {
         ArgumentNullException.ThrowIfNull(app);
         var options = app.ApplicationServices.GetRequiredService<ServeOptions>();
-        return app.Use(async (context, next) =>
+        app.Use(async (context, next) =>
         {
             if (Check(context.Request, options) is { } refusal)
             {
@@ -31,6 +33,21 @@ public static class RequestGuard
             }
             await next(context);
         });
+        if (options.AllowedOrigins.Count > 0) app.UseCors();
+        return app;
+    }
+
+    /// <summary>The CORS policy for <see cref="ServeOptions.AllowedOrigins"/> (nothing when none are allowed).</summary>
+    public static IServiceCollection AddVarServerCors(this IServiceCollection services, ServeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.AllowedOrigins.Count == 0) return services;
+        return services.AddCors(o => o.AddDefaultPolicy(policy =>
+        {
+            if (options.AllowedOrigins.Contains("*")) policy.AllowAnyOrigin();
+            else policy.WithOrigins([.. options.AllowedOrigins]);
+            policy.WithMethods(HttpMethods.Get, HttpMethods.Post).WithHeaders("Content-Type", "Accept", "Last-Event-ID");
+        }));
     }
 
     /// <summary>Null when the request may proceed, else the status and one-sentence reason to refuse it with.</summary>
@@ -38,8 +55,9 @@ public static class RequestGuard
     {
         if (request.Host.HasValue)
         {
-            var name = request.Host.Host.Trim('[', ']');
-            bool known = name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || IPAddress.TryParse(name, out _)
+            var name = request.Host.Host.Trim('[', ']').TrimEnd('.');
+            bool known = name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase)
+                         || IPAddress.TryParse(name, out _)
                          || options.AllowedHosts.Any(h => h == "*" || h.Equals(name, StringComparison.OrdinalIgnoreCase));
             if (!known)
                 return (StatusCodes.Status400BadRequest,
@@ -52,11 +70,14 @@ public static class RequestGuard
             && (origin.Equals(own, StringComparison.OrdinalIgnoreCase)
                 || options.AllowedOrigins.Any(a => a == "*" || a.Equals(origin, StringComparison.OrdinalIgnoreCase)));
         bool wildcard = options.AllowedOrigins.Contains("*");
-        // A browser sends Origin on every POST; a cross-origin GET that is not a navigation shows in Sec-Fetch-Site.
-        bool crossPost = origin is not null && !allowed && !HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method);
+        // A browser sends Origin on every POST and on CORS GETs (EventSource, fetch); a foreign one needs allowing.
+        bool foreignOrigin = origin is not null && !allowed;
+        // An image, iframe or navigation from another site carries no Origin, only Sec-Fetch-Site. Such a request may
+        // open the page (a link to it) but never start a generation, since its site cannot be checked against the list.
         string site = request.Headers["Sec-Fetch-Site"].ToString();
-        bool crossFetch = site is "cross-site" or "same-site" && request.Headers["Sec-Fetch-Mode"].ToString() != "navigate" && !allowed && !wildcard;
-        if (crossPost || crossFetch)
+        bool crossSite = site is "cross-site" or "same-site" && !allowed && !wildcard
+                         && (request.Path.StartsWithSegments("/v1/generate") || request.Headers["Sec-Fetch-Mode"].ToString() != "navigate");
+        if (foreignOrigin || crossSite)
         {
             string from = origin ?? "another site";
             return (StatusCodes.Status403Forbidden,

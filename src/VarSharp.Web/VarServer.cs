@@ -78,6 +78,7 @@ public static class VarServerServices
         services.AddSingleton(options);
         services.AddSingleton(_ => registry);
         services.AddSingleton<GenerationQueue>();
+        services.AddVarServerCors(options);
         services.AddRouting();
         services.Configure<JsonOptions>(o => ApiJson.Configure(o.SerializerOptions));
         services.AddOpenApi(o => o.AddDocumentTransformer((doc, _, _) =>

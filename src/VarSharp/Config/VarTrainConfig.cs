@@ -125,6 +125,8 @@ public sealed record VarTrainConfig
         Require(WarmupStartRatio is >= 0 and <= 1, $"warmup_start_ratio must lie in [0, 1] but is {WarmupStartRatio}");
         Require(Training.LrSchedule.IsKnown(Decay), $"decay must be {Training.LrSchedule.KnownText} but is '{Decay}'");
         Require(MinLrRatio is >= 0 and <= 1, $"min_lr_ratio must lie in [0, 1] but is {MinLrRatio}");
+        // exp decays geometrically towards the floor, which cannot be 0 (the reference fails on log(0) there too).
+        Require(Decay != "exp" || MinLrRatio > 0, "min_lr_ratio must be above 0 for the exp decay, which falls geometrically to it");
         Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"betas must lie in [0, 1) but are ({Beta1}, {Beta2})");
         Require(Eps > 0, $"eps must be positive but is {Eps}");
         Require(WeightDecay >= 0, $"weight_decay must be 0 or more but is {WeightDecay}");

@@ -9,7 +9,7 @@ namespace VarSharp.Data;
 internal sealed class EndGuardStream(Stream inner) : Stream
 {
     /// <summary>Empty reads tolerated before the data counts as ending early.</summary>
-    public const int MaxEmptyReads = 64;
+    public const int MaxEmptyReads = 1 << 16;
 
     private int emptyReads;
 

@@ -1,13 +1,15 @@
 using System.Buffers.Binary;
+using System.IO.Compression;
 
 namespace VarSharp.Data;
 
 /// <summary>
-/// Checks the chunk structure of a PNG or JPEG file before StbImageSharp decodes it. The decoder trusts the lengths a
-/// file declares: a PNG chunk that claims a gigabyte makes it allocate a gigabyte from a 3 KB file, and a JPEG segment
-/// that points past the end makes it read nothing forever (both found by <c>ImageDecodeFuzzTests</c>). Here every
-/// declared length must fit inside the file, and anything but PNG or JPEG is refused (the decoder would also take BMP,
-/// GIF, PSD and others, each with traps of its own). Throws <see cref="InvalidDataException"/> with the reason.
+/// Checks the structure of a PNG or JPEG file before StbImageSharp decodes it. The decoder trusts what a file declares:
+/// a PNG chunk that claims a gigabyte makes it allocate a gigabyte from a 3 KB file, a JPEG segment that points past
+/// the end makes it read nothing forever (both found by <c>ImageDecodeFuzzTests</c>), and a PNG's compressed data may
+/// inflate to gigabytes. Here every declared length must fit inside the file, a PNG's image data must not inflate past
+/// what its declared size needs, and anything but PNG or JPEG is refused (the decoder would also take BMP, GIF, PSD and
+/// others, each with traps of its own). Throws <see cref="InvalidDataException"/> with the reason.
 /// </summary>
 internal static class ImageContainer
 {
@@ -23,17 +25,54 @@ internal static class ImageContainer
     private static void CheckPng(ReadOnlySpan<byte> data)
     {
         int pos = PngSignature.Length;
-        // A chunk is length (4) + type (4) + data + CRC (4). What follows IEND, or a tail too short for a chunk, is left
-        // to the decoder, which refuses a file that ends before IEND.
-        while (data.Length - pos >= 12)
+        long width = 0, height = 0;
+        var compressed = new MemoryStream();
+        // A chunk is length (4) + type (4) + data + CRC (4).
+        while (data.Length - pos >= 8)
         {
             uint length = BinaryPrimitives.ReadUInt32BigEndian(data[pos..]);
             var type = System.Text.Encoding.ASCII.GetString(data.Slice(pos + 4, 4));
+            // The decoder reads a chunk's header from a tail of 8 bytes too; only an empty IEND may go without its CRC.
+            if (type == "IEND" && length == 0) break;
             long remaining = data.Length - pos - 12L;
             if (length > remaining)
-                throw new InvalidDataException($"its {Printable(type)} chunk declares {length} bytes but only {remaining} follow");
-            if (type == "IEND") return;
+                throw new InvalidDataException($"its {Printable(type)} chunk declares {length} bytes but only {Math.Max(0, remaining)} follow");
+            var body = data.Slice(pos + 8, (int)length);
+            if (type == "IHDR" && length >= 8)
+            {
+                width = BinaryPrimitives.ReadUInt32BigEndian(body);
+                height = BinaryPrimitives.ReadUInt32BigEndian(body[4..]);
+            }
+            if (type == "IDAT") compressed.Write(body);
             pos += 12 + (int)length;
+        }
+        CheckInflatedSize(compressed, width, height);
+    }
+
+    // Filtered scanlines take at most 1 + 8·width bytes (four 16-bit channels) per row; interlacing adds a filter byte per
+    // row of each of its seven passes. Inflating past that bound cannot be a valid image, only a decompression bomb.
+    private static void CheckInflatedSize(MemoryStream compressed, long width, long height)
+    {
+        if (compressed.Length == 0 || width <= 0 || height <= 0) return;   // the decoder refuses these itself
+        long bound = height * (1 + 8 * width) + 7 * (height + 8);
+        compressed.Position = 0;
+        using var inflate = new ZLibStream(compressed, CompressionMode.Decompress);
+        var buffer = new byte[64 * 1024];
+        long total = 0;
+        while (true)
+        {
+            int n;
+            try
+            {
+                n = inflate.Read(buffer);
+            }
+            catch (InvalidDataException)
+            {
+                return;   // corrupt compressed data: the decoder reports that in its own words
+            }
+            if (n == 0) return;
+            if ((total += n) > bound)
+                throw new InvalidDataException($"its image data inflates past the {bound} bytes a {width}×{height} image can need");
         }
     }
 

@@ -25,11 +25,11 @@ public sealed class ImageFolderDataset : IImageDataset
     private readonly ImageFolderOptions options;
     private readonly int midSize;
 
-    private ImageFolderDataset(string root, string description, (string, int)[] items, IReadOnlyList<string> classNames, int channels, int imageSize,
+    private ImageFolderDataset(string listedDir, string description, (string, int)[] items, IReadOnlyList<string> classNames, int channels, int imageSize,
         ImageFolderOptions options, DataIssues issues)
     {
         this.items = items;
-        fingerprint = new Lazy<string>(() => ComputeFingerprint(root));
+        fingerprint = new Lazy<string>(() => ComputeFingerprint(listedDir));
         this.options = options;
         Description = description;
         ClassNames = classNames;
@@ -52,8 +52,8 @@ public sealed class ImageFolderDataset : IImageDataset
 
     private readonly Lazy<string> fingerprint;
 
-    // Paths relative to the root, so that a copied or moved dataset is the same data; lengths catch replaced files
-    // without reading every byte of a large set.
+    // Paths relative to the folder the files were listed from, so that a copied or moved dataset is the same data;
+    // lengths catch replaced files without reading every byte of a large set.
     private string ComputeFingerprint(string root)
     {
         using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
@@ -149,7 +149,10 @@ public sealed class ImageFolderDataset : IImageDataset
                 $"Images under {what} are {only.W}×{only.H} but the model takes {imageSize}×{imageSize} and resizing is off; enable resizing or supply {imageSize}×{imageSize} images.");
         var description = $"image folder {what}: {kept.Count} images in {classNames.Count} classes" +
                           (issues.SkippedAtScan > 0 ? $", {issues.SkippedAtScan} unreadable skipped" : "");
-        return new ImageFolderDataset(root, description, kept.ToArray(), classNames, channels, imageSize, options, issues);
+        // Paths in the fingerprint are relative to the folder listed, so that --data ROOT and --data ROOT/train (the same
+        // images when ROOT has no val/) are the same data.
+        string listed = split == DataSplit.Test && valDir is not null ? valDir : trainDir;
+        return new ImageFolderDataset(listed, description, kept.ToArray(), classNames, channels, imageSize, options, issues);
     }
 
     public void Fill(int index, ulong? augmentKey, Span<float> destination)

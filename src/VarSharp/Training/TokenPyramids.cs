@@ -105,12 +105,12 @@ public sealed class TokenPyramids : IDisposable
     }
 
     /// <summary>
-    /// The cache file name for a tokenizer digest and a dataset (its description, size and shape); <paramref name="view"/>
-    /// names a view other than the evaluation one ("hflip": every image mirrored).
+    /// The cache file name for a tokenizer digest and a dataset (its description, size, shape and fingerprint);
+    /// <paramref name="view"/> names a view other than the evaluation one ("hflip": every image mirrored).
     /// </summary>
     public static string CacheFileName(string tokenizerDigest, IImageDataset set, string? view = null)
     {
-        var key = $"{set.Description}|{set.Count}|{set.Channels}|{set.ImageSize}" + (view is null ? "" : $"|{view}");
+        var key = $"{set.Description}|{set.Count}|{set.Channels}|{set.ImageSize}|{set.Fingerprint}" + (view is null ? "" : $"|{view}");
         var dataDigest = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
         return $"tokens-{tokenizerDigest[..16]}-{dataDigest[..16]}.safetensors";
     }
@@ -207,6 +207,7 @@ public sealed class TokenPyramids : IDisposable
             ["tokenizer_sha256"] = tokenizerDigest,
             ["data"] = set.Description,
             ["count"] = set.Count.ToString(CultureInfo.InvariantCulture),
+            ["data_fingerprint"] = set.Fingerprint,
         };
         if (view is not null) metadata["view"] = view;
         return metadata;

@@ -80,4 +80,40 @@ public class ImageDecodeFuzzTests(ITestOutputHelper output)
         e = Assert.Throws<VarSharpException>(() => ImageIO.Decode("BM not an image we take"u8.ToArray(), 3, "x.bmp"));
         Assert.Equal("x.bmp is not a readable PNG or JPEG image (not a PNG or JPEG file).", e.Message);
     }
+
+    private static byte[] Chunk(string type, byte[] body)
+    {
+        var chunk = new byte[12 + body.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(chunk, (uint)body.Length);
+        System.Text.Encoding.ASCII.GetBytes(type, chunk.AsSpan(4));
+        body.CopyTo(chunk, 8);
+        return chunk;   // CRC left zero: nothing here gets as far as checking it
+    }
+
+    /// <summary>
+    /// A chunk header in the last 8 bytes (no room for its CRC) is still a chunk, and image data that inflates far past
+    /// what the declared size needs is a decompression bomb: both refused before the decoder allocates for them.
+    /// </summary>
+    [Fact]
+    public void ATruncatedChunkHeaderAndACompressionBombAreRefused()
+    {
+        using var img = rand(new long[] { 1, Size, Size }, generator: new Generator(3)).mul(2).sub(1);
+        var png = ImageIO.EncodePng(img);
+        // Drop IEND (its 12 bytes) and end with the header of an IDAT chunk that claims half a gigabyte.
+        byte[] tail = [.. png.AsSpan(0, png.Length - 12), 0x20, 0x00, 0x00, 0x00, .. "IDAT"u8];
+        var e = Assert.Throws<VarSharpException>(() => ImageIO.Decode(tail, 1, "tail.png"));
+        Assert.Equal("tail.png is not a readable PNG or JPEG image (its IDAT chunk declares 536870912 bytes but only 0 follow).", e.Message);
+
+        var ihdr = new byte[13];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(ihdr, Size);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(ihdr.AsSpan(4), Size);
+        ihdr[8] = 8;   // 8-bit grey, no interlace
+        using var packed = new MemoryStream();
+        using (var z = new System.IO.Compression.ZLibStream(packed, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
+            z.Write(new byte[16 << 20]);
+        byte[] bomb = [.. png.AsSpan(0, 8), .. Chunk("IHDR", ihdr), .. Chunk("IDAT", packed.ToArray()), .. Chunk("IEND", [])];
+        Assert.True(bomb.Length < 64 * 1024, $"the bomb should be small ({bomb.Length} bytes)");
+        e = Assert.Throws<VarSharpException>(() => ImageIO.Decode(bomb, 1, "bomb.png"));
+        Assert.Equal($"bomb.png is not a readable PNG or JPEG image (its image data inflates past the {Size * (1 + 8 * Size) + 7 * (Size + 8)} bytes a 32×32 image can need).", e.Message);
+    }
 }

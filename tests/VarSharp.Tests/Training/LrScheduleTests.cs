@@ -78,6 +78,14 @@ public class LrScheduleShapeTests
         for (int k = 1; k <= 100; k++) Assert.True(s.At(10 + k) < s.At(9 + k));
     }
 
+    [Fact]
+    public void ExpNeedsAFloorAboveZero()
+    {
+        var e = Assert.Throws<VarSharpException>(() => new VarSharp.Config.VarTrainConfig { Tokenizer = "t", Decay = "exp", MinLrRatio = 0 }.Validate());
+        Assert.Contains("min_lr_ratio must be above 0 for the exp decay", e.Message, StringComparison.Ordinal);
+        new VarSharp.Config.VarTrainConfig { Tokenizer = "t", Decay = "exp", MinLrRatio = 0.01 }.Validate();
+    }
+
     [Theory]
     [InlineData("cos", true)]
     [InlineData("lin", true)]

@@ -109,6 +109,21 @@ public class VarTrainerTests(ITestOutputHelper output)
         Assert.False(wa.contiguous().bytes.SequenceEqual(wc.contiguous().bytes), "another seed should give other weights");
     }
 
+    /// <summary>A shared token cache is keyed by the data's fingerprint: other images of the same count are tokenized anew.</summary>
+    [Fact]
+    public void ATokenCacheIsNotReusedForOtherDataOfTheSameSize()
+    {
+        using var tmp = new TempFolder();
+        var (tok, data) = Inputs(tmp);
+        var cfg = Train(tok, data, steps: 1) with { TokenCache = tmp.File("cache"), EvalImages = 0, SampleClasses = 0 };
+        Run(tmp.File("a"), cfg);
+        TinyData.WriteIdxFolder(data, seed: 2);
+        Run(tmp.File("b"), cfg);
+        var tokens = TrainLog.Read(Path.Combine(tmp.File("b"), VarTrainer.LogFile)).Single(o => o["kind"]!.GetValue<string>() == "tokens");
+        Assert.False(tokens["from_cache"]!.GetValue<bool>());
+        Assert.Equal(2, Directory.GetFiles(tmp.File("cache")).Length);
+    }
+
     [Fact]
     public void AnAlteredTokenCacheIsIgnoredAndRecomputed()
     {

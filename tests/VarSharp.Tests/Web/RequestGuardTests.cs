@@ -80,6 +80,37 @@ public sealed class RequestGuardTests(TinyModelFolderFixture model) : IClassFixt
         navigate.Headers.Add("Sec-Fetch-Mode", "navigate");
         using var page = await client.SendAsync(navigate);
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+
+        // A hidden iframe (or window.open) on the stream is a navigation too, but it would generate: refused.
+        var frame = new HttpRequestMessage(HttpMethod.Get, "/v1/generate/stream?class=1&seed=3");
+        frame.Headers.Add("Sec-Fetch-Site", "cross-site");
+        frame.Headers.Add("Sec-Fetch-Mode", "navigate");
+        using (var framed = await client.SendAsync(frame)) Assert.Equal(HttpStatusCode.Forbidden, framed.StatusCode);
+        // An EventSource of another origin sends Origin with its GET.
+        var events = new HttpRequestMessage(HttpMethod.Get, "/v1/generate/stream?class=1&seed=3");
+        events.Headers.Add("Origin", "http://evil.example");
+        using (var refusedEvents = await client.SendAsync(events)) Assert.Equal(HttpStatusCode.Forbidden, refusedEvents.StatusCode);
+        Assert.Equal(0, server.Queue.Stats().Accepted);
+    }
+
+    /// <summary>An allowed origin gets CORS answers: its page's preflight succeeds and it may read the response.</summary>
+    [Fact]
+    public async Task AnAllowedOriginGetsCorsAnswers()
+    {
+        using var server = VarServerFactory.ForModel(model.Dir, o => o with { AllowedOrigins = ["http://localhost:3000"] });
+        using var client = server.CreateClient();
+        var preflight = new HttpRequestMessage(HttpMethod.Options, "/v1/generate");
+        preflight.Headers.Add("Origin", "http://localhost:3000");
+        preflight.Headers.Add("Access-Control-Request-Method", "POST");
+        preflight.Headers.Add("Access-Control-Request-Headers", "content-type");
+        using (var answer = await client.SendAsync(preflight))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, answer.StatusCode);
+            Assert.Equal("http://localhost:3000", answer.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        }
+        using var post = await client.SendAsync(Post("/v1/generate", origin: "http://localhost:3000"));
+        Assert.Equal(HttpStatusCode.OK, post.StatusCode);
+        Assert.Equal("http://localhost:3000", post.Headers.GetValues("Access-Control-Allow-Origin").Single());
     }
 
     [Fact]
@@ -93,13 +124,14 @@ public sealed class RequestGuardTests(TinyModelFolderFixture model) : IClassFixt
             Assert.Equal("this server does not answer to the host name 'rebind.example'; use its IP address or localhost, or start it with --allowed-host rebind.example.",
                 (await rebound.ReadJson()).GetProperty("error").GetString());
         }
-        using (var ip = await client.SendAsync(Post("/v1/generate", host: "127.0.0.1:5080")))
-            Assert.Equal(HttpStatusCode.OK, ip.StatusCode);
+        foreach (var host in new[] { "127.0.0.1:5080", "[::1]:5080", "localhost.:5080", "varsharp.localhost:5080" })
+            using (var ok = await client.SendAsync(Post("/v1/generate", host: host)))
+                Assert.True(ok.StatusCode == HttpStatusCode.OK, $"{host}: {ok.StatusCode}");
 
         using var named = VarServerFactory.ForModel(model.Dir, o => o with { AllowedHosts = ["rebind.example"] });
         using var namedClient = named.CreateClient();
-        using var ok = await namedClient.SendAsync(Post("/v1/generate", host: "rebind.example:5080"));
-        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        using var allowed = await namedClient.SendAsync(Post("/v1/generate", host: "rebind.example:5080"));
+        Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
     }
 
     [Theory]
