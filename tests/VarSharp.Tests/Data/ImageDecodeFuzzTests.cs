@@ -48,9 +48,9 @@ public class ImageDecodeFuzzTests(ITestOutputHelper output)
 
         // A decoded 32×32 image is at most 12 KiB of floats, so the tensor bound is not what this test is about.
         var reports = FuzzGuard.RunAll(output,
-            () => Fuzzer.Run("image.png", png, Generic(png), 700, 11, DecodeAs(3), nativeFactor: double.PositiveInfinity),
-            () => Fuzzer.Run("image.png (gray)", png, Generic(png), 300, 12, DecodeAs(1), nativeFactor: double.PositiveInfinity),
-            () => Fuzzer.Run("image.jpg", jpeg, Generic(jpeg), 700, 13, DecodeAs(3), nativeFactor: double.PositiveInfinity));
+            () => Fuzzer.Run("image.png", png, Generic(png), 2000, 11, DecodeAs(3), nativeFactor: double.PositiveInfinity),
+            () => Fuzzer.Run("image.png (gray)", png, Generic(png), 1000, 12, DecodeAs(1), nativeFactor: double.PositiveInfinity),
+            () => Fuzzer.Run("image.jpg", jpeg, Generic(jpeg), 2000, 13, DecodeAs(3), nativeFactor: double.PositiveInfinity));
         Assert.True(reports.Sum(r => r.Loaded) > 0, "some mutations should still decode");
         Assert.True(reports.Sum(r => r.Cases - r.Loaded) > 0, "some mutations should be refused");
     }
