@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using VarSharp.Data;
 using VarSharp.Sampling;
 using VarSharp.Training;
@@ -72,7 +73,27 @@ internal static class BenchCommand
                     writer.WriteLine($"note: bf16 training could not be measured on this device: {e.Message.Split('\n')[0]}");
                 }
             }
+            // Half-precision sampling (`--dtype bf16`) against the float32 model, measured alternately in this process.
+            (int Batch, double F32, double Bf16)? half = null;
+            if (pipe.Model.parameters().First().dtype == TorchSharp.torch.ScalarType.Float32)
+            {
+                int hb = options.BatchSizes.Max();
+                writer.WriteLine($"... sampling in bf16 against float32, batch {hb}");
+                try
+                {
+                    using var bf16 = pipeline.Load(parse, TorchSharp.torch.ScalarType.BFloat16);
+                    var (f32Rate, bf16Rate) = SamplingBenchmark.CompareRates(pipe, bf16, options, hb);
+                    half = (hb, f32Rate, bf16Rate);
+                }
+                catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or NotSupportedException)
+                {
+                    writer.WriteLine($"note: bf16 sampling could not be measured on this device: {e.Message.Split('\n')[0]}");
+                }
+            }
             writer.WriteLine(Report(r, options));
+            if (half is { } h)
+                writer.WriteLine(Invariant(
+                    $"sampling in bf16 (`--dtype bf16`, batch {h.Batch}, alternating with float32, median of {options.Repeats}): {h.Bf16:0.0} images/s against {h.F32:0.0} in float32, {h.Bf16 / h.F32:0.00}x"));
             if (train is not null)
                 writer.WriteLine(Invariant(
                     $"training (forward, loss, backward, clipping, AdamW; batch {train.BatchSize}, {train.StepsPerMeasurement} steps per measurement, median of {options.Repeats}): {train.StepsPerSecond:0.00} steps/s, {train.ImagesPerSecond:0.0} images/s in float32")
@@ -82,6 +103,12 @@ internal static class BenchCommand
                 var node = JsonSerializer.SerializeToNode(r, JsonOut)!.AsObject();
                 node["training"] = train is null ? null : JsonSerializer.SerializeToNode(train, JsonOut);
                 node["training_bf16"] = trainBf16 is null ? null : JsonSerializer.SerializeToNode(trainBf16, JsonOut);
+                node["sampling_bf16"] = half is not { } hj ? null : new JsonObject
+                {
+                    ["batch_size"] = hj.Batch,
+                    ["images_per_second"] = hj.Bf16,
+                    ["float32_images_per_second"] = hj.F32,
+                };
                 ImageIO.WriteAtomically(path, Encoding.UTF8.GetBytes(node.ToJsonString(JsonOut)));
             }
             return 0;

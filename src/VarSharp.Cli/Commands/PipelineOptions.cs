@@ -28,7 +28,8 @@ internal sealed class PipelineOptions
         command.Options.Add(Dtype);
     }
 
-    public VarPipeline Load(ParseResult parse)
+    /// <summary>Loads the named model; <paramref name="dtype"/> overrides --dtype (bench's half-precision comparison).</summary>
+    public VarPipeline Load(ParseResult parse, TorchSharp.torch.ScalarType? dtype = null)
     {
         var model = parse.GetValue(Model);
         var config = parse.GetValue(Config);
@@ -41,10 +42,10 @@ internal sealed class PipelineOptions
                 ?? throw new VarSharpException($"Name a model with --model DIR ({ServeOptions.DefaultModelPath} was not found), or with both --config FILE and --weights FILE.");
         var trust = TrustOption.ForModel(parse.GetValue(Trust), model);
         var device = DeviceOption.Of(parse, Device);
-        var dtype = DeviceOption.DtypeOf(parse, Dtype);
-        if (model is not null) return VarPipeline.Load(model, device, trust, dtype);
+        var type = dtype ?? DeviceOption.DtypeOf(parse, Dtype);
+        if (model is not null) return VarPipeline.Load(model, device, trust, type);
         if (config is null || weights is null)
             throw new VarSharpException("Name a model with --model DIR, or with both --config FILE and --weights FILE.");
-        return VarPipeline.Load(config, weights, device, dtype);
+        return VarPipeline.Load(config, weights, device, type);
     }
 }

@@ -135,6 +135,40 @@ public static class SamplingBenchmark
             samplings - samplingsBefore, rss0, rss1, live0, live1);
     }
 
+    /// <summary>
+    /// Sampling throughput of two pipelines of the same model (float32 and half precision, say) at one batch size,
+    /// measured alternately after a warm-up of each, so that both see the same machine: (first, second) images/s.
+    /// </summary>
+    public static (double First, double Second) CompareRates(VarPipeline first, VarPipeline second, BenchmarkOptions options, int batchSize)
+    {
+        ArgumentNullException.ThrowIfNull(first);
+        ArgumentNullException.ThrowIfNull(second);
+        var settings = options.Settings.Validate(first.Model.Config);
+        int[] classes = Enumerable.Range(0, batchSize).Select(i => i % first.NumClasses).ToArray();
+        void Once(VarPipeline p, long seed)
+        {
+            using var r = p.Sampler.Sample(classes, settings, SampleRng.PerSampleFrom(seed, batchSize));
+        }
+        Once(first, 0);
+        Once(second, 0);
+        int batches = Math.Max(1, options.Images / batchSize);
+        var a = new double[options.Repeats];
+        var b = new double[options.Repeats];
+        for (int r = 0; r < options.Repeats; r++)
+        {
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < batches; i++) Once(first, 100L * r + i);
+            a[r] = clock.Elapsed.TotalSeconds;
+            clock.Restart();
+            for (int i = 0; i < batches; i++) Once(second, 100L * r + i);
+            b[r] = clock.Elapsed.TotalSeconds;
+        }
+        Array.Sort(a);
+        Array.Sort(b);
+        double images = (double)batches * batchSize;
+        return (images / a[options.Repeats / 2], images / b[options.Repeats / 2]);
+    }
+
     /// <summary>Median seconds to encode (image → token pyramid) and decode (pyramid → image) one batch of sampled images.</summary>
     private static (double Encode, double Decode) TimeTokenizer(VarSampler sampler, SamplerSettings settings, BenchmarkOptions options, int repeats, int[] classes)
     {

@@ -46,6 +46,11 @@ public sealed class BenchCommandTests : IDisposable
         Assert.Equal("bf16", bf16["precision"]!.GetValue<string>());
         double ratio = bf16["steps_per_second"]!.GetValue<double>() / stepsPerSecond;
         Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"in bf16 mixed precision (`train --precision bf16`), {ratio:0.00}x"), run.Output);
+        // Half-precision sampling, at the largest batch size, against float32 in the same run; the printed ratio is theirs.
+        var half = r["sampling_bf16"]!.AsObject();
+        Assert.Equal(3, half["batch_size"]!.GetValue<int>());
+        double halfRatio = half["images_per_second"]!.GetValue<double>() / half["float32_images_per_second"]!.GetValue<double>();
+        Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"in float32, {halfRatio:0.00}x"), run.Output);
         // Every sampling disposes what it made: the live tensor count is back where the warm-up left it.
         Assert.Equal(r["live_tensors_after_warm_up"]!.GetValue<long>(), r["live_tensors_after"]!.GetValue<long>());
     }
