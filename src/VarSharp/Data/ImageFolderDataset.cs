@@ -1,4 +1,3 @@
-using StbImageSharp;
 
 namespace VarSharp.Data;
 
@@ -229,12 +228,7 @@ public sealed class ImageFolderDataset : IImageDataset
         try
         {
             using var stream = File.OpenRead(path);
-            ImageIO.CheckDeclaredSize(stream, path);
-            using var copy = new MemoryStream();
-            stream.CopyTo(copy);
-            var data = copy.ToArray();
-            ImageContainer.Check(data);
-            var image = ImageResult.FromStream(new EndGuardStream(new MemoryStream(data, writable: false)), Channels == 1 ? ColorComponents.Grey : ColorComponents.RedGreenBlue);
+            var image = ImageIO.DecodeUnchecked(stream, Channels, path);
             if (image?.Data is null || image.Width <= 0 || image.Height <= 0) return null;
             return (image.Data, image.Width, image.Height);
         }

@@ -120,10 +120,7 @@ public static class ImageIO
         ImageResult image;
         try
         {
-            CheckDeclaredSize(stream, what);
-            var data = ReadAll(stream);
-            ImageContainer.Check(data);
-            image = ImageResult.FromStream(new EndGuardStream(new MemoryStream(data, writable: false)), channels == 1 ? StbImageSharp.ColorComponents.Grey : StbImageSharp.ColorComponents.RedGreenBlue);
+            image = DecodeUnchecked(stream, channels, what);
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or InvalidDataException or NotSupportedException or IndexOutOfRangeException)
         {
@@ -194,11 +191,20 @@ public static class ImageIO
     /// <summary>Writes bytes to a temporary file beside <paramref name="path"/> and renames it into place.</summary>
     public static void WriteAtomically(string path, byte[] bytes) => AtomicFile.Write(path, bytes);
 
-    private static byte[] ReadAll(Stream stream)
+    /// <summary>
+    /// The decoder behind every image read: declared size, then structure (<see cref="ImageContainer"/>), then
+    /// StbImageSharp on a stream that stops it spinning past the end. Its exceptions are left to the caller, which
+    /// turns them into an error or skips the file.
+    /// </summary>
+    internal static ImageResult DecodeUnchecked(Stream stream, int channels, string what)
     {
+        CheckDeclaredSize(stream, what);
         using var copy = new MemoryStream();
         stream.CopyTo(copy);
-        return copy.ToArray();
+        var data = copy.ToArray();
+        ImageContainer.Check(data);
+        return ImageResult.FromStream(new EndGuardStream(new MemoryStream(data, writable: false)),
+            channels == 1 ? StbImageSharp.ColorComponents.Grey : StbImageSharp.ColorComponents.RedGreenBlue);
     }
 
     /// <summary>
