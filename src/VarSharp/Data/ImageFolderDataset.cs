@@ -1,4 +1,3 @@
-
 namespace VarSharp.Data;
 
 /// <summary>How an image folder becomes tokenizer-sized samples.</summary>
