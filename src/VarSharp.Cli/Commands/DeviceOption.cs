@@ -49,6 +49,15 @@ internal static class DeviceOption
         var other => throw new VarSharpException($"{optionName} must be f32, bf16 or f16 but is '{other}'."),
     };
 
+    /// <summary>The short name of a number type as the options spell it (f32, bf16, f16).</summary>
+    public static string Name(ScalarType dtype) => dtype switch
+    {
+        ScalarType.BFloat16 => "bf16",
+        ScalarType.Float16 => "f16",
+        ScalarType.Float32 => "f32",
+        var other => other.ToString(),
+    };
+
     /// <summary>Resolves the option's value from a parse result.</summary>
     public static Device Of(ParseResult parse, Option<string?> option) => Resolve(parse.GetValue(option));
 }

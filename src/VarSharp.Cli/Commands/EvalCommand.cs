@@ -42,6 +42,7 @@ internal static class EvalCommand
         public readonly Option<bool> NoCache = new("--no-cache") { Description = "--model: compute the test-set features afresh and store nothing" };
         public readonly Option<int?> Threads = LongRun.ThreadsOption();
         public readonly Option<string?> Device = DeviceOption.Create();
+        public readonly Option<string?> Dtype = DeviceOption.CreateDtype();
         public readonly Option<string[]> Trust = TrustOption.Create("Only load bundles (tokenizer, model and classifier) signed by this public key (repeatable)");
 
         public IEnumerable<Option> All => GetType().GetFields().Select(f => f.GetValue(this)).OfType<Option>();
@@ -169,7 +170,8 @@ internal static class EvalCommand
         var trust = TrustOption.Of(parse.GetValue(o.Trust));
         var device = DeviceOption.Of(parse, o.Device);
         using var classifier = FashionClassifier.Load(classifierDir, device, trust);
-        using var pipe = VarPipeline.Load(modelDir, device, trust);
+        var dtype = DeviceOption.DtypeOf(parse, o.Dtype);
+        using var pipe = VarPipeline.Load(modelDir, device, trust, dtype);
         // The filters default to the model's recommended ones, as in `sample`; the guidance scales are always listed.
         var options = new GenerationEvalOptions
         {
@@ -196,7 +198,8 @@ internal static class EvalCommand
                 })
             : ReferenceFeatures.Compute(classifier, data, cacheDir);
         var info = classifier.Info!;
-        writer.WriteLine($"model {modelDir}: {pipe.ImageSize}x{pipe.ImageSize}, {pipe.NumClasses} classes, V = {pipe.VocabSize}");
+        writer.WriteLine($"model {modelDir}: {pipe.ImageSize}x{pipe.ImageSize}, {pipe.NumClasses} classes, V = {pipe.VocabSize}" +
+                         (dtype == ScalarType.Float32 ? "" : $"; transformer in {DeviceOption.Name(dtype)} (figures differ in detail from float32's)"));
         writer.WriteLine(Invariant(
             $"classifier {classifierDir} (weights sha256 {classifier.WeightsDigest![..16]}…): recorded test accuracy {Text(info.TestAccuracy)}, measured {reference.Accuracy():0.0000} on {reference.Count} test images{(reference.FromCache ? " (cached features)" : "")}"));
         if (reference.CacheProblem is { } problem) writer.WriteLine("note: " + problem);
@@ -255,6 +258,7 @@ internal static class EvalCommand
             {
                 ["kind"] = "generation",
                 ["model"] = Path.GetFullPath(modelDir),
+                ["dtype"] = DeviceOption.Name(dtype),
                 ["classifier"] = new JsonObject
                 {
                     ["path"] = Path.GetFullPath(classifierDir),

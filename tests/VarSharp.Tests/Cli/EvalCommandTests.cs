@@ -53,6 +53,14 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
         Assert.Contains("top-k 3, top-p 0.8", run.Output);
         var given = CliRun.Of(Args("--top-k", "0", "--top-p", "0.5"));
         Assert.Contains("top-k 0, top-p 0.5", given.Output);
+
+        // --dtype bf16 runs the transformer in bfloat16 and says so, in the output and in the JSON.
+        var json = f.File("eval-bf16.json");
+        var half = CliRun.Of(Args("--dtype", "bf16", "--json", json));
+        Assert.True(half.ExitCode == 0, half.Error);
+        Assert.Contains("transformer in bf16", half.Output);
+        Assert.Equal("bf16", JsonNode.Parse(File.ReadAllText(json))!["dtype"]!.GetValue<string>());
+        Assert.DoesNotContain("transformer in", run.Output);
     }
 
     [Fact]
