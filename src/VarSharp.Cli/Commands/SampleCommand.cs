@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Spectre.Console;
+using VarSharp.Checkpoints;
 using VarSharp.Data;
 using VarSharp.Sampling;
 
@@ -91,6 +92,7 @@ internal static class SampleCommand
             };
             pipe.Validate(options);
             if (File.Exists(outDir)) throw new VarSharpException($"{Path.GetFullPath(outDir)} is a file; give a folder for the images (-o DIR).");
+            ModelBundle.CheckOutsideBundles(outDir, "The output folder");
 
             Directory.CreateDirectory(outDir);
             // What an edit was made from, so that its images can be told apart and reproduced from samples.jsonl.

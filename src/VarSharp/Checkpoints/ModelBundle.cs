@@ -60,6 +60,40 @@ public static partial class ModelBundle
     /// <summary>A manifest is a few hundred bytes; anything this large is not one.</summary>
     private const long MaxManifestBytes = 1 << 20;
 
+    /// <summary>The nearest folder at or above <paramref name="dir"/> (symbolic links resolved) that is a bundle, or null.</summary>
+    public static string? EnclosingBundle(string? dir)
+    {
+        for (var up = dir is null ? null : Resolved(Path.GetFullPath(dir)); !string.IsNullOrEmpty(up); up = Path.GetDirectoryName(up))
+            if (IsBundle(up)) return up;
+        return null;
+    }
+
+    /// <summary>
+    /// Refuses a folder for plain outputs (sample images, an export, a token cache) that is a bundle or lies inside one:
+    /// any file written there would make the bundle fail verification.
+    /// </summary>
+    public static void CheckOutsideBundles(string dir, string what)
+    {
+        if (EnclosingBundle(dir) is { } bundle)
+            throw new VarSharpException($"{what} {Path.GetFullPath(dir)} is inside the bundle {bundle}, whose manifest lists every file it may hold; write elsewhere.");
+    }
+
+    // The path with symbolic links of its existing part resolved, so that a link cannot hide a bundle above it.
+    private static string Resolved(string full)
+    {
+        var existing = full;
+        while (!Directory.Exists(existing) && Path.GetDirectoryName(existing) is { } parent) existing = parent;
+        try
+        {
+            var real = new DirectoryInfo(existing).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? existing;
+            return real + full[existing.Length..];
+        }
+        catch (IOException)
+        {
+            return full;
+        }
+    }
+
     /// <summary>True when <paramref name="dir"/> has a manifest.json, i.e. claims to be a bundle.</summary>
     public static bool IsBundle(string dir) => File.Exists(Path.Combine(dir, ManifestFileName));
 
@@ -93,12 +127,22 @@ public static partial class ModelBundle
         }
     }
 
-    /// <summary>Refuses an output folder that exists and may not be replaced; call it before expensive work.</summary>
+    /// <summary>
+    /// Refuses an output folder that exists and may not be replaced, or that lies inside another bundle (whose manifest
+    /// it would break) or is a training checkpoint's model (whose train state it would no longer match); call it before
+    /// expensive work.
+    /// </summary>
     public static void CheckOutput(string dir, bool force)
     {
         if (File.Exists(dir))
             throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} is an existing file, not a folder; choose another path.");
         PathErrors.CheckOutput(dir);
+        if (EnclosingBundle(Path.GetDirectoryName(dir)) is { } outer)
+            throw new ModelBundleException(ModelBundleProblem.OutputExists,
+                $"Output {dir} lies inside the bundle {outer}, whose manifest would no longer match; choose a path outside it.");
+        if (Path.GetDirectoryName(dir) is { } up && File.Exists(Path.Combine(up, "train_state.safetensors")))
+            throw new ModelBundleException(ModelBundleProblem.OutputExists,
+                $"Output {dir} is the model of the training checkpoint {up}, whose train state it would no longer match; choose another path.");
         if (PathErrors.FileAncestor(dir) is { } blocker)
             throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} lies under {blocker}, which is a file, not a folder; choose another path.");
         if (!Directory.Exists(dir) || !Directory.EnumerateFileSystemEntries(dir).Any()) return;

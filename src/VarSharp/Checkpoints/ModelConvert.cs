@@ -20,6 +20,11 @@ public static class ModelConvert
     {
         if (dtype is not (ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float32))
             throw new VarSharpException($"Weights can be stored as float32, bfloat16 or float16, not {dtype}.");
+        // Checked before the model is read: replacing the source with a rounded copy of itself would lose its weights.
+        var output = Path.GetFullPath(outputDir).TrimEnd('/');
+        if (output == Path.GetFullPath(modelDir).TrimEnd('/'))
+            throw new VarSharpException($"The output {output} is the model being converted; write the converted bundle elsewhere.");
+        ModelBundle.CheckOutput(output, force);
         using var files = ModelFiles.Read(modelDir, _ => true, trust);
         if (!files.Weights.Keys.Any(ModelFolder.IsTransformerKey))
             throw new VarSharpException($"{files.WeightsPath} holds no transformer tensors (no 'var.' keys) to convert.");

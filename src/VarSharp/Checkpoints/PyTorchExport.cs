@@ -37,6 +37,7 @@ public static class PyTorchExport
         ArgumentException.ThrowIfNullOrWhiteSpace(outputDir);
         var outDir = Path.GetFullPath(outputDir);
         if (File.Exists(outDir)) throw new VarSharpException($"{outDir} is a file; give a folder to export into.");
+        ModelBundle.CheckOutsideBundles(outDir, "The export folder");
         var existing = new[] { VaeFile, VarFile, ReportFile }.Select(f => Path.Combine(outDir, f)).FirstOrDefault(File.Exists);
         if (existing is not null && !force)
             throw new VarSharpException($"{existing} already exists; pass --force to replace the export in {outDir}.");

@@ -128,6 +128,7 @@ public sealed partial class VarTrainer : IDisposable
             var full = Path.GetFullPath(cache);
             PathErrors.CheckOutput(full);
             if (File.Exists(full)) throw new VarSharpException($"Token cache folder {full} is a file, not a folder.");
+            ModelBundle.CheckOutsideBundles(full, "Token cache folder");
         }
         modelConfig.Validate();
         ModelFolder.CheckCompatible(modelConfig, vae.Config);
