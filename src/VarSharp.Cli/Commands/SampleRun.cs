@@ -27,6 +27,7 @@ internal sealed class SampleRun
     private readonly int _gridMax, _total, _digits, _topK;
     private readonly int[]? _labels;
     private readonly Dictionary<int, JsonObject> _previous = [];
+    private readonly List<JsonObject> _earlierLines = [];
     private readonly SortedDictionary<int, string> _lines = [];
     private readonly SortedDictionary<int, Func<Tensor>> _grid = [];
     private readonly SortedSet<int> _classes = [];
@@ -46,7 +47,7 @@ internal sealed class SampleRun
         _total = _labels?.Length ?? options.Count;
         _digits = Math.Max(3, (_total - 1).ToString(CultureInfo.InvariantCulture).Length);
         _topK = options.ResolveTopK(pipe.VocabSize);
-        if (Resumable) ReadPrevious();
+        ReadPrevious();
     }
 
     /// <summary>Whether earlier images can be kept: each has its own seed, and no edit (whose image is not recorded) is involved.</summary>
@@ -142,11 +143,25 @@ internal sealed class SampleRun
         return sha is not null && File.Exists(path) && Checkpoints.FileDigest.Sha256(path) == sha;
     }
 
-    /// <summary>Rewrites samples.jsonl in index order (atomically) and writes grid.png.</summary>
+    /// <summary>
+    /// Rewrites samples.jsonl in index order (atomically) and writes grid.png. The log describes the folder's images:
+    /// this run's, and those of earlier runs that this one did not overwrite (a larger earlier run, other classes, other
+    /// file names), as long as their files are still there unchanged.
+    /// </summary>
     public void Finish()
     {
+        var written = _lines.Values.Select(l => JsonNode.Parse(l)!["file"]!.GetValue<string>()).ToHashSet(StringComparer.Ordinal);
+        var lines = _lines.Select(kv => (Index: kv.Key, File: "", Text: kv.Value)).ToList();
+        foreach (var earlier in Enumerable.Reverse(_earlierLines))   // the latest line of a file first
+        {
+            if (earlier["file"] is not JsonValue fv || !fv.TryGetValue(out string? file) || file is null || written.Contains(file)
+                || file != Path.GetFileName(file) || !Matches(file, earlier["png_sha256"] is JsonValue pv && pv.TryGetValue(out string? sha) ? sha : null))
+                continue;
+            written.Add(file);
+            lines.Add((earlier["index"] is JsonValue iv && iv.TryGetValue(out int i) ? i : int.MaxValue, file, earlier.ToJsonString()));
+        }
         var log = new StringBuilder();
-        foreach (var line in _lines.Values) log.Append(line).Append('\n');
+        foreach (var (_, _, text) in lines.OrderBy(l => l.Index).ThenBy(l => l.File, StringComparer.Ordinal)) log.Append(text).Append('\n');
         ImageIO.WriteAtomically(Path.Combine(_dir, LogFile), Encoding.UTF8.GetBytes(log.ToString()));
         if (_gridMax == 0 || _grid.Count == 0) return;
         using var scope = NewDisposeScope();
@@ -183,8 +198,11 @@ internal sealed class SampleRun
         {
             try
             {
-                // The last line of an index wins: a rerun with other settings appends its own.
-                if (JsonNode.Parse(text) is JsonObject o && o["index"]?.GetValue<int>() is { } i && i >= 0 && i < _total) _previous[i] = o;
+                // The last line of an index wins: a rerun with other settings appends its own. Only a resumable run
+                // keeps earlier images; every run keeps earlier lines of images it does not overwrite (Finish).
+                if (JsonNode.Parse(text) is not JsonObject o) continue;
+                _earlierLines.Add(o);
+                if (Resumable && o["index"]?.GetValue<int>() is { } i && i >= 0 && i < _total) _previous[i] = o;
             }
             catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
             {

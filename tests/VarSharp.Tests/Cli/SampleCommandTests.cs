@@ -46,6 +46,26 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
         Assert.Equal(Listing(fresh), Listing(part));
     }
 
+    /// <summary>
+    /// A smaller run with other settings into the same folder overwrites only its own images; the log keeps the lines
+    /// of the earlier images it left alone, so they stay described (and a later run of the earlier settings keeps them).
+    /// </summary>
+    [Fact]
+    public void ALaterSmallerRunKeepsTheLinesOfImagesItDidNotOverwrite()
+    {
+        string[] Args(params string[] extra) => ["sample", "-m", _model, "--class", "2", "--seed", "1", "-o", _temp.File("mixed"), .. extra];
+        Assert.Equal(0, CliRun.Of(Args("-n", "4")).ExitCode);
+        Assert.Equal(0, CliRun.Of(Args("-n", "2", "--cfg", "0")).ExitCode);
+        var log = File.ReadAllLines(_temp.File("mixed/samples.jsonl")).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).ToList();
+        Assert.Equal([0, 1, 2, 3], log.Select(l => l["index"]!.GetValue<int>()));
+        Assert.Equal([0.0, 0.0, 4.0, 4.0], log.Select(l => l["cfg"]!.GetValue<double>()));
+
+        // The first settings again: the two images the smaller run did not touch are kept, the other two sampled anew.
+        var again = CliRun.Of(Args("-n", "4"));
+        Assert.Contains("wrote 2 image(s)", again.Output);
+        Assert.Contains("(2 more were already there", again.Output);
+    }
+
     [Fact]
     public void AnImageOverwrittenByARunThatStoppedBeforeItsLogIsSampledAgain()
     {
