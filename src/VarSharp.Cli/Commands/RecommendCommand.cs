@@ -39,26 +39,14 @@ internal static class RecommendCommand
             bool edits = parse.GetResult(cfg) is not null || parse.GetResult(topK) is not null || parse.GetResult(topP) is not null;
             var output = parse.InvocationConfiguration.Output;
 
-            if (parse.GetValue(reset) && edits) throw new VarSharpException("Give --reset alone, or the settings to recommend, not both.");
+            // Everything is checked before anything is written, so a bad value never leaves a half-made change.
+            bool resetting = parse.GetValue(reset);
+            if (resetting && edits) throw new VarSharpException("Give --reset alone, or the settings to recommend, not both.");
+            string[]? names = null;
             if (parse.GetValue(classes) is { } namesFile)
             {
-                var names = ReadNames(namesFile, varConfig.NumClasses);
-                ModelFolder.WriteClassNames(dir, names, varConfig.NumClasses);
-                output.WriteLine($"{dir}: class names set ({names.Length}: {string.Join(", ", names.Take(5))}{(names.Length > 5 ? ", …" : "")}){Unsigned()}");
-                if (!edits && !parse.GetValue(reset)) return 0;
-            }
-
-            if (parse.GetValue(reset))
-            {
-                if (edits) throw new VarSharpException("Give --reset alone, or the settings to recommend, not both.");
-                ModelFolder.WriteSamplingDefaults(dir, null, vocab);
-                output.WriteLine($"{dir}: no recommended settings; sampling falls back to the reference demo's ({Describe(SamplingDefaults.Reference, vocab)}){Unsigned()}");
-                return 0;
-            }
-            if (!edits)
-            {
-                output.WriteLine($"{dir} recommends {Describe(current, vocab)}");
-                return 0;
+                names = ReadNames(namesFile, varConfig.NumClasses);
+                ModelFolder.CheckClassNames(names);
             }
             var next = current with
             {
@@ -66,12 +54,30 @@ internal static class RecommendCommand
                 TopK = parse.GetResult(topK) is null ? current.TopK : parse.GetValue(topK),
                 TopP = parse.GetValue(topP) ?? current.TopP,
             };
-            // Checked here so that the option, not the config file, is named (NaN would not even be valid JSON).
-            if (!double.IsFinite(next.Cfg) || next.Cfg < 0) throw new VarSharpException($"--cfg must be a finite number ≥ 0, found {Fmt(next.Cfg)}.");
-            if (next.TopK is < 0 || next.TopK > vocab) throw new VarSharpException($"--top-k must be from 0 (off) to the vocabulary size {vocab}, found {next.TopK}.");
-            if (!(next.TopP is >= 0 and <= 1)) throw new VarSharpException($"--top-p must be in [0, 1] (0 is off), found {Fmt(next.TopP)}.");
-            ModelFolder.WriteSamplingDefaults(dir, next, vocab);
-            output.WriteLine($"{dir} now recommends {Describe(next, vocab)} (was {Describe(current, vocab)}){Unsigned()}");
+            if (edits)
+            {
+                // Checked here so that the option, not the config file, is named (NaN would not even be valid JSON).
+                if (!double.IsFinite(next.Cfg) || next.Cfg < 0) throw new VarSharpException($"--cfg must be a finite number ≥ 0, found {Fmt(next.Cfg)}.");
+                if (next.TopK is < 0 || next.TopK > vocab) throw new VarSharpException($"--top-k must be from 0 (off) to the vocabulary size {vocab}, found {next.TopK}.");
+                if (!(next.TopP is >= 0 and <= 1)) throw new VarSharpException($"--top-p must be in [0, 1] (0 is off), found {Fmt(next.TopP)}.");
+            }
+
+            if (names is not null)
+            {
+                ModelFolder.WriteClassNames(dir, names, varConfig.NumClasses);
+                output.WriteLine($"{dir}: class names set ({names.Length}: {string.Join(", ", names.Take(5))}{(names.Length > 5 ? ", …" : "")}){Unsigned()}");
+            }
+            if (resetting)
+            {
+                ModelFolder.WriteSamplingDefaults(dir, null, vocab);
+                output.WriteLine($"{dir}: no recommended settings; sampling falls back to the reference demo's ({Describe(SamplingDefaults.Reference, vocab)}){Unsigned()}");
+            }
+            else if (edits)
+            {
+                ModelFolder.WriteSamplingDefaults(dir, next, vocab);
+                output.WriteLine($"{dir} now recommends {Describe(next, vocab)} (was {Describe(current, vocab)}){Unsigned()}");
+            }
+            else if (names is null) output.WriteLine($"{dir} recommends {Describe(current, vocab)}");
             return 0;
         });
         return command;

@@ -80,18 +80,21 @@ public static partial class ModelFolder
     /// </summary>
     public static void WriteClassNames(string dir, IReadOnlyList<string>? names, int numClasses)
     {
-        if (names is not null)
-        {
-            if (names.Any(string.IsNullOrWhiteSpace)) throw new VarSharpException("Class names must not be empty.");
-            var twice = names.GroupBy(n => n.Trim(), StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
-            if (twice is not null) throw new VarSharpException($"The class name '{twice.Key}' appears more than once (names are matched ignoring case).");
-        }
+        if (names is not null) CheckClassNames(names);
         EditConfig(dir, root =>
         {
             root.Remove("classes");
             if (root["var"] is JsonObject block) block.Remove("classes");
             if (names is not null) root["classes"] = new JsonArray(names.Select(n => (JsonNode?)n.Trim()).ToArray());
         }, (written, configPath) => ReadClassNames(written, configPath, numClasses));
+    }
+
+    /// <summary>Refuses empty class names and names given twice (names are matched ignoring case).</summary>
+    public static void CheckClassNames(IReadOnlyList<string> names)
+    {
+        if (names.Any(string.IsNullOrWhiteSpace)) throw new VarSharpException("Class names must not be empty.");
+        var twice = names.GroupBy(n => n.Trim(), StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null) throw new VarSharpException($"The class name '{twice.Key}' appears more than once (names are matched ignoring case).");
     }
 
     /// <summary>

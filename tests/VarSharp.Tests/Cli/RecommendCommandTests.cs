@@ -79,6 +79,11 @@ public sealed class RecommendCommandTests : IDisposable
         Assert.Contains("The class name 'cat' appears more than once", CliRun.Of("recommend", "--model", dir, "--classes", names).Error);
         File.WriteAllText(names, "cat\n\nfox\nowl\nbee\n");
         Assert.Contains("Class names must not be empty", CliRun.Of("recommend", "--model", dir, "--classes", names).Error);
+        // Good names with a bad setting: refused as a whole, the names are not written either.
+        File.WriteAllText(names, "ant\nbee\ncow\ndoe\nelk\n");
+        var both = CliRun.Of("recommend", "--model", dir, "--classes", names, "--top-k", "99999");
+        Assert.Equal(1, both.ExitCode);
+        Assert.Contains("--top-k must be from 0 (off) to the vocabulary size", both.Error);
         Assert.Equal(config, File.ReadAllText(ModelFolder.ConfigPath(dir)));
         ModelBundle.Verify(dir);
     }
