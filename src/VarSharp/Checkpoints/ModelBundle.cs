@@ -313,13 +313,20 @@ public static partial class ModelBundle
     }
 
     // Renames the finished temporary folder into place. An existing folder (empty, or an old bundle under --force) is
-    // first moved aside, so a failed rename can put it back.
+    // exchanged with it in one step where the system can (Linux's renameat2 RENAME_EXCHANGE), so no moment exists
+    // without a bundle at the path; elsewhere it is first moved aside, so a failed rename can put it back.
     private static void Swap(string temp, string full, string parent, bool force)
     {
         string? old = null;
         if (Directory.Exists(full))
         {
             CheckOutput(full, force);
+            if (TryExchange(temp, full))
+            {
+                SyncDirectory(parent);
+                DeleteQuietly(temp);   // now the old folder
+                return;
+            }
             old = Path.Combine(parent, $".{Path.GetFileName(full)}.old-{Guid.NewGuid():N}");
             Directory.Move(full, old);
         }
@@ -327,13 +334,39 @@ public static partial class ModelBundle
         {
             Directory.Move(temp, full);
         }
-        catch
+        catch (Exception e) when (old is not null)
         {
-            if (old is not null) Directory.Move(old, full);
+            try
+            {
+                Directory.Move(old, full);
+            }
+            catch (Exception restore) when (restore is IOException or UnauthorizedAccessException)
+            {
+                throw new VarSharpException($"Replacing {full} failed ({e.Message.TrimEnd('.')}) and the previous bundle could not be put back; it is at {old}.", e);
+            }
             throw;
         }
         SyncDirectory(parent);
         if (old is not null) DeleteQuietly(old);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "renameat2", SetLastError = true)]
+    private static extern int RenameAt2(int oldDirFd, string oldPath, int newDirFd, string newPath, uint flags);
+
+    // Swaps two existing paths atomically; false where the system or file system cannot, and the caller falls back.
+    private static bool TryExchange(string a, string b)
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        const int AtFdCwd = -100;
+        const uint RenameExchange = 2;
+        try
+        {
+            return RenameAt2(AtFdCwd, a, AtFdCwd, b, RenameExchange) == 0;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return false;
+        }
     }
 
     private static void DeleteQuietly(string dir)

@@ -11,13 +11,13 @@ namespace VarSharp.Tests.Checkpoints;
 /// <summary>Bundles are verified against their manifest before anything is loaded from them.</summary>
 public class ModelBundleTests
 {
-    private static string WriteTinyBundle(TempFolder tmp)
+    private static string WriteTinyBundle(TempFolder tmp, bool force = false)
     {
         var cfg = TinyConfigs.VqVae();
         using var vae = new VqVae(cfg);
         var config = new JsonObject { ["vqvae"] = JsonSerializer.SerializeToNode(cfg, JsonConfig.Options) }.ToJsonString(JsonConfig.Options);
         var dir = tmp.File("bundle");
-        ModelBundle.Write(dir, config, vae.state_dict().Select(kv => new KeyValuePair<string, torch.Tensor>("vae." + kv.Key, kv.Value)));
+        ModelBundle.Write(dir, config, vae.state_dict().Select(kv => new KeyValuePair<string, torch.Tensor>("vae." + kv.Key, kv.Value)), force);
         return dir;
     }
 
@@ -100,5 +100,12 @@ public class ModelBundleTests
         Assert.Equal(ModelBundleProblem.OutputExists, e.Problem);
         Assert.Equal([dir], Directory.GetFileSystemEntries(tmp.Path));
         ModelBundle.Verify(dir);
+
+        // Replacing it (--force) exchanges the folders and leaves neither the new one's temporary nor the old one behind.
+        var before = File.ReadAllBytes(Path.Combine(dir, ModelBundle.WeightsFileName));
+        WriteTinyBundle(tmp, force: true);
+        Assert.Equal([dir], Directory.GetFileSystemEntries(tmp.Path));
+        ModelBundle.Verify(dir);
+        Assert.NotEqual(before, File.ReadAllBytes(Path.Combine(dir, ModelBundle.WeightsFileName)));   // fresh random weights
     }
 }
