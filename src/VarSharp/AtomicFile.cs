@@ -10,11 +10,15 @@ namespace VarSharp;
 /// </summary>
 public static class AtomicFile
 {
-    /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/>, creating missing folders.</summary>
-    public static void Write(string path, byte[] bytes) => Write(path, stream => stream.Write(bytes));
+    /// <summary>
+    /// Writes <paramref name="bytes"/> to <paramref name="path"/>, creating missing folders. <paramref name="tempDir"/>
+    /// puts the temporary file elsewhere on the same file system (a bundle's parent: a temporary file inside a bundle
+    /// would be an extra file its manifest does not list, should the process die before the rename).
+    /// </summary>
+    public static void Write(string path, byte[] bytes, string? tempDir = null) => Write(path, stream => stream.Write(bytes), tempDir);
 
     /// <summary>Writes what <paramref name="write"/> puts into the (seekable) stream to <paramref name="path"/>, creating missing folders.</summary>
-    public static void Write(string path, Action<FileStream> write)
+    public static void Write(string path, Action<FileStream> write, string? tempDir = null)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new VarSharpException("The output is an empty path; name a file to write.");
         var full = Path.GetFullPath(path);
@@ -22,7 +26,7 @@ public static class AtomicFile
         if (Directory.Exists(full)) throw new VarSharpException($"{full} is a folder; give the name of the file to write.");
         var dir = Path.GetDirectoryName(full)!;
         if (PathErrors.FileAncestor(full) is { } blocker) throw new VarSharpException($"Cannot write {full}: {blocker} is a file, not a folder.");
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        var tmp = Path.Combine(tempDir ?? dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
         try
         {
             Directory.CreateDirectory(dir);

@@ -113,7 +113,8 @@ public static class BundleSignature
             ["signature"] = Convert.ToBase64String(key.SignData(manifest, HashAlgorithmName.SHA256)),
         };
         var json = node.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
-        AtomicFile.Write(Path.Combine(bundleDir, FileName), Encoding.UTF8.GetBytes(json + "\n"));
+        var bundleFull = Path.GetFullPath(bundleDir).TrimEnd('/');
+        AtomicFile.Write(Path.Combine(bundleFull, FileName), Encoding.UTF8.GetBytes(json + "\n"), tempDir: Path.GetDirectoryName(bundleFull));
         return new BundleSignatureInfo(keyId, privateKeyPath);
     }
 
