@@ -55,9 +55,10 @@ public static class PyTorchExport
         if (other is not null) throw new VarSharpException($"{files.WeightsPath} holds '{other}', which belongs to neither the tokenizer (vae.*) nor the transformer (var.*).");
 
         Directory.CreateDirectory(outDir);
-        // The files are replaced as a set: the earlier export goes first (report first), and the report is written
-        // last, so a failure part-way leaves a folder without export.json rather than halves of two models.
-        foreach (var name in new[] { ReportFile, VaeFile, VarFile })
+        // The files are replaced as a set: the earlier report goes first (a folder without export.json is an export in
+        // progress), each .pth replaces its predecessor atomically only once it is complete (so a failure never leaves
+        // less than there was), a file the new export does not have goes after both are written, and the report last.
+        void Delete(string name)
         {
             var path = Path.Combine(outDir, name);
             try
@@ -69,6 +70,7 @@ public static class PyTorchExport
                 throw new VarSharpException($"Cannot replace {path}: {e.Message}", e);
             }
         }
+        Delete(ReportFile);
         ExportedFile? Write(string name, List<KeyValuePair<string, TorchSharp.torch.Tensor>> tensors)
         {
             if (tensors.Count == 0) return null;
@@ -78,6 +80,8 @@ public static class PyTorchExport
         }
         var vae = Write(VaeFile, vaeTensors);
         var varFile = Write(VarFile, varTensors);
+        if (vae is null) Delete(VaeFile);
+        if (varFile is null) Delete(VarFile);
 
         var result = new PyTorchExportResult(outDir, vae, varFile,
             vq is null ? null : VqVaeCall(vq), var is null ? null : VarCall(var),
