@@ -100,10 +100,23 @@ public static class RunFolder
     /// Creates the run folder with its checkpoints/ and samples/ folders and takes its <see cref="RunLock"/> before
     /// anything is written there; returns the lock (the caller holds it until the session ends) and the log's path.
     /// </summary>
-    public static RunLock Create(string runDir, out string logPath)
+    public static RunLock Create(string runDir, out string logPath, Action? recheck = null)
     {
         Directory.CreateDirectory(runDir);
         var runLock = RunLock.Acquire(runDir);
+        // The checks made before the lock (an empty folder for a new run, no later checkpoint for a resume) are made
+        // again while holding it: another trainer may have used the folder during this one's minutes of setup.
+        try
+        {
+            recheck?.Invoke();
+        }
+        catch (VarSharpException e)
+        {
+            // Another trainer's work is in the folder now: said as the folder being in use, so that no caller cleans
+            // up (deletes) what that trainer wrote.
+            runLock.Dispose();
+            throw new RunFolderInUseException(e.Message);
+        }
         Directory.CreateDirectory(Path.Combine(runDir, CheckpointWriter.CheckpointsDir));
         Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
         logPath = Path.Combine(runDir, LogFile);

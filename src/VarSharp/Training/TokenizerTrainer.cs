@@ -153,7 +153,7 @@ public sealed partial class TokenizerTrainer : IDisposable
         else t = new TokenizerTrainer(runDir, model, train, data, device) { newRunFolder = existed };
         try
         {
-            t.Open(new DataPosition(0, 0), truncateLogAfter: null);
+            t.Open(new DataPosition(0, 0), truncateLogAfter: null, recheck: () => RunFolder.ForNewRun(runDir));
             CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), ConfigJson(model, train));
             t.LogStart(resumedFrom: null);
             return t;
@@ -209,14 +209,16 @@ public sealed partial class TokenizerTrainer : IDisposable
         try
         {
             TrainDevice.CheckResume(metadata, device, ckpt);
-            RunFolder.CheckResumePoint(runDir, ckpt, CheckpointWriter.Scalar(state, "step", source), train.Steps, inPlace: newRunDir is null);
+            long stateStep = CheckpointWriter.Scalar(state, "step", source);
+            void CheckPoint() => RunFolder.CheckResumePoint(runDir, ckpt, stateStep, train.Steps, inPlace: newRunDir is null);
+            CheckPoint();
             var t = new TokenizerTrainer(runDir, model, train, data, device);
             try
             {
                 var (ckptStep, position) = RunFolder.ReadProgress(state, source, ckpt, t.data.Train);
                 t.LoadState(ckpt, state, source);
                 t.step = ckptStep;
-                t.Open(position, truncateLogAfter: newRunDir is null ? t.step : null);
+                t.Open(position, truncateLogAfter: newRunDir is null ? t.step : null, recheck: CheckPoint);
                 CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), ConfigJson(model, train));
                 t.lastCheckpointStep = t.step;
                 t.lastCheckpoint = ckpt;
@@ -275,9 +277,9 @@ public sealed partial class TokenizerTrainer : IDisposable
         JsonSerializer.Serialize(new Dictionary<string, object> { ["vqvae"] = model, ["train_tokenizer"] = train }, JsonConfig.Options);
 
     /// <summary>Creates the folders and the data loader, reloads the history for the plot, opens the log.</summary>
-    private void Open(DataPosition start, long? truncateLogAfter)
+    private void Open(DataPosition start, long? truncateLogAfter, Action? recheck = null)
     {
-        runLock = RunFolder.Create(runDir, out var logPath);
+        runLock = RunFolder.Create(runDir, out var logPath, recheck);
         if (truncateLogAfter is { } after)
         {
             TrainLog.TruncateAfter(logPath, after);

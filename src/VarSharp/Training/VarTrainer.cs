@@ -229,7 +229,7 @@ public sealed partial class VarTrainer : IDisposable
                 train = InitRecord(train with { InitFrom = Path.GetFullPath(from) }, init, model, TokenPyramids.Digest(vae));
             }
             t = new VarTrainer(runDir, model, train, vae, ownsVae: tokenizer is null, data, init?.Weights) { newRunFolder = existed };
-            t.Open(new DataPosition(0, 0), truncateLogAfter: null);
+            t.Open(new DataPosition(0, 0), truncateLogAfter: null, recheck: () => RunFolder.ForNewRun(runDir));
             CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), t.ConfigJson());
             t.LogStart(resumedFrom: null);
             return t;
@@ -331,7 +331,9 @@ public sealed partial class VarTrainer : IDisposable
             }
             else vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(ckpt), device);
 
-            RunFolder.CheckResumePoint(runDir, ckpt, CheckpointWriter.Scalar(state, "step", source), train.Steps, inPlace: newRunDir is null);
+            long stateStep = CheckpointWriter.Scalar(state, "step", source);
+            void CheckPoint() => RunFolder.CheckResumePoint(runDir, ckpt, stateStep, train.Steps, inPlace: newRunDir is null);
+            CheckPoint();
 
             t = new VarTrainer(runDir, model, train, vae, ownsVae: true, data);
             vae = null;   // the trainer owns it now
@@ -340,7 +342,7 @@ public sealed partial class VarTrainer : IDisposable
             var (ckptStep, position) = RunFolder.ReadProgress(state, source, ckpt, t.data.Train);
             t.LoadState(ckpt, state, source);
             t.step = ckptStep;
-            t.Open(position, truncateLogAfter: newRunDir is null ? t.step : null);
+            t.Open(position, truncateLogAfter: newRunDir is null ? t.step : null, recheck: CheckPoint);
             CheckpointWriter.WriteText(Path.Combine(runDir, RunConfigFile), t.ConfigJson());
             t.lastCheckpointStep = t.step;
             t.lastCheckpoint = ckpt;
@@ -407,9 +409,9 @@ public sealed partial class VarTrainer : IDisposable
     }
 
     /// <summary>Creates the folders, settles the data position, reloads the plot's history, opens the log.</summary>
-    private void Open(DataPosition start, long? truncateLogAfter)
+    private void Open(DataPosition start, long? truncateLogAfter, Action? recheck = null)
     {
-        runLock = RunFolder.Create(runDir, out var logPath);
+        runLock = RunFolder.Create(runDir, out var logPath, recheck);
         if (truncateLogAfter is { } after)
         {
             TrainLog.TruncateAfter(logPath, after);

@@ -54,6 +54,23 @@ public class RunLockTests
         using var second = VarTrainer.Resume(run);
         Assert.Equal(3, second.Step);
     }
+
+    /// <summary>
+    /// The new-run and resume checks run again under the lock: a folder another trainer used during this one's setup is
+    /// reported as in use (so no cleanup deletes that trainer's files), and the lock is released.
+    /// </summary>
+    [Fact]
+    public void AFailedRecheckUnderTheLockIsAFolderInUseAndReleasesTheLock()
+    {
+        using var tmp = new TempFolder();
+        var run = tmp.File("run");
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, RunFolder.ConfigFile), "{}");   // another trainer's config, written meanwhile
+        var e = Assert.Throws<RunFolderInUseException>(() => RunFolder.Create(run, out _, () => RunFolder.ForNewRun(run)));
+        Assert.Contains("already exists and is not empty", e.Message, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(run, RunFolder.ConfigFile)));
+        using var again = RunFolder.Create(run, out _);   // the lock was released
+    }
 }
 
 /// <summary>`status` reads a run folder without touching it: running, stopped, finished, and the figures of its log.</summary>
