@@ -380,7 +380,8 @@ public static partial class ModelBundle
     }
 
     /// <summary>fsync on the folder itself makes the new names durable (POSIX); Windows has no equivalent and needs none.</summary>
-    private static void SyncDirectory(string dir)
+    /// <summary>Flushes a folder's entries (new names, renames) to disk, where the system allows it.</summary>
+    internal static void SyncDirectory(string dir)
     {
         if (OperatingSystem.IsWindows()) return;
         int fd = Posix.open(dir, 0 /* O_RDONLY */);

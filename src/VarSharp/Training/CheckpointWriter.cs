@@ -51,7 +51,11 @@ public static class CheckpointWriter
             var statePath = Path.Combine(temp, TrainStateFile);
             SafeTensors.Save(statePath, trainState, trainStateMetadata);
             AtomicFile.Write(Path.Combine(temp, TrainStateDigestFile), Encoding.ASCII.GetBytes($"{FileDigest.Sha256(statePath)}  {TrainStateFile}\n"));
+            // The folder's entries reach the disk before it is renamed into place, and the rename before the caller
+            // prunes older checkpoints: a power cut can then lose the newest checkpoint, never all of them.
+            ModelBundle.SyncDirectory(temp);
             Directory.Move(temp, full);
+            ModelBundle.SyncDirectory(parent);
         }
         catch
         {

@@ -117,7 +117,12 @@ public static class RunFolder
             runLock.Dispose();
             throw new RunFolderInUseException(e.Message);
         }
-        Directory.CreateDirectory(Path.Combine(runDir, CheckpointWriter.CheckpointsDir));
+        var checkpoints = Directory.CreateDirectory(Path.Combine(runDir, CheckpointWriter.CheckpointsDir));
+        // What a stopped session left half-made (a checkpoint being written, one being pruned) goes; only the holder of
+        // the lock writes here, so nothing live can match.
+        foreach (var stale in checkpoints.EnumerateDirectories(".step-*"))
+            if (stale.Name.EndsWith(".tmp", StringComparison.Ordinal) || stale.Name.Contains(".deleting-", StringComparison.Ordinal))
+                stale.Delete(recursive: true);
         Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
         logPath = Path.Combine(runDir, LogFile);
         return runLock;
@@ -216,7 +221,14 @@ public static class RunFolder
     public static void Prune(string runDir, int keep, string current)
     {
         foreach (var (_, old) in CheckpointWriter.List(runDir).SkipLast(keep))
-            if (old != current) Directory.Delete(old, recursive: true);
+        {
+            if (old == current) continue;
+            // Renamed out of the checkpoints' naming first, so a stop part-way through the deletion never leaves a
+            // half-deleted folder that still looks like a checkpoint to a resume.
+            var doomed = Path.Combine(Path.GetDirectoryName(old)!, $".{Path.GetFileName(old)}.deleting-{Guid.NewGuid():N}");
+            Directory.Move(old, doomed);
+            Directory.Delete(doomed, recursive: true);
+        }
     }
 
     /// <summary>The (step, value) pairs of one numeric field of the log lines of one kind, for the loss plot after a resume.</summary>

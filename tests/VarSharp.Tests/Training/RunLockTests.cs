@@ -71,6 +71,18 @@ public class RunLockTests
         Assert.True(File.Exists(Path.Combine(run, RunFolder.ConfigFile)));
         using var again = RunFolder.Create(run, out _);   // the lock was released
     }
+
+    /// <summary>Half-made checkpoint folders a stopped session left (being written, being pruned) go when a run opens the folder.</summary>
+    [Fact]
+    public void OpeningARunFolderSweepsHalfMadeCheckpoints()
+    {
+        using var tmp = new TempFolder();
+        var checkpoints = Directory.CreateDirectory(tmp.File("run/checkpoints")).FullName;
+        foreach (var name in new[] { ".step-0000005.0123abcd.tmp", ".step-0000003.deleting-99ff", "step-0000004", ".keep" })
+            Directory.CreateDirectory(Path.Combine(checkpoints, name));
+        using (RunFolder.Create(tmp.File("run"), out _)) { }
+        Assert.Equal([".keep", "step-0000004"], Directory.GetDirectories(checkpoints).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+    }
 }
 
 /// <summary>`status` reads a run folder without touching it: running, stopped, finished, and the figures of its log.</summary>
