@@ -74,15 +74,34 @@ public static class BundleSignature
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var dir = Path.GetDirectoryName(Path.GetFullPath(privatePath))!;
         Directory.CreateDirectory(dir);
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        using (var stream = new FileStream(privatePath, options))
+        // Both files are created new (never replacing one that appeared since the check above); if either cannot be
+        // written, the files this call created go again, so a retry is not blocked by a half-made pair.
+        var created = new List<string>();
+        try
         {
-            stream.Write(Encoding.ASCII.GetBytes(key.ExportPkcs8PrivateKeyPem() + "\n"));
-            stream.Flush(flushToDisk: true);
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            WriteNew(privatePath, options, key.ExportPkcs8PrivateKeyPem(), created);
+            WriteNew(publicPath, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write }, key.ExportSubjectPublicKeyInfoPem(), created);
         }
-        AtomicFile.Write(publicPath, Encoding.ASCII.GetBytes(key.ExportSubjectPublicKeyInfoPem() + "\n"));
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            foreach (var path in created)
+            {
+                try { File.Delete(path); }
+                catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
+            }
+            throw new VarSharpException($"Cannot write the key pair {basePath}.key/.pub: {e.Message.TrimEnd('.')}; nothing was kept.", e);
+        }
         return KeyId(key.ExportSubjectPublicKeyInfo());
+    }
+
+    private static void WriteNew(string path, FileStreamOptions options, string pem, List<string> created)
+    {
+        using var stream = new FileStream(path, options);
+        created.Add(path);
+        stream.Write(Encoding.ASCII.GetBytes(pem + "\n"));
+        stream.Flush(flushToDisk: true);
     }
 
     /// <summary>Reads a private key file as <see cref="Sign"/> would and returns its key id: a check to run before long work.</summary>
