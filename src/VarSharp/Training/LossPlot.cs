@@ -37,9 +37,7 @@ public static class LossPlot
             plot.Axes.Right.Label.Text = rightLabel;
         }
         plot.ShowLegend(Alignment.UpperRight);
-        var full = System.IO.Path.GetFullPath(path);
-        var temp = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(full)!, $".{System.IO.Path.GetFileNameWithoutExtension(full)}.{Guid.NewGuid():N}.tmp.png");
-        plot.SavePng(temp, 900, 500);
-        File.Move(temp, full, overwrite: true);
+        // Rendered in memory, then written like every other output (temporary file, flush, rename; no leftover on failure).
+        AtomicFile.Write(path, plot.GetImageBytes(900, 500, ImageFormat.Png));
     }
 }
