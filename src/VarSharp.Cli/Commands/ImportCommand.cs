@@ -36,10 +36,10 @@ internal static class ImportCommand
             // A key that cannot sign is refused before the import, not after it has written an unsigned bundle.
             var key = parse.GetValue(sign);
             if (key is not null) BundleSignature.SigningKeyId(key);
-            var result = CheckpointImport.Run(parse.GetValue(vae), parse.GetValue(var), parse.GetRequiredValue(output), options, parse.GetValue(force));
+            var result = CheckpointImport.Run(parse.GetValue(vae), parse.GetValue(var), parse.GetRequiredValue(output), options, parse.GetValue(force), signWith: key);
             var writer = parse.InvocationConfiguration.Output;
             writer.WriteLine($"wrote bundle {result.OutputDir}: {result.TensorCount} tensors, {ByteSize.Format(result.TensorBytes)}");
-            if (key is not null) writer.WriteLine($"  signed with key {BundleSignature.Sign(result.OutputDir, key).KeyId}");
+            if (key is not null) writer.WriteLine($"  signed with key {BundleSignature.SigningKeyId(key)}");
             if (result.VqVae is { } q)
                 writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  vqvae: V {q.VocabSize}, Cvae {q.ZChannels}, ch {q.Ch}, ch_mult [{string.Join(",", q.ChMult)}], res blocks {q.NumResBlocks}, share_quant_resi {q.ShareQuantResi}, quant_resi {q.QuantResi}, patch_nums [{string.Join(",", q.VPatchNums)}]"));

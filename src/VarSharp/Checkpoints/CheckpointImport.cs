@@ -20,7 +20,8 @@ public sealed record ImportResult(string OutputDir, VqVaeConfig? VqVae, VarConfi
 /// </summary>
 public static class CheckpointImport
 {
-    public static ImportResult Run(string? vaePath, string? varPath, string outputDir, ImportOptions options, bool force = false)
+    /// <param name="signWith">A private key that signs the bundle before it takes its place (null: unsigned).</param>
+    public static ImportResult Run(string? vaePath, string? varPath, string outputDir, ImportOptions options, bool force = false, string? signWith = null)
     {
         if (vaePath is null && varPath is null)
             throw new VarSharpException("Nothing to import: give --vae, --var or both.");
@@ -61,7 +62,8 @@ public static class CheckpointImport
             var sources = new List<BundleSource>();
             if (vaePath is not null) sources.Add(Source("vae", vaePath));
             if (varPath is not null) sources.Add(Source("var", varPath));
-            ModelBundle.Write(outputDir, config.ToJsonString(JsonConfig.Options) + "\n", tensors, force, sources, producer: "varsharp import");
+            ModelBundle.Write(outputDir, config.ToJsonString(JsonConfig.Options) + "\n", tensors, force, sources, producer: "varsharp import",
+                beforeSwap: signWith is null ? null : temp => BundleSignature.Sign(temp, signWith));
             return new ImportResult(Path.GetFullPath(outputDir), vaeCfg, varCfg, tensors.Count, tensors.Sum(t => t.Value.numel() * t.Value.element_size()));
         }
         finally

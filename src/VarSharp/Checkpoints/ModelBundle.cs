@@ -101,8 +101,10 @@ public static partial class ModelBundle
     /// Writes a bundle at <paramref name="dir"/>. An existing empty folder is replaced; an existing non-empty one only
     /// with <paramref name="force"/>, and only if it is itself a bundle (so a mistyped path never wipes unrelated files).
     /// </summary>
+    /// <param name="beforeSwap">Runs on the finished temporary folder before it takes the bundle's place (signing it,
+    /// so that a signed bundle is never replaced by an unsigned one, even for a moment).</param>
     public static void Write(string dir, string configJson, IEnumerable<KeyValuePair<string, Tensor>> tensors, bool force = false,
-        IReadOnlyList<BundleSource>? sources = null, string producer = "varsharp")
+        IReadOnlyList<BundleSource>? sources = null, string producer = "varsharp", Action<string>? beforeSwap = null)
     {
         var full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
         CheckOutput(full, force);
@@ -117,6 +119,7 @@ public static partial class ModelBundle
             SafeTensors.Save(Path.Combine(temp, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = producer });
             var manifest = BuildManifest(temp, [ConfigFileName, WeightsFileName], sources);
             WriteDurably(Path.Combine(temp, ManifestFileName), Encoding.UTF8.GetBytes(manifest));
+            beforeSwap?.Invoke(temp);
             SyncDirectory(temp);
             Swap(temp, full, parent, force);
         }
