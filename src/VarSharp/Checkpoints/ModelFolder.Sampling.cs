@@ -105,6 +105,9 @@ public static partial class ModelFolder
     /// </summary>
     private static void EditConfig(string dir, Action<JsonObject> edit, Action<JsonElement, string> check)
     {
+        // A folder reached through a symbolic link is edited where it lives: replacing the link with a new folder would
+        // leave the real one unchanged.
+        if (new DirectoryInfo(dir).ResolveLinkTarget(returnFinalTarget: true) is { } real) dir = real.FullName;
         var configPath = ConfigPath(dir);
         if (!File.Exists(configPath)) throw new VarSharpException($"Model folder {dir} has no config.json.");
         VerifyIfBundle(dir);

@@ -88,6 +88,20 @@ public sealed class RecommendCommandTests : IDisposable
         ModelBundle.Verify(dir);
     }
 
+    /// <summary>A bundle reached through a symbolic link is changed where it lives, and the link stays a link.</summary>
+    [Fact]
+    public void ABundleBehindASymbolicLinkIsEditedInPlace()
+    {
+        var dir = Bundle("real");
+        var link = _temp.File("link");
+        Directory.CreateSymbolicLink(link, dir);
+        var run = CliRun.Of("recommend", "--model", link, "--cfg", "3");
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.Equal(3.0, ReadDefaults(dir).Cfg);
+        Assert.NotNull(new DirectoryInfo(link).LinkTarget);
+        ModelBundle.Verify(dir);
+    }
+
     [Fact]
     public void APlainFolderKeepsItsOtherFields()
     {
