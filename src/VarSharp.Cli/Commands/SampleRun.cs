@@ -151,17 +151,19 @@ internal sealed class SampleRun
     public void Finish()
     {
         var written = _lines.Values.Select(l => JsonNode.Parse(l)!["file"]!.GetValue<string>()).ToHashSet(StringComparer.Ordinal);
-        var lines = _lines.Select(kv => (Index: kv.Key, File: "", Text: kv.Value)).ToList();
+        // At an equal index this run's line comes last: a rerun takes the last line of an index as the one to resume.
+        var lines = _lines.Select(kv => (Index: kv.Key, Earlier: false, File: "", Text: kv.Value)).ToList();
         foreach (var earlier in Enumerable.Reverse(_earlierLines))   // the latest line of a file first
         {
             if (earlier["file"] is not JsonValue fv || !fv.TryGetValue(out string? file) || file is null || written.Contains(file)
                 || file != Path.GetFileName(file) || !Matches(file, earlier["png_sha256"] is JsonValue pv && pv.TryGetValue(out string? sha) ? sha : null))
                 continue;
             written.Add(file);
-            lines.Add((earlier["index"] is JsonValue iv && iv.TryGetValue(out int i) ? i : int.MaxValue, file, earlier.ToJsonString()));
+            lines.Add((earlier["index"] is JsonValue iv && iv.TryGetValue(out int i) ? i : int.MaxValue, true, file, earlier.ToJsonString()));
         }
         var log = new StringBuilder();
-        foreach (var (_, _, text) in lines.OrderBy(l => l.Index).ThenBy(l => l.File, StringComparer.Ordinal)) log.Append(text).Append('\n');
+        foreach (var (_, _, _, text) in lines.OrderBy(l => l.Index).ThenByDescending(l => l.Earlier).ThenBy(l => l.File, StringComparer.Ordinal))
+            log.Append(text).Append('\n');
         ImageIO.WriteAtomically(Path.Combine(_dir, LogFile), Encoding.UTF8.GetBytes(log.ToString()));
         if (_gridMax == 0 || _grid.Count == 0) return;
         using var scope = NewDisposeScope();

@@ -60,12 +60,31 @@ public static partial class ModelBundle
     /// <summary>A manifest is a few hundred bytes; anything this large is not one.</summary>
     private const long MaxManifestBytes = 1 << 20;
 
-    /// <summary>The nearest folder at or above <paramref name="dir"/> (symbolic links resolved) that is a bundle, or null.</summary>
+    /// <summary>
+    /// The nearest folder at or above <paramref name="dir"/> (symbolic links resolved) that is a VarSharp bundle, or
+    /// null. Only a manifest of our format counts: other projects' manifest.json files above a run folder do not.
+    /// </summary>
     public static string? EnclosingBundle(string? dir)
     {
-        for (var up = dir is null ? null : Resolved(Path.GetFullPath(dir)); !string.IsNullOrEmpty(up); up = Path.GetDirectoryName(up))
-            if (IsBundle(up)) return up;
+        for (var up = dir is null ? null : Resolved(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))); !string.IsNullOrEmpty(up); up = Path.GetDirectoryName(up))
+            if (IsOurBundle(up)) return up;
         return null;
+    }
+
+    private static bool IsOurBundle(string dir)
+    {
+        var path = Path.Combine(dir, ManifestFileName);
+        try
+        {
+            if (!File.Exists(path) || new FileInfo(path).Length > MaxManifestBytes) return false;
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            return doc.RootElement.ValueKind == JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("format", out var format) && format.ValueKind == JsonValueKind.String && format.GetString() == FormatName;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            return false;
+        }
     }
 
     /// <summary>
@@ -137,6 +156,7 @@ public static partial class ModelBundle
     /// </summary>
     public static void CheckOutput(string dir, bool force)
     {
+        dir = Path.TrimEndingDirectorySeparator(dir);
         if (File.Exists(dir))
             throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} is an existing file, not a folder; choose another path.");
         PathErrors.CheckOutput(dir);
@@ -148,6 +168,12 @@ public static partial class ModelBundle
                 $"Output {dir} is the model of the training checkpoint {up}, whose train state it would no longer match; choose another path.");
         if (PathErrors.FileAncestor(dir) is { } blocker)
             throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output {dir} lies under {blocker}, which is a file, not a folder; choose another path.");
+        CheckReplaceable(dir, force);
+    }
+
+    // The rules for an existing folder at the output path: empty, or a bundle that --force may replace.
+    private static void CheckReplaceable(string dir, bool force)
+    {
         if (!Directory.Exists(dir) || !Directory.EnumerateFileSystemEntries(dir).Any()) return;
         if (!force)
             throw new ModelBundleException(ModelBundleProblem.OutputExists, $"Output folder {dir} already exists and is not empty; pass --force to replace it.");
@@ -323,7 +349,9 @@ public static partial class ModelBundle
         string? old = null;
         if (Directory.Exists(full))
         {
-            CheckOutput(full, force);
+            // Only the folder's own state is checked again here: where it lies was checked before the work began, and
+            // an in-place rewrite (recommend on a checkpoint's model) is not a new output.
+            CheckReplaceable(full, force);
             if (TryExchange(temp, full))
             {
                 SyncDirectory(parent);

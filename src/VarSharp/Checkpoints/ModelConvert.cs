@@ -21,8 +21,8 @@ public static class ModelConvert
         if (dtype is not (ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float32))
             throw new VarSharpException($"Weights can be stored as float32, bfloat16 or float16, not {dtype}.");
         // Checked before the model is read: replacing the source with a rounded copy of itself would lose its weights.
-        var output = Path.GetFullPath(outputDir).TrimEnd('/');
-        if (output == Path.GetFullPath(modelDir).TrimEnd('/'))
+        var output = Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDir));
+        if (Real(output) == Real(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir))))
             throw new VarSharpException($"The output {output} is the model being converted; write the converted bundle elsewhere.");
         ModelBundle.CheckOutput(output, force);
         using var files = ModelFiles.Read(modelDir, _ => true, trust);
@@ -52,4 +52,8 @@ public static class ModelConvert
             [new BundleSource("converted-from", Path.GetFileName(files.WeightsPath), files.WeightsSha256, sourceBytes)], producer: "varsharp convert");
         return new ConvertResult(Path.GetFullPath(outputDir), converted, before, after);
     }
+
+    // A folder's path with symbolic links resolved (the path itself when it is no link or does not exist).
+    private static string Real(string dir) =>
+        Directory.Exists(dir) && new DirectoryInfo(dir).ResolveLinkTarget(returnFinalTarget: true) is { } target ? target.FullName : dir;
 }

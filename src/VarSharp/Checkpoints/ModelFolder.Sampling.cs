@@ -107,6 +107,8 @@ public static partial class ModelFolder
     {
         // A folder reached through a symbolic link is edited where it lives: replacing the link with a new folder would
         // leave the real one unchanged.
+        dir = Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir));
+        if (!Directory.Exists(dir)) throw PathErrors.FolderMissing(dir, "Model folder");
         if (new DirectoryInfo(dir).ResolveLinkTarget(returnFinalTarget: true) is { } real) dir = real.FullName;
         var configPath = ConfigPath(dir);
         if (!File.Exists(configPath)) throw new VarSharpException($"Model folder {dir} has no config.json.");

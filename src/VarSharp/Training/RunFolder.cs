@@ -108,24 +108,34 @@ public static class RunFolder
         // again while holding it: another trainer may have used the folder during this one's minutes of setup.
         try
         {
-            recheck?.Invoke();
+            try
+            {
+                recheck?.Invoke();
+            }
+            catch (VarSharpException e)
+            {
+                // Another trainer's work is in the folder now: said as the folder being in use, so that no caller
+                // cleans up (deletes) what that trainer wrote.
+                throw new RunFolderInUseException(e.Message);
+            }
+            var checkpoints = Directory.CreateDirectory(Path.Combine(runDir, CheckpointWriter.CheckpointsDir));
+            // What a stopped session left half-made (a checkpoint being written, one being pruned) goes, as far as it
+            // can; only the holder of the lock writes here, so nothing live can match.
+            foreach (var stale in checkpoints.EnumerateDirectories(".step-*"))
+                if (stale.Name.EndsWith(".tmp", StringComparison.Ordinal) || stale.Name.Contains(".deleting-", StringComparison.Ordinal))
+                {
+                    try { stale.Delete(recursive: true); }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+                }
+            Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
+            logPath = Path.Combine(runDir, LogFile);
+            return runLock;
         }
-        catch (VarSharpException e)
+        catch
         {
-            // Another trainer's work is in the folder now: said as the folder being in use, so that no caller cleans
-            // up (deletes) what that trainer wrote.
             runLock.Dispose();
-            throw new RunFolderInUseException(e.Message);
+            throw;
         }
-        var checkpoints = Directory.CreateDirectory(Path.Combine(runDir, CheckpointWriter.CheckpointsDir));
-        // What a stopped session left half-made (a checkpoint being written, one being pruned) goes; only the holder of
-        // the lock writes here, so nothing live can match.
-        foreach (var stale in checkpoints.EnumerateDirectories(".step-*"))
-            if (stale.Name.EndsWith(".tmp", StringComparison.Ordinal) || stale.Name.Contains(".deleting-", StringComparison.Ordinal))
-                stale.Delete(recursive: true);
-        Directory.CreateDirectory(Path.Combine(runDir, SamplesDir));
-        logPath = Path.Combine(runDir, LogFile);
-        return runLock;
     }
 
     /// <summary>The fields every start line of a log carries about the process: who holds the run folder, since when.</summary>
@@ -248,7 +258,7 @@ public static class RunFolder
         {
             writePlot();
         }
-        catch (Exception e) when (e is IOException or TypeInitializationException or DllNotFoundException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or VarSharpException or TypeInitializationException or DllNotFoundException or InvalidOperationException)
         {
             log.Write("warning", step, new Dictionary<string, JsonNode?> { ["plot"] = e.Message });
         }

@@ -210,7 +210,12 @@ public sealed partial class TokenizerTrainer : IDisposable
         {
             TrainDevice.CheckResume(metadata, device, ckpt);
             long stateStep = CheckpointWriter.Scalar(state, "step", source);
-            void CheckPoint() => RunFolder.CheckResumePoint(runDir, ckpt, stateStep, train.Steps, inPlace: newRunDir is null);
+            void CheckPoint()
+            {
+                // Continuing into a new folder needs it unused, like a new run; in place, no later checkpoint there.
+                if (newRunDir is not null) RunFolder.ForNewRun(runDir);
+                RunFolder.CheckResumePoint(runDir, ckpt, stateStep, train.Steps, inPlace: newRunDir is null);
+            }
             CheckPoint();
             var t = new TokenizerTrainer(runDir, model, train, data, device);
             try

@@ -332,7 +332,12 @@ public sealed partial class VarTrainer : IDisposable
             else vae = ModelFolder.LoadTokenizer(CheckpointWriter.ModelFolderOf(ckpt), device);
 
             long stateStep = CheckpointWriter.Scalar(state, "step", source);
-            void CheckPoint() => RunFolder.CheckResumePoint(runDir, ckpt, stateStep, train.Steps, inPlace: newRunDir is null);
+            void CheckPoint()
+            {
+                // Continuing into a new folder needs it unused, like a new run; in place, no later checkpoint there.
+                if (newRunDir is not null) RunFolder.ForNewRun(runDir);
+                RunFolder.CheckResumePoint(runDir, ckpt, stateStep, train.Steps, inPlace: newRunDir is null);
+            }
             CheckPoint();
 
             t = new VarTrainer(runDir, model, train, vae, ownsVae: true, data);

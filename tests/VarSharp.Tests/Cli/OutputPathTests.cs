@@ -36,6 +36,31 @@ public sealed class OutputPathTests : IDisposable
         Assert.Equal(["config.json", "manifest.json", "model.safetensors"], Directory.GetFileSystemEntries(bundle).Select(Path.GetFileName).Order());
     }
 
+    /// <summary>
+    /// Only VarSharp bundles count: another project's manifest.json above the output does not block it; a trailing slash
+    /// on an existing bundle replaced with --force is that bundle, not a path inside it; and a checkpoint's own model
+    /// may still be edited in place (recommend).
+    /// </summary>
+    [Fact]
+    public void ForeignManifestsTrailingSlashesAndInPlaceEditsAreNotRefused()
+    {
+        var project = Directory.CreateDirectory(_temp.File("webapp")).FullName;
+        File.WriteAllText(Path.Combine(project, "manifest.json"), """{"name": "some web app", "version": "1.0"}""");
+        var inside = TinyModels.WriteBundle(Path.Combine(project, "models", "tiny"));
+        var samples = CliRun.Of("sample", "-m", inside, "--class", "1", "-o", Path.Combine(project, "out"));
+        Assert.True(samples.ExitCode == 0, samples.Error);
+
+        ModelBundle.CheckOutput(Path.GetFullPath(inside) + "/", force: true);
+
+        var checkpoint = Directory.CreateDirectory(_temp.File("run/checkpoints/step-0000010")).FullName;
+        File.WriteAllBytes(Path.Combine(checkpoint, "train_state.safetensors"), [0]);
+        var model = TinyModels.WriteBundle(_temp.File("checkpoint-model"));
+        Directory.Move(model, Path.Combine(checkpoint, "model"));
+        var edit = CliRun.Of("recommend", "-m", Path.Combine(checkpoint, "model") + "/", "--cfg", "2.5");
+        Assert.True(edit.ExitCode == 0, edit.Error);
+        ModelBundle.Verify(Path.Combine(checkpoint, "model"));
+    }
+
     [Fact]
     public void ABundleIsNotWrittenOverATrainingCheckpointsModel()
     {

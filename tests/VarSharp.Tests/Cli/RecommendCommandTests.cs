@@ -100,6 +100,10 @@ public sealed class RecommendCommandTests : IDisposable
         Assert.Equal(3.0, ReadDefaults(dir).Cfg);
         Assert.NotNull(new DirectoryInfo(link).LinkTarget);
         ModelBundle.Verify(dir);
+        // With a trailing slash (as shells complete it) too.
+        Assert.Equal(0, CliRun.Of("recommend", "--model", link + "/", "--cfg", "1.5").ExitCode);
+        Assert.Equal(1.5, ReadDefaults(dir).Cfg);
+        Assert.NotNull(new DirectoryInfo(link).LinkTarget);
     }
 
     [Fact]

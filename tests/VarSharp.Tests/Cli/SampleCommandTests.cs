@@ -64,6 +64,12 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
         var again = CliRun.Of(Args("-n", "4"));
         Assert.Contains("wrote 2 image(s)", again.Output);
         Assert.Contains("(2 more were already there", again.Output);
+
+        // Two classes into one folder, one after the other: each class's rerun still finds its own images.
+        string[] ByClass(string c) => ["sample", "-m", _model, "--class", c, "-n", "2", "--seed", "1", "-o", _temp.File("classes")];
+        Assert.Equal(0, CliRun.Of(ByClass("1")).ExitCode);
+        Assert.Equal(0, CliRun.Of(ByClass("2")).ExitCode);
+        Assert.Contains("(2 more were already there", CliRun.Of(ByClass("2")).Output);
     }
 
     [Fact]
