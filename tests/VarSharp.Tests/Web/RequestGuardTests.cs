@@ -22,6 +22,15 @@ public sealed class RequestGuardTests(TinyModelFolderFixture model) : IClassFixt
         return request;
     }
 
+    // A GET as a browser marks it when a page of another site makes it (an image, an iframe, a link).
+    private static HttpRequestMessage CrossSiteGet(string path, string mode)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, path);
+        request.Headers.Add("Sec-Fetch-Site", "cross-site");
+        request.Headers.Add("Sec-Fetch-Mode", mode);
+        return request;
+    }
+
     [Fact]
     public async Task ACrossOriginPostIsRefusedBeforeItIsQueued()
     {
@@ -65,9 +74,7 @@ public sealed class RequestGuardTests(TinyModelFolderFixture model) : IClassFixt
     {
         using var server = VarServerFactory.ForModel(model.Dir);
         using var client = server.CreateClient();
-        var fetch = new HttpRequestMessage(HttpMethod.Get, "/v1/generate/stream?class=1&seed=3");
-        fetch.Headers.Add("Sec-Fetch-Site", "cross-site");
-        fetch.Headers.Add("Sec-Fetch-Mode", "no-cors");
+        var fetch = CrossSiteGet("/v1/generate/stream?class=1&seed=3", "no-cors");
         using (var refused = await client.SendAsync(fetch))
         {
             Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
@@ -75,16 +82,12 @@ public sealed class RequestGuardTests(TinyModelFolderFixture model) : IClassFixt
         }
         Assert.Equal(0, server.Queue.Stats().Accepted);
 
-        var navigate = new HttpRequestMessage(HttpMethod.Get, "/");
-        navigate.Headers.Add("Sec-Fetch-Site", "cross-site");
-        navigate.Headers.Add("Sec-Fetch-Mode", "navigate");
+        var navigate = CrossSiteGet("/", "navigate");
         using var page = await client.SendAsync(navigate);
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);
 
         // A hidden iframe (or window.open) on the stream is a navigation too, but it would generate: refused.
-        var frame = new HttpRequestMessage(HttpMethod.Get, "/v1/generate/stream?class=1&seed=3");
-        frame.Headers.Add("Sec-Fetch-Site", "cross-site");
-        frame.Headers.Add("Sec-Fetch-Mode", "navigate");
+        var frame = CrossSiteGet("/v1/generate/stream?class=1&seed=3", "navigate");
         using (var framed = await client.SendAsync(frame)) Assert.Equal(HttpStatusCode.Forbidden, framed.StatusCode);
         // An EventSource of another origin sends Origin with its GET.
         var events = new HttpRequestMessage(HttpMethod.Get, "/v1/generate/stream?class=1&seed=3");
