@@ -65,6 +65,9 @@ internal sealed class ConfigOptions<T> where T : notnull
         return this;
     }
 
+    /// <summary>Whether the option of <paramref name="field"/> was given on the command line.</summary>
+    public bool Given(ParseResult parse, string field) => settings.Any(s => s.Field == field && s.Given(parse) is not null);
+
     /// <summary>The record with every given option applied, validated by the record's reader.</summary>
     public T Apply(ParseResult parse, T config)
     {

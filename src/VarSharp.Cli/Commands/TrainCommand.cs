@@ -44,6 +44,9 @@ internal static class TrainCommand
             .Double("--tblr", "tblr", "Base lr per 256 images; peak lr = tblr·batch/256")
             .Text("--precision", "precision", "f32, or bf16: mixed precision (bfloat16 compute, float32 master weights and optimizer)")
             .Text("--decay", "decay", "Decay after warmup, the reference's sche names: lin0 (default), lin, lin00, linT (e.g. lin0.3), cos, exp")
+            .Double("--progressive", "progressive", "Progressive training (the reference's --pg): the fraction of the steps after which all scales train; before, the sequence ends at a growing scale; 0 = off. Sets --decay to lin<fraction> unless given, as the reference")
+            .Int("--progressive-start", "progressive_start", "Progressive training's first last scale, an index (--pg0)")
+            .Double("--progressive-warmup", "progressive_warmup_steps", "Steps over which a newly added scale's loss ramps up (--pgwp, in steps)", defaultNote: "steps/300")
             .Double("--label-smooth", "label_smooth", "Label smoothing of the training loss")
             .Int("--sample-every", "sample_every", "Sample grid every N steps")
             .Int("--sample-classes", "sample_classes", "Classes in the grid (the first N; more than the model has means all), two images each, 0 = no grids")
@@ -91,7 +94,7 @@ internal static class TrainCommand
             try
             {
                 var tokenizerConfig = trusted?.Config ?? ModelFolder.ReadVqVaeConfig(ModelFolder.ConfigPath(folder));
-                var train = o.Train.Apply(parse, new VarTrainConfig { Tokenizer = folder });
+                var train = WithProgressiveDecay(parse, o, o.Train.Apply(parse, new VarTrainConfig { Tokenizer = folder }));
                 var data = VarTrainer.OpenData(tokenizerConfig, train);
                 int depth = parse.GetValue(o.Depth) ?? DefaultDepth;
                 if (depth < 1) throw new VarSharpException($"--depth must be at least 1 but is {depth}.");
@@ -116,6 +119,13 @@ internal static class TrainCommand
         using (trainer)
             return Train(parse, trainer, stopAt);
     }
+
+    // The reference's train.py replaces the decay with "lin" + pg whenever pg > 0; an explicit --decay wins here.
+    // (pg = 1 would make that schedule divide by zero, so the default decay stays then.)
+    private static VarTrainConfig WithProgressiveDecay(ParseResult parse, Options o, VarTrainConfig train) =>
+        train.Progressive is > 0 and < 1 && !o.Train.Given(parse, "decay")
+            ? train with { Decay = "lin" + train.Progressive.ToString("g", CultureInfo.InvariantCulture) }
+            : train;
 
     private static int Train(ParseResult parse, VarTrainer trainer, long? stopAfter)
     {

@@ -53,6 +53,18 @@ public sealed record VarTrainConfig
     public string Decay { get; init; } = "lin0";
     /// <summary>Final lr / peak lr (wpe).</summary>
     public double MinLrRatio { get; init; } = 0.01;
+
+    /// <summary>
+    /// Progressive training (the reference's pg; 0, the default, turns it off): the fraction of the steps after which
+    /// every scale is trained; before, the sequence stops at a scale that grows from <see cref="ProgressiveStart"/>
+    /// (<see cref="Training.ProgressiveSchedule"/>). The reference pairs it with the decay "lin" + pg, which the CLI
+    /// picks when --decay is not given.
+    /// </summary>
+    public double Progressive { get; init; }
+    /// <summary>The scale index the progressive sequence stops at during warmup (pg0, 4 as in the reference).</summary>
+    public int ProgressiveStart { get; init; } = 4;
+    /// <summary>Steps over which a newly added scale's loss weight ramps up (pgwp); null takes the reference's steps/300.</summary>
+    public double? ProgressiveWarmupSteps { get; init; }
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.95;
     public double Eps { get; init; } = 1e-8;
@@ -106,6 +118,9 @@ public sealed record VarTrainConfig
     /// <summary>The warmup actually used: <see cref="WarmupSteps"/>, or 2% of the steps (at least 1) when it is null.</summary>
     [JsonIgnore] public int ResolvedWarmupSteps => WarmupSteps ?? Math.Max(1, (int)Math.Round(Steps / 50.0, MidpointRounding.ToEven));
 
+    /// <summary>The stage warmup actually used: <see cref="ProgressiveWarmupSteps"/>, or steps/300 when it is null.</summary>
+    [JsonIgnore] public double ResolvedProgressiveWarmupSteps => ProgressiveWarmupSteps ?? Training.ProgressiveSchedule.DefaultStageWarmup(Steps);
+
     /// <summary>Settings that may differ between a checkpoint and the run resuming it.</summary>
     public static IReadOnlySet<string> ChangeableOnResume { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
@@ -127,6 +142,10 @@ public sealed record VarTrainConfig
         Require(MinLrRatio is >= 0 and <= 1, $"min_lr_ratio must lie in [0, 1] but is {MinLrRatio}");
         // exp decays geometrically towards the floor, which cannot be 0 (the reference fails on log(0) there too).
         Require(Decay != "exp" || MinLrRatio > 0, "min_lr_ratio must be above 0 for the exp decay, which falls geometrically to it");
+        Require(Progressive is >= 0 and <= 1, $"progressive must lie in [0, 1] (0 = off) but is {Progressive}");
+        Require(ProgressiveStart >= 0, $"progressive_start must be a scale index, 0 or more, but is {ProgressiveStart}");
+        Require(ProgressiveWarmupSteps is null || (ProgressiveWarmupSteps > 0 && double.IsFinite(ProgressiveWarmupSteps.Value)),
+            $"progressive_warmup_steps must be positive but is {ProgressiveWarmupSteps}");
         Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"betas must lie in [0, 1) but are ({Beta1}, {Beta2})");
         Require(Eps > 0, $"eps must be positive but is {Eps}");
         Require(WeightDecay >= 0, $"weight_decay must be 0 or more but is {WeightDecay}");

@@ -247,9 +247,29 @@ public sealed class VarTrainStep : IDisposable
     }
 
     /// <summary>
+    /// Progressive training's loss: the tokens of scales 0..k (<paramref name="gt_Bl"/> holds end_k of them) weighted
+    /// 1/L each as in the whole sequence, those of scale k (from <paramref name="newestBegin"/>) by
+    /// <paramref name="newestWeight"/> as well; summed over tokens, averaged over B (the reference's loss_weight).
+    /// </summary>
+    public static Tensor Loss(Tensor logits_BlV, Tensor gt_Bl, long fullL, long newestBegin, double newestWeight, double labelSmooth = 0)
+    {
+        long B = gt_Bl.shape[0], l = gt_Bl.shape[1], V = logits_BlV.shape[^1];
+        using var scope = NewDisposeScope();
+        var ce = nn.functional.cross_entropy(logits_BlV.reshape(-1, V), gt_Bl.reshape(-1), reduction: nn.Reduction.None, label_smoothing: labelSmooth);
+        var lw_1l = ones(new long[] { 1, l }, dtype: ScalarType.Float32, device: ce.device).div_(fullL);
+        lw_1l[TensorIndex.Colon, TensorIndex.Slice(newestBegin, l)].mul_(Math.Clamp(newestWeight, 0, 1));
+        return ce.view(B, l).mul(lw_1l).sum(-1).mean().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// One step on labels (B,), teacher-forcing input (B, L − first_l, Cvae) and targets (B, L). Puts the model in
     /// training mode; <paramref name="generator"/> feeds label dropout, dropout and drop-path when they are on.
     /// </summary>
+    /// <param name="progressive">
+    /// Progressive training's stage: only scales 0..k of the inputs and targets take part (the rest is cut off) and
+    /// scale k's loss is weighted (<see cref="Loss(Tensor, Tensor, long, long, double, double)"/>); the tail metrics
+    /// are then NaN, as the reference reports none. Null or <see cref="ProgressiveStage.Full"/>: the whole sequence.
+    /// </param>
     /// <param name="lr">This step's learning rate (a schedule's value); null uses <see cref="VarTrainSettings.Lr"/>.</param>
     /// <param name="measureGradNorms">Measure every parameter's gradient norm (<see cref="VarTrainStepResult.GradNorms"/>).</param>
     /// <param name="measureMetrics">Compute <see cref="VarTrainStepResult.Metrics"/> from the logits.</param>
@@ -261,12 +281,19 @@ public sealed class VarTrainStep : IDisposable
     /// </param>
     public VarTrainStepResult Step(Tensor labels, Tensor xWoFirstL, Tensor gt_BL, Generator? generator = null,
         bool keepGradients = false, bool keepLogits = false, double? lr = null, bool measureGradNorms = true, bool measureMetrics = false,
-        int microBatches = 1)
+        int microBatches = 1, ProgressiveStage? progressive = null)
     {
         long B = labels.shape[0];
+        var stage = progressive ?? ProgressiveStage.Full;
+        var (newestBegin, ed) = stage.Truncates ? _model.Config.BeginEnds[stage.LastScale] : (0, 0);
         if (microBatches < 1 || microBatches > B)
             throw new VarSharpException($"A batch of {B} cannot be split into {microBatches} micro-batches; use 1 to {B}.");
         using var scope = NewDisposeScope();
+        if (stage.Truncates)
+        {
+            gt_BL = gt_BL[TensorIndex.Colon, TensorIndex.Slice(0, ed)];
+            xWoFirstL = xWoFirstL[TensorIndex.Colon, TensorIndex.Slice(0, ed - _model.Config.FirstL)];
+        }
         _model.train();
         Optimizer.ZeroGrad();
         double lossValue = 0;
@@ -282,7 +309,9 @@ public sealed class VarTrainStep : IDisposable
             using var slice = NewDisposeScope();
             var part = microBatches == 1 ? TensorIndex.Colon : TensorIndex.Slice(from, to);
             var logits_bLV = _model.Forward(labels[part], xWoFirstL[part], generator);
-            var loss = Loss(logits_bLV, gt_BL[part], Settings.LabelSmooth);
+            var loss = stage.Truncates
+                ? Loss(logits_bLV, gt_BL[part], _model.Config.L, newestBegin, stage.NewestWeight, Settings.LabelSmooth)
+                : Loss(logits_bLV, gt_BL[part], Settings.LabelSmooth);
             lossValue += loss.item<float>() * share;
             (microBatches == 1 ? loss : loss.mul(share)).backward();
             if (_masters is not null) AccumulateIntoMasters();
@@ -297,7 +326,8 @@ public sealed class VarTrainStep : IDisposable
             if (keepLogits) logitParts.Add(logits_bLV.detach().MoveToOuterDisposeScope());
         }
         var logits_BLV = keepLogits ? (logitParts.Count == 1 ? logitParts[0] : cat(logitParts, 0)) : null;
-        VarTokenMetrics? metrics = measureMetrics ? new VarTokenMetrics(lm, lt, am, at) : null;
+        VarTokenMetrics? metrics = !measureMetrics ? null
+            : stage.Truncates ? new VarTokenMetrics(lm, double.NaN, am, double.NaN) : new VarTokenMetrics(lm, lt, am, at);
 
         var norms = new Dictionary<string, double>(StringComparer.Ordinal);
         Dictionary<string, Tensor>? grads = keepGradients ? new(StringComparer.Ordinal) : null;

@@ -68,6 +68,7 @@ public sealed partial class VarTrainer : IDisposable
     private readonly VarModel model;
     private readonly VarTrainStep trainStep;
     private readonly LrSchedule schedule;
+    private readonly ProgressiveSchedule progressive;
     private readonly Generator generator;
     private readonly Device device;
     private readonly TrainingData data;
@@ -132,6 +133,8 @@ public sealed partial class VarTrainer : IDisposable
         }
         modelConfig.Validate();
         ModelFolder.CheckCompatible(modelConfig, vae.Config);
+        if (train.Progressive > 0 && train.ProgressiveStart >= modelConfig.NumScales)
+            throw new VarSharpException($"progressive_start is {train.ProgressiveStart} but the model's scales are numbered 0 to {modelConfig.NumScales - 1}.");
         this.data = data ?? OpenData(vae.Config, train);
         CheckData(this.data, vae.Config, modelConfig, train);
         vae.eval();
@@ -149,6 +152,8 @@ public sealed partial class VarTrainer : IDisposable
         {
             trainStep = new VarTrainStep(model, Settings(train));
             schedule = new LrSchedule(train.Lr, train.ResolvedWarmupSteps, train.Steps, train.Decay, train.WarmupStartRatio, train.MinLrRatio);
+            progressive = new ProgressiveSchedule(train.Progressive, train.ProgressiveStart, modelConfig.NumScales,
+                train.ResolvedWarmupSteps, train.Steps, train.ResolvedProgressiveWarmupSteps);
             // Label dropout and drop path draw on the model's device, so the generator lives there.
             generator = new Generator(RunFolder.StreamSeed(train.Seed, TrainStream), device);
         }
@@ -216,7 +221,12 @@ public sealed partial class VarTrainer : IDisposable
             throw new VarSharpException($"The tokenizer lives on {tokenizer.Device} but the run was asked to train on {device}; load it there.");
         runDir = RunFolder.ForNewRun(runDir);
         bool existed = Directory.Exists(runDir);
-        train = train.Validate() with { WarmupSteps = train.ResolvedWarmupSteps };
+        // Warmups are fixed when a run starts, so that a resume with other --steps keeps them.
+        train = train.Validate() with
+        {
+            WarmupSteps = train.ResolvedWarmupSteps,
+            ProgressiveWarmupSteps = train.Progressive > 0 ? train.ResolvedProgressiveWarmupSteps : train.ProgressiveWarmupSteps,
+        };
         if (tokenizer is null) train = train with { Tokenizer = Path.GetFullPath(train.Tokenizer) };
         var vae = tokenizer ?? LoadTokenizer(train.Tokenizer, device);
         VarTrainer? t = null;
@@ -450,6 +460,7 @@ public sealed partial class VarTrainer : IDisposable
             ["parameters"] = model.parameters().Sum(p => p.numel()),
             ["lr"] = Config.Lr,
             ["warmup_steps"] = Config.ResolvedWarmupSteps,
+            ["progressive"] = progressive.Enabled ? $"{Config.Progressive} of the steps from scale {Config.ProgressiveStart}, stage warmup {Config.ResolvedProgressiveWarmupSteps:0.##} steps" : null,
         });
     }
 
@@ -474,7 +485,7 @@ public sealed partial class VarTrainer : IDisposable
         long sessionStart = step;
         var stepClock = Stopwatch.StartNew();
         double wLoss = 0, wLm = 0, wLt = 0, wAm = 0, wAt = 0, wGrad = 0;
-        int wSteps = 0;
+        int wSteps = 0, wTailSteps = 0;
         var windowClock = Stopwatch.StartNew();
         while (prepared && step < end && !cancel.IsCancellationRequested)
         {
@@ -482,8 +493,9 @@ public sealed partial class VarTrainer : IDisposable
             var (labels, gt_BL, at) = NextBatch();
             var x = VarInput(gt_BL);
             double lr = schedule.At(step);
+            var stage = progressive.At(step);
             using var r = trainStep.Step(labels, x, gt_BL, generator, lr: lr, measureGradNorms: false, measureMetrics: true,
-                microBatches: Config.GradAccum);
+                microBatches: Config.GradAccum, progressive: stage);
             step++;
 
             if (!double.IsFinite(r.Loss))
@@ -492,9 +504,14 @@ public sealed partial class VarTrainer : IDisposable
             lastTrain = m;
             wLoss += r.Loss;
             wLm += m.LossMean;
-            wLt += m.LossTail;
             wAm += m.AccMean;
-            wAt += m.AccTail;
+            // Progressive stages have no tail (the last scale is not in the sequence).
+            if (double.IsFinite(m.LossTail))
+            {
+                wLt += m.LossTail;
+                wAt += m.AccTail;
+                wTailSteps++;
+            }
             wGrad += r.GradNorm;
             wSteps++;
             double rate = (step - sessionStart) / Math.Max(stepClock.Elapsed.TotalSeconds, 1e-9);
@@ -509,17 +526,20 @@ public sealed partial class VarTrainer : IDisposable
                     ["lr"] = lr,
                     ["loss"] = TrainLog.Number(wLoss / wSteps),
                     ["loss_mean"] = TrainLog.Number(wLm / wSteps),
-                    ["loss_tail"] = TrainLog.Number(wLt / wSteps),
+                    ["loss_tail"] = wTailSteps > 0 ? TrainLog.Number(wLt / wTailSteps) : null,
                     ["acc_mean"] = TrainLog.Number(wAm / wSteps),
-                    ["acc_tail"] = TrainLog.Number(wAt / wSteps),
+                    ["acc_tail"] = wTailSteps > 0 ? TrainLog.Number(wAt / wTailSteps) : null,
                     ["grad_norm"] = TrainLog.Number(wGrad / wSteps),
+                    // Progressive training: the last scale in the sequence and its loss weight at the window's last step.
+                    ["prog_scale"] = progressive.Enabled ? stage.LastScale : null,
+                    ["prog_weight"] = progressive.Enabled ? TrainLog.Number(stage.NewestWeight) : null,
                     ["steps_per_s"] = TrainLog.Number(windowRate),
                     ["images_per_s"] = TrainLog.Number(windowRate * Config.BatchSize),
                     ["elapsed_s"] = TrainLog.Number(clock.Elapsed.TotalSeconds),
                 });
                 lossHistory.Add((step, wLoss / wSteps));
                 wLoss = wLm = wLt = wAm = wAt = wGrad = 0;
-                wSteps = 0;
+                wSteps = wTailSteps = 0;
                 windowClock.Restart();
             }
             // Evaluation, sampling and checkpoints are left out of the measured training rate.

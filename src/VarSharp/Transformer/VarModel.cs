@@ -84,6 +84,11 @@ public sealed class VarModel : nn.Module
     /// int64 and the inputs of scales 1..S−1, <paramref name="xWoFirstL"/> (B, L − first_l, Cvae).
     /// In training mode, label dropout (cond_drop_rate → label = num_classes), stochastic depth and dropout draw from
     /// <paramref name="generator"/> (required then); in eval mode nothing is drawn.
+    /// <para>
+    /// Progressive training (the reference's prog_si): inputs of scales 1..k only, (B, end_k − first_l, Cvae), give the
+    /// logits of scales 0..k, (B, end_k, V) — by the block-causal mask, the same values as the first end_k positions of
+    /// the whole sequence's forward.
+    /// </para>
     /// </summary>
     public Tensor Forward(Tensor labels, Tensor xWoFirstL, Generator? generator = null)
     {
@@ -91,10 +96,12 @@ public sealed class VarModel : nn.Module
         var cfg = Config;
         long B = xWoFirstL.shape.Length == 3 ? xWoFirstL.shape[0] : -1;
         CheckLabels(labels, B < 0 ? labels.shape[0] : B);
-        if (xWoFirstL.dim() != 3 || xWoFirstL.shape[1] != cfg.L - cfg.FirstL || xWoFirstL.shape[2] != cfg.Cvae)
+        long ed = xWoFirstL.dim() == 3 ? cfg.FirstL + xWoFirstL.shape[1] : -1;
+        if (xWoFirstL.dim() != 3 || xWoFirstL.shape[2] != cfg.Cvae || !cfg.BeginEnds.Any(be => be.End == ed))
             throw new VarSharpException(
-                $"teacher-forcing input must have shape ({B}, {cfg.L - cfg.FirstL}, {cfg.Cvae}), found ({string.Join(", ", xWoFirstL.shape)}).");
+                $"teacher-forcing input must have shape ({B}, {cfg.L - cfg.FirstL}, {cfg.Cvae}) (or a prefix of whole scales), found ({string.Join(", ", xWoFirstL.shape)}).");
         long C = cfg.EmbedDim;
+        bool whole = ed == cfg.L;
 
         var label_B = labels;
         if (training && cfg.CondDropRate > 0)
@@ -107,12 +114,20 @@ public sealed class VarModel : nn.Module
         var cond_BD = class_emb.forward(label_B);
         var sos_BlC = cond_BD.unsqueeze(1).expand(B, cfg.FirstL, C).add(pos_start.expand(B, cfg.FirstL, C));
         var x_BLC = cat([sos_BlC, word_embed.forward(xWoFirstL.to(DType))], 1);
-        x_BLC = x_BLC.add(lvl_embed.forward(lvl_1L.expand(B, -1)).add(pos_1LC));
+        var lvl_1l = whole ? lvl_1L : lvl_1L[TensorIndex.Colon, TensorIndex.Slice(0, ed)];
+        var pos_1lC = whole ? (Tensor)pos_1LC : pos_1LC[TensorIndex.Colon, TensorIndex.Slice(0, ed)];
+        x_BLC = x_BLC.add(lvl_embed.forward(lvl_1l.expand(B, -1)).add(pos_1lC));
+        var mask = whole ? attn_bias_for_masking
+            : attn_bias_for_masking[TensorIndex.Colon, TensorIndex.Colon, TensorIndex.Slice(0, ed), TensorIndex.Slice(0, ed)];
 
         var condBD_or_gss = shared_ada_lin is null ? cond_BD : shared_ada_lin.forward(cond_BD).view(-1, 1, 6, C);
-        foreach (var b in blocks) x_BLC = b.Forward(x_BLC, condBD_or_gss, attn_bias_for_masking, generator);
+        foreach (var b in blocks) x_BLC = b.Forward(x_BLC, condBD_or_gss, mask, generator);
 
-        return Logits(x_BLC, cond_BD).MoveToOuterDisposeScope();
+        var logits = Logits(x_BLC, cond_BD);
+        // With the first scale alone word_embed takes no part; the reference adds it times zero so that its gradients
+        // are zeros rather than absent, and AdamW still decays and steps it, as here.
+        if (ed == cfg.FirstL) logits = logits.add(word_embed.weight!.view(-1)[0].mul(0).add(word_embed.bias!.view(-1)[0].mul(0)));
+        return logits.MoveToOuterDisposeScope();
     }
 
     // ---- one scale with a KV cache --------------------------------------------------------------------------------

@@ -58,6 +58,32 @@ public class TrainCommandTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ProgressiveTrainingTakesTheReferenceDecayUnlessOneIsGiven()
+    {
+        using var tmp = new TempFolder();
+        var tok = TinyModelFolder.WriteTokenizer(tmp.File("tok"), TinyConfigs.VqVae());
+        var data = TinyData.WriteIdxFolder(tmp.File("data"));
+        string DecayOf(string run) => VarTrainer.ReadCheckpointConfig(run).Train.Decay;
+
+        var pg = CliRun.Of(["train", .. Tiny(tok, data), "--steps", "2", "--progressive", "0.5", "--progressive-start", "1", "--out", tmp.File("a")]);
+        output.WriteLine(pg.Output + pg.Error);
+        Assert.Equal(0, pg.ExitCode);
+        Assert.Equal("lin0.5", DecayOf(tmp.File("a")));
+        var stored = VarTrainer.ReadCheckpointConfig(tmp.File("a")).Train;
+        Assert.Equal((0.5, 1, 2 / 300.0), (stored.Progressive, stored.ProgressiveStart, stored.ProgressiveWarmupSteps!.Value));
+
+        var given = CliRun.Of(["train", .. Tiny(tok, data), "--steps", "1", "--progressive", "0.5", "--progressive-start", "2", "--decay", "cos", "--out", tmp.File("b")]);
+        output.WriteLine(given.Output + given.Error);
+        Assert.Equal(0, given.ExitCode);
+        Assert.Equal("cos", DecayOf(tmp.File("b")));
+
+        var bad = CliRun.Of(["train", .. Tiny(tok, data), "--progressive", "1.5", "--out", tmp.File("c")]);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("progressive must lie in [0, 1]", bad.Error);
+        Assert.False(Directory.Exists(tmp.File("c")));
+    }
+
+    [Fact]
     public void BadInputsExitOne()
     {
         using var tmp = new TempFolder();

@@ -165,6 +165,7 @@ public class VarTrainerTests(ITestOutputHelper output)
     [InlineData("precomputed", 2)]
     [InlineData("flip-views", 2)]
     [InlineData("per-batch", 2)]
+    [InlineData("progressive", 1)]
     public void ResumeEqualsUninterruptedRun(string tokens, int gradAccum)
     {
         using var tmp = new TempFolder();
@@ -177,6 +178,8 @@ public class VarTrainerTests(ITestOutputHelper output)
         var cfg = Train(tok, data, steps: 8) with { GradAccum = gradAccum };
         if (tokens == "flip-views") cfg = cfg with { Hflip = true };
         if (tokens == "per-batch") cfg = cfg with { Data = ImageFolder(tmp), Hflip = true, EvalImages = 0 };
+        // Progressive training: the resume point starts stage 2, whose loss ramp is recomputed from the step.
+        if (tokens == "progressive") cfg = cfg with { Progressive = 0.8, ProgressiveStart = 0, ProgressiveWarmupSteps = 2 };
         bool perBatchTokens = tokens == "per-batch";
         var full = Run(tmp.File("full"), cfg);
 

@@ -106,6 +106,54 @@ public class VarModelTests
         Assert.Equal(0.0, TensorAssert.MaxAbsDiff(e1, e2));
     }
 
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void APrefixOfScalesGivesTheFirstLogitsOfTheWholeSequence(bool sharedAln, bool l2, int[] patchNums)
+    {
+        var cfg = Tiny(sharedAln, l2, patchNums);
+        using var model = RandomModel(cfg, 9);
+        using var scope = NewDisposeScope();
+        var labels = tensor(new long[] { 0, 3, cfg.NumClasses });
+        var x = randn(new long[] { 3, cfg.L - cfg.FirstL, cfg.Cvae }, generator: new Generator(2));
+        foreach (bool training in new[] { false, true })
+        {
+            // Label dropout and drop path draw one number per sample, whatever the length, so one seed gives both runs
+            // the same draws and the block-causal mask makes the prefix's logits those of the whole sequence.
+            model.train(training);
+            Tensor Forward(Tensor input) { using var gen = new Generator(17); return model.Forward(labels, input, gen); }
+            var full = Forward(x);
+            for (int k = 0; k < cfg.NumScales; k++)
+            {
+                long ed = cfg.BeginEnds[k].End;
+                var part = Forward(x.narrow(1, 0, ed - cfg.FirstL));
+                Assert.Equal(new long[] { 3, ed, cfg.VocabSize }, part.shape);
+                TensorAssert.Close(part, full.narrow(1, 0, ed), 1e-5, $"scales 0..{k}, training {training}");
+            }
+        }
+        model.eval();
+    }
+
+    [Fact]
+    public void TheFirstScaleAloneGivesWordEmbedZeroGradientsNotNone()
+    {
+        // As the reference (which adds word_embed × 0 then), so that AdamW still steps and decays it in that stage.
+        var cfg = Tiny() with { CondDropRate = 0, DropPathRate = 0 };
+        using var model = RandomModel(cfg, 4);
+        using var scope = NewDisposeScope();
+        model.train();
+        var logits = model.Forward(tensor(new long[] { 1, 2 }), zeros(2, 0, cfg.Cvae));
+        Assert.Equal(new long[] { 2, cfg.FirstL, cfg.VocabSize }, logits.shape);
+        logits.square().sum().backward();
+        foreach (var name in new[] { "word_embed.weight", "word_embed.bias" })
+        {
+            var grad = model.named_parameters().Single(kv => kv.name == name).parameter.grad;
+            Assert.NotNull(grad);
+            Assert.Equal(0.0, grad!.abs().max().item<float>());
+        }
+        Assert.True(model.named_parameters().Single(kv => kv.name == "head.weight").parameter.grad!.abs().max().item<float>() > 0, "the other parameters must train");
+        model.eval();
+    }
+
     [Fact]
     public void TrainingWithoutRandomnessNeedsNoGeneratorAndEqualsEval()
     {
