@@ -124,7 +124,7 @@ internal static class TrainCommand
     // (pg = 1 would make that schedule divide by zero, so the default decay stays then.)
     private static VarTrainConfig WithProgressiveDecay(ParseResult parse, Options o, VarTrainConfig train) =>
         train.Progressive is > 0 and < 1 && !o.Train.Given(parse, "decay")
-            ? train with { Decay = "lin" + train.Progressive.ToString("g", CultureInfo.InvariantCulture) }
+            ? train with { Decay = "lin" + ProgressiveSchedule.PythonG(train.Progressive) }
             : train;
 
     private static int Train(ParseResult parse, VarTrainer trainer, long? stopAfter)

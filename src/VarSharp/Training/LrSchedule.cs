@@ -58,7 +58,7 @@ public sealed record LrSchedule(double Peak, int WarmupSteps, int TotalSteps, st
 
     private static double? GeneralLinT(string decay) =>
         decay.StartsWith("lin", StringComparison.Ordinal) && decay.Length > 3
-        && double.TryParse(decay.AsSpan(3), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var t) && t > 0 && t < 1
+        && double.TryParse(decay.AsSpan(3), NumberStyles.AllowDecimalPoint | NumberStyles.AllowExponent, CultureInfo.InvariantCulture, out var t) && t > 0 && t < 1
             ? t
             : null;
 }

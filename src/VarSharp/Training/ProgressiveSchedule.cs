@@ -25,6 +25,14 @@ public sealed record ProgressiveSchedule(double Fraction, int StartScale, int Sc
 
     public bool Enabled => Fraction > 0;
 
+    /// <summary>A number as Python's <c>f"{x:g}"</c> writes it (six significant digits), for the reference's "lin" + pg decay name.</summary>
+    public static string PythonG(double x)
+    {
+        var text = x.ToString("G6", System.Globalization.CultureInfo.InvariantCulture);
+        // .NET writes 1E-05, Python 1e-05; the digits agree.
+        return text.Replace('E', 'e');
+    }
+
     /// <summary>The reference's prog_si at a 0-based step: −1 when off, else StartScale … Scales − 1.</summary>
     public int StageIndexAt(long step)
     {

@@ -460,7 +460,9 @@ public sealed partial class VarTrainer : IDisposable
             ["parameters"] = model.parameters().Sum(p => p.numel()),
             ["lr"] = Config.Lr,
             ["warmup_steps"] = Config.ResolvedWarmupSteps,
-            ["progressive"] = progressive.Enabled ? $"{Config.Progressive} of the steps from scale {Config.ProgressiveStart}, stage warmup {Config.ResolvedProgressiveWarmupSteps:0.##} steps" : null,
+            ["progressive"] = progressive.Enabled
+                ? string.Create(CultureInfo.InvariantCulture, $"{Config.Progressive} of the steps from scale {Config.ProgressiveStart}, stage warmup {Config.ResolvedProgressiveWarmupSteps:0.##} steps")
+                : null,
         });
     }
 

@@ -123,11 +123,9 @@ public sealed class VarModel : nn.Module
         var condBD_or_gss = shared_ada_lin is null ? cond_BD : shared_ada_lin.forward(cond_BD).view(-1, 1, 6, C);
         foreach (var b in blocks) x_BLC = b.Forward(x_BLC, condBD_or_gss, mask, generator);
 
-        var logits = Logits(x_BLC, cond_BD);
-        // With the first scale alone word_embed takes no part; the reference adds it times zero so that its gradients
-        // are zeros rather than absent, and AdamW still decays and steps it, as here.
-        if (ed == cfg.FirstL) logits = logits.add(word_embed.weight!.view(-1)[0].mul(0).add(word_embed.bias!.view(-1)[0].mul(0)));
-        return logits.MoveToOuterDisposeScope();
+        // With the first scale alone, word_embed still runs on the empty input: its gradients are zeros rather than
+        // absent, so AdamW still steps and decays it, as the reference gets by adding it times zero.
+        return Logits(x_BLC, cond_BD).MoveToOuterDisposeScope();
     }
 
     // ---- one scale with a KV cache --------------------------------------------------------------------------------

@@ -65,12 +65,13 @@ public class TrainCommandTests(ITestOutputHelper output)
         var data = TinyData.WriteIdxFolder(tmp.File("data"));
         string DecayOf(string run) => VarTrainer.ReadCheckpointConfig(run).Train.Decay;
 
-        var pg = CliRun.Of(["train", .. Tiny(tok, data), "--steps", "2", "--progressive", "0.5", "--progressive-start", "1", "--out", tmp.File("a")]);
+        var pg = CliRun.Of(["train", .. Tiny(tok, data), "--steps", "2", "--progressive", "0.5", "--progressive-start", "1", "--progressive-warmup", "3", "--out", tmp.File("a")]);
         output.WriteLine(pg.Output + pg.Error);
         Assert.Equal(0, pg.ExitCode);
         Assert.Equal("lin0.5", DecayOf(tmp.File("a")));
         var stored = VarTrainer.ReadCheckpointConfig(tmp.File("a")).Train;
-        Assert.Equal((0.5, 1, 2 / 300.0), (stored.Progressive, stored.ProgressiveStart, stored.ProgressiveWarmupSteps!.Value));
+        Assert.Equal((0.5, 1, 3.0), (stored.Progressive, stored.ProgressiveStart, stored.ProgressiveWarmupSteps!.Value));
+        Assert.Contains("prog_scale", File.ReadAllText(Path.Combine(tmp.File("a"), VarTrainer.LogFile)));
 
         var given = CliRun.Of(["train", .. Tiny(tok, data), "--steps", "1", "--progressive", "0.5", "--progressive-start", "2", "--decay", "cos", "--out", tmp.File("b")]);
         output.WriteLine(given.Output + given.Error);

@@ -36,6 +36,17 @@ public class ProgressiveTrainingTests
         Assert.Equal(ProgressiveStage.Full, off.At(0));
     }
 
+    [Theory]
+    [InlineData(0.8, "lin0.8")]
+    [InlineData(0.25, "lin0.25")]
+    [InlineData(0.333333333, "lin0.333333")]   // Python's :g keeps six significant digits
+    [InlineData(1e-05, "lin1e-05")]
+    public void TheDecayNameIsWrittenAsPythonWritesIt(double pg, string name)
+    {
+        Assert.Equal(name, "lin" + ProgressiveSchedule.PythonG(pg));
+        Assert.True(LrSchedule.IsKnown(name), $"{name} must be a decay the schedule knows");
+    }
+
     [Fact]
     public void TheLossWeighsEveryTokenByOneOverTheWholeLengthAndTheNewestScaleByItsRamp()
     {
@@ -58,7 +69,7 @@ public class ProgressiveTrainingTests
         using var tmp = new TempFolder();
         var (tok, data) = VarTrainerTests.Inputs(tmp);
         // Four scales, 8 steps, warmup 2, pg 0.8 from scale 0, ramp 2: stages 0,0,0,1,1,2 then the whole sequence
-        // (step 6 is past 0.8·8), weights 1,1,1 (first stage), 0.5,1 (stage 1), 0.5 (stage 2), 1,1.
+        // (step 6: round(4/4.4 · 3) = 3, the last scale), weights 1,1,1 (first stage), 0.5,1 (stage 1), 0.5 (stage 2), 1,1.
         var cfg = VarTrainerTests.Train(tok, data, steps: 8) with { Progressive = 0.8, ProgressiveStart = 0, ProgressiveWarmupSteps = 2 };
         using (var t = VarTrainer.Start(tmp.File("run"), VarTrainerTests.Model(TinyConfigs.VqVae()), cfg)) Assert.True(t.Run().Finished);
         var train = TrainLog.Read(Path.Combine(tmp.File("run"), VarTrainer.LogFile)).Where(o => o["kind"]!.GetValue<string>() == "train").ToList();
