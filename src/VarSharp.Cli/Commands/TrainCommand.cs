@@ -39,7 +39,7 @@ internal static class TrainCommand
 
         public readonly ConfigOptions<VarTrainConfig> Train = new ConfigOptions<VarTrainConfig>(new(), VarTrainConfig.FromJson)
             .AddCommon(seedUse: "Seed for weights, data order, label dropout and drop path", warmupNote: "2% of --steps",
-                prefetchUse: "Batches prepared ahead when tokenizing per batch", hflipUse: "Random horizontal flips of training images (tokenizes per batch)",
+                prefetchUse: "Batches prepared ahead when tokenizing per batch", hflipUse: "Random horizontal flips of training images; not for data with a fixed orientation, such as Fashion-MNIST's shoes (docs/training.md)",
                 evalUse: "Held-out loss/accuracy every N steps")
             .Double("--tblr", "tblr", "Base lr per 256 images; peak lr = tblr·batch/256")
             .Text("--precision", "precision", "f32, or bf16: mixed precision (bfloat16 compute, float32 master weights and optimizer)")
