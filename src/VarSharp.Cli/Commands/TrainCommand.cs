@@ -139,7 +139,7 @@ internal static class TrainCommand
         // The rate is that of this session's training steps, not counting tokenization.
         var (result, rate) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,
             (observe, token) => trainer.Run(observe, token, stopAfter),
-            e => e is VarStepEvent s ? new StepLine(s.Step, s.TotalSteps, s.StepsPerSecond, Invariant($"loss {s.Loss:0.0000} acc {s.Accuracy:0.00}% lr {s.Lr:0.00e+0}")) : null,
+            e => e is VarStepEvent s ? new StepLine(s.Step, s.TotalSteps, s.StepsPerSecond, Invariant($"loss {s.Loss:0.0000} acc {s.Accuracy:0.00}% lr {s.Lr:0.00e+0}{StageText(s.Stage)}")) : null,
             e => e switch
             {
                 VarEvalEvent ev => Describe(ev),
@@ -153,6 +153,10 @@ internal static class TrainCommand
         if (!result.Finished) writer.WriteLine($"continue with: varsharp train --resume {trainer.RunDirectory}");
         return 0;
     }
+
+    // Progressive training: which scales the step trained (0..k) and the newest one's loss weight.
+    private static string StageText(ProgressiveStage? stage) =>
+        stage is { Truncates: true } s ? Invariant($" scales 0-{s.LastScale} (w {s.NewestWeight:0.00})") : "";
 
     private static string Describe(VarEvalEvent e) => Invariant(
         $"step {e.Step}: held-out ({e.Images} images) loss {e.Metrics.LossMean:0.0000} (last scale {e.Metrics.LossTail:0.0000}), accuracy {e.Metrics.AccMean:0.00}% (last scale {e.Metrics.AccTail:0.00}%)");

@@ -14,7 +14,9 @@ using static TorchSharp.torch;
 namespace VarSharp.Training;
 
 /// <summary>After every optimizer step of the transformer: loss and token accuracy (%) of the batch, lr, session rate.</summary>
-public sealed record VarStepEvent(long Step, long TotalSteps, double Loss, double Accuracy, double Lr, double StepsPerSecond) : TrainEvent(Step);
+/// <param name="Stage">Progressive training's stage of the step (null or <see cref="ProgressiveStage.Full"/>: the whole sequence).</param>
+public sealed record VarStepEvent(long Step, long TotalSteps, double Loss, double Accuracy, double Lr, double StepsPerSecond,
+    ProgressiveStage? Stage = null) : TrainEvent(Step);
 
 /// <summary>After a held-out evaluation (teacher forcing, eval mode): the reference's Lm, Lt, Accm, Acct.</summary>
 public sealed record VarEvalEvent(long Step, VarTokenMetrics Metrics, int Images) : TrainEvent(Step);
@@ -517,7 +519,7 @@ public sealed partial class VarTrainer : IDisposable
             wGrad += r.GradNorm;
             wSteps++;
             double rate = (step - sessionStart) / Math.Max(stepClock.Elapsed.TotalSeconds, 1e-9);
-            observe?.Invoke(new VarStepEvent(step, Config.Steps, r.Loss, m.AccMean, lr, rate));
+            observe?.Invoke(new VarStepEvent(step, Config.Steps, r.Loss, m.AccMean, lr, rate, stage));
 
             if (step % Config.LogEvery == 0 || step == end)
             {

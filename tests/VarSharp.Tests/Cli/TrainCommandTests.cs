@@ -72,6 +72,8 @@ public class TrainCommandTests(ITestOutputHelper output)
         var stored = VarTrainer.ReadCheckpointConfig(tmp.File("a")).Train;
         Assert.Equal((0.5, 1, 3.0), (stored.Progressive, stored.ProgressiveStart, stored.ProgressiveWarmupSteps!.Value));
         Assert.Contains("prog_scale", File.ReadAllText(Path.Combine(tmp.File("a"), VarTrainer.LogFile)));
+        // Two steps after one warmup step, from scale 1 of four: both steps in the first stage, at full weight.
+        Assert.Contains("scales 0-1 (w 1.00)", pg.Output);
 
         var given = CliRun.Of(["train", .. Tiny(tok, data), "--steps", "1", "--progressive", "0.5", "--progressive-start", "2", "--decay", "cos", "--out", tmp.File("b")]);
         output.WriteLine(given.Output + given.Error);
