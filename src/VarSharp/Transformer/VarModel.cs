@@ -101,7 +101,6 @@ public sealed class VarModel : nn.Module
             throw new VarSharpException(
                 $"teacher-forcing input must have shape ({B}, {cfg.L - cfg.FirstL}, {cfg.Cvae}) (or a prefix of whole scales), found ({string.Join(", ", xWoFirstL.shape)}).");
         long C = cfg.EmbedDim;
-        bool whole = ed == cfg.L;
 
         var label_B = labels;
         if (training && cfg.CondDropRate > 0)
@@ -114,11 +113,10 @@ public sealed class VarModel : nn.Module
         var cond_BD = class_emb.forward(label_B);
         var sos_BlC = cond_BD.unsqueeze(1).expand(B, cfg.FirstL, C).add(pos_start.expand(B, cfg.FirstL, C));
         var x_BLC = cat([sos_BlC, word_embed.forward(xWoFirstL.to(DType))], 1);
-        var lvl_1l = whole ? lvl_1L : lvl_1L[TensorIndex.Colon, TensorIndex.Slice(0, ed)];
-        var pos_1lC = whole ? (Tensor)pos_1LC : pos_1LC[TensorIndex.Colon, TensorIndex.Slice(0, ed)];
-        x_BLC = x_BLC.add(lvl_embed.forward(lvl_1l.expand(B, -1)).add(pos_1lC));
-        var mask = whole ? attn_bias_for_masking
-            : attn_bias_for_masking[TensorIndex.Colon, TensorIndex.Colon, TensorIndex.Slice(0, ed), TensorIndex.Slice(0, ed)];
+        // Views of the first ed positions (all of them without progressive training).
+        var upTo = TensorIndex.Slice(0, ed);
+        x_BLC = x_BLC.add(lvl_embed.forward(lvl_1L[TensorIndex.Colon, upTo].expand(B, -1)).add(pos_1LC[TensorIndex.Colon, upTo]));
+        var mask = attn_bias_for_masking[TensorIndex.Colon, TensorIndex.Colon, upTo, upTo];
 
         var condBD_or_gss = shared_ada_lin is null ? cond_BD : shared_ada_lin.forward(cond_BD).view(-1, 1, 6, C);
         foreach (var b in blocks) x_BLC = b.Forward(x_BLC, condBD_or_gss, mask, generator);
