@@ -61,7 +61,10 @@ public sealed record VarTrainSettings
 /// </summary>
 public readonly record struct VarTokenMetrics(double LossMean, double LossTail, double AccMean, double AccTail)
 {
-    /// <summary>Metrics of logits (B, L, V) against targets (B, L); the tail is the last <paramref name="lastL"/> tokens.</summary>
+    /// <summary>
+    /// Metrics of logits (B, L, V) against targets (B, L); the tail is the last <paramref name="lastL"/> tokens, and
+    /// with <paramref name="lastL"/> 0 (a sequence cut before the last scale) the tail metrics are NaN, not computed.
+    /// </summary>
     public static VarTokenMetrics Of(Tensor logits_BLV, Tensor gt_BL, long lastL)
     {
         using var scope = NewDisposeScope();
@@ -69,12 +72,13 @@ public readonly record struct VarTokenMetrics(double LossMean, double LossTail, 
         long V = logits_BLV.shape[^1];
         var logits = logits_BLV.detach();
         var pred_BL = logits.argmax(-1);
-        var tail_BlV = logits[TensorIndex.Colon, TensorIndex.Slice(-lastL)];
-        var gtTail_Bl = gt_BL[TensorIndex.Colon, TensorIndex.Slice(-lastL)];
         double lm = nn.functional.cross_entropy(logits.reshape(-1, V), gt_BL.reshape(-1)).item<float>();
-        double lt = nn.functional.cross_entropy(tail_BlV.reshape(-1, V), gtTail_Bl.reshape(-1)).item<float>();
         double am = pred_BL.eq(gt_BL).to(ScalarType.Float64).mean().item<double>() * 100;
-        double at = pred_BL[TensorIndex.Colon, TensorIndex.Slice(-lastL)].eq(gtTail_Bl).to(ScalarType.Float64).mean().item<double>() * 100;
+        if (lastL <= 0) return new VarTokenMetrics(lm, double.NaN, am, double.NaN);
+        var tail = TensorIndex.Slice(-lastL);
+        var gtTail_Bl = gt_BL[TensorIndex.Colon, tail];
+        double lt = nn.functional.cross_entropy(logits[TensorIndex.Colon, tail].reshape(-1, V), gtTail_Bl.reshape(-1)).item<float>();
+        double at = pred_BL[TensorIndex.Colon, tail].eq(gtTail_Bl).to(ScalarType.Float64).mean().item<double>() * 100;
         return new VarTokenMetrics(lm, lt, am, at);
     }
 }
@@ -297,7 +301,7 @@ public sealed class VarTrainStep : IDisposable
         _model.train();
         Optimizer.ZeroGrad();
         double lossValue = 0;
-        long lastL = _model.Config.PatchNums[^1] * _model.Config.PatchNums[^1];
+        long lastL = stage.Truncates ? 0 : _model.Config.PatchNums[^1] * _model.Config.PatchNums[^1];
         // Metrics are token means, so each slice's count by its share; logits are kept only when asked for, since
         // they are the largest activation and slicing exists to bound memory.
         double lm = 0, lt = 0, am = 0, at = 0;
@@ -326,8 +330,7 @@ public sealed class VarTrainStep : IDisposable
             if (keepLogits) logitParts.Add(logits_bLV.detach().MoveToOuterDisposeScope());
         }
         var logits_BLV = keepLogits ? (logitParts.Count == 1 ? logitParts[0] : cat(logitParts, 0)) : null;
-        VarTokenMetrics? metrics = !measureMetrics ? null
-            : stage.Truncates ? new VarTokenMetrics(lm, double.NaN, am, double.NaN) : new VarTokenMetrics(lm, lt, am, at);
+        VarTokenMetrics? metrics = measureMetrics ? new VarTokenMetrics(lm, lt, am, at) : null;
 
         var norms = new Dictionary<string, double>(StringComparer.Ordinal);
         Dictionary<string, Tensor>? grads = keepGradients ? new(StringComparer.Ordinal) : null;

@@ -64,6 +64,22 @@ public class ProgressiveTrainingTests
     }
 
     [Fact]
+    public void MetricsOfASequenceCutBeforeTheLastScaleHaveNoTail()
+    {
+        using var scope = NewDisposeScope();
+        // Logits that pick token 0 everywhere, targets 0 for half the tokens: 50 % accuracy over the whole sequence.
+        var logits = zeros(2, 4, 8);
+        logits[TensorIndex.Ellipsis, 0] = tensor(5f);
+        var gt = tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 }).view(2, 4);
+        var cut = VarTokenMetrics.Of(logits, gt, lastL: 0);
+        Assert.Equal(50, cut.AccMean, 9);
+        Assert.True(double.IsNaN(cut.LossTail) && double.IsNaN(cut.AccTail));
+        var whole = VarTokenMetrics.Of(logits, gt, lastL: 2);
+        Assert.Equal(cut.LossMean, whole.LossMean, 12);
+        Assert.Equal(50, whole.AccTail, 9);
+    }
+
+    [Fact]
     public void ARunTruncatesTheSequenceByTheScheduleAndLogsItsStage()
     {
         using var tmp = new TempFolder();
