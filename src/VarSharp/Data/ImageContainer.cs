@@ -66,9 +66,11 @@ internal static class ImageContainer
             {
                 n = inflate.Read(buffer);
             }
-            catch (InvalidDataException)
+            catch (InvalidDataException e)
             {
-                return;   // corrupt compressed data: the decoder reports that in its own words
+                // Not left to the decoder: it ignores the header's window size, so a stream zlib refuses at once (a
+                // window field of 15, say) would still inflate there, unbounded.
+                throw new InvalidDataException($"its image data is not a valid zlib stream ({e.Message.TrimEnd('.')})");
             }
             if (n == 0) return;
             if ((total += n) > bound)

@@ -115,5 +115,12 @@ public class ImageDecodeFuzzTests(ITestOutputHelper output)
         Assert.True(bomb.Length < 64 * 1024, $"the bomb should be small ({bomb.Length} bytes)");
         e = Assert.Throws<VarSharpException>(() => ImageIO.Decode(bomb, 1, "bomb.png"));
         Assert.Equal($"bomb.png is not a readable PNG or JPEG image (its image data inflates past the {Size * (1 + 8 * Size) + 7 * (Size + 8)} bytes a 32×32 image can need).", e.Message);
+
+        // The same bomb behind a zlib header whose window field (15) zlib refuses but the decoder ignores.
+        byte[] badWindow = [.. packed.ToArray()];
+        (badWindow[0], badWindow[1]) = (0xF8, 0x00);   // CINFO 15, FCHECK still valid: 0xF800 % 31 == 0
+        byte[] hidden = [.. png.AsSpan(0, 8), .. Chunk("IHDR", ihdr), .. Chunk("IDAT", badWindow), .. Chunk("IEND", [])];
+        e = Assert.Throws<VarSharpException>(() => ImageIO.Decode(hidden, 1, "hidden.png"));
+        Assert.StartsWith("hidden.png is not a readable PNG or JPEG image (its image data is not a valid zlib stream (", e.Message);
     }
 }
