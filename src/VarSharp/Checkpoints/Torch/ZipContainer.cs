@@ -55,7 +55,9 @@ internal sealed class ZipContainer
         // A central header is at least 46 bytes, so the declared count cannot make us allocate more than the file holds.
         if (count > cdSize / CentralHeaderSize)
             throw Corrupt(file, $"the central directory declares {count} entries but its {cdSize} bytes hold at most {cdSize / CentralHeaderSize}");
-        var cd = ReadAt(stream, cdOffset, checked((int)cdSize), file, "central directory");
+        if (cdSize > Array.MaxLength)
+            throw Fail(TorchCheckpointReason.ResourceLimit, file, $"its central directory declares {cdSize} bytes, more than this reader holds in memory");
+        var cd = ReadAt(stream, cdOffset, (int)cdSize, file, "central directory");
 
         var central = new List<CentralRecord>((int)count);
         var names = new HashSet<string>(StringComparer.Ordinal);
@@ -158,7 +160,8 @@ internal sealed class ZipContainer
             if (U32(z64, 16) != 0 || U32(z64, 20) != 0)
                 throw Corrupt(file, "it declares a multi-disk zip, which torch never writes");
             ulong e64Here = U64(z64, 24), e64 = U64(z64, 32), size64 = U64(z64, 40), off64 = U64(z64, 48);
-            if (e64Here != e64 || size64 > (ulong)length || off64 > (ulong)length)
+            // A count above the file's length cannot be true (each entry takes bytes) and would turn negative as a long.
+            if (e64Here != e64 || e64 > (ulong)length || size64 > (ulong)length || off64 > (ulong)length)
                 throw Corrupt(file, "its zip64 end record declares entry counts or directory bounds outside the file");
             // The classic record must either say "see zip64" or agree with it.
             if ((entries != 0xFFFF && (ulong)entries != e64) || (cdSize != 0xFFFFFFFF && (ulong)cdSize != size64)

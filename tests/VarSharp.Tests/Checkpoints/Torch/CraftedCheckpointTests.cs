@@ -65,6 +65,18 @@ public class CraftedCheckpointTests
     }
 
     [Theory]
+    [InlineData(0xFFFFFFFFFFFFFFFF)]   // −1 as a long: a negative list capacity
+    [InlineData(0x800000007FFFFFC7)]   // 0x7FFFFFC7 as an int: a 16 GiB list
+    public void AZip64EntryCountBeyondTheFileIsRefused(ulong count)
+    {
+        var zip = new TorchZipBuilder { Zip64Everywhere = true }.Add("archive/data.pkl", PickleBuilder.StateDict()).Build();
+        int z64 = zip.AsSpan().LastIndexOf("PK\x06\x06"u8);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(zip.AsSpan(z64 + 24), count);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(zip.AsSpan(z64 + 32), count);
+        Refused(zip, TorchCheckpointReason.ZipCorrupt, "zip64 end record declares entry counts or directory bounds outside the file");
+    }
+
+    [Theory]
     [InlineData(0, new long[] { 4, 4 }, new long[] { 4, -1 }, TorchCheckpointReason.BadTensorGeometry, "non-negative")]
     [InlineData(-1, new long[] { 4 }, new long[] { 1 }, TorchCheckpointReason.BadTensorGeometry, "non-negative")]
     [InlineData(0, new long[] { 4, 4 }, new long[] { 4 }, TorchCheckpointReason.BadTensorGeometry, "differ in length")]
