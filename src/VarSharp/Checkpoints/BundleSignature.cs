@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using VarSharp.Config;
 
 namespace VarSharp.Checkpoints;
 
@@ -183,7 +184,7 @@ public static class BundleSignature
         var bytes = ModelBundle.ReadSmallFile(path, MaxSignatureBytes, Invalid);
         try
         {
-            using var doc = JsonDocument.Parse(bytes);
+            using var doc = JsonConfig.ParseUntrusted(bytes);
             var root = doc.RootElement;
             string Text(string name) => root.ValueKind == JsonValueKind.Object && root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String
                 ? v.GetString()! : throw Invalid($"\"{name}\" is missing or not a string");

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using VarSharp.Config;
 using static TorchSharp.torch;
 
 namespace VarSharp.Checkpoints;
@@ -77,7 +78,7 @@ public static partial class ModelBundle
         try
         {
             if (!File.Exists(path) || new FileInfo(path).Length > MaxManifestBytes) return false;
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonConfig.ParseUntrusted(File.ReadAllBytes(path));
             return doc.RootElement.ValueKind == JsonValueKind.Object
                 && doc.RootElement.TryGetProperty("format", out var format) && format.ValueKind == JsonValueKind.String && format.GetString() == FormatName;
         }
@@ -296,7 +297,7 @@ public static partial class ModelBundle
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(content);
+            doc = JsonConfig.ParseUntrusted(content);
         }
         catch (JsonException e)
         {
@@ -308,7 +309,7 @@ public static partial class ModelBundle
             if (root.ValueKind != JsonValueKind.Object) throw Invalid("the top level is not an object");
             if (!root.TryGetProperty("format", out var format) || format.ValueKind != JsonValueKind.String || format.GetString() != FormatName)
                 throw Invalid($"\"format\" is not \"{FormatName}\"");
-            if (!root.TryGetProperty("format_version", out var version) || !version.TryGetInt32(out var v))
+            if (!root.TryGetProperty("format_version", out var version) || version.ValueKind != JsonValueKind.Number || !version.TryGetInt32(out var v))
                 throw Invalid("\"format_version\" is missing or not an integer");
             if (v != FormatVersion) throw Invalid($"format_version {v} is not the supported {FormatVersion}");
             if (!root.TryGetProperty("files", out var files) || files.ValueKind != JsonValueKind.Object)
@@ -322,7 +323,8 @@ public static partial class ModelBundle
                     throw Invalid($"it lists '{name}', which is not a plain file name of the bundle");
                 if (f.Value.ValueKind != JsonValueKind.Object
                     || !f.Value.TryGetProperty("sha256", out var sha) || sha.ValueKind != JsonValueKind.String
-                    || !f.Value.TryGetProperty("bytes", out var bytes) || !bytes.TryGetInt64(out var n) || n < 0)
+                    || !f.Value.TryGetProperty("bytes", out var bytes) || bytes.ValueKind != JsonValueKind.Number
+                    || !bytes.TryGetInt64(out var n) || n < 0)
                     throw Invalid($"the entry for '{name}' needs a \"sha256\" string and a non-negative \"bytes\" integer");
                 var digest = sha.GetString()!;
                 if (digest.Length != 64 || !digest.All(c => c is (>= '0' and <= '9') or (>= 'a' and <= 'f')))

@@ -52,7 +52,13 @@ internal static class SafeTensorsHeaderJson
         try
         {
             var reader = new Utf8JsonReader(json, Options);
-            while (reader.Read()) { }
+            while (reader.Read())
+            {
+                // An escaped unpaired surrogate ("\ud800") passes the reader and valid UTF-8 but cannot become a string.
+                if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && !Decodes(ref reader))
+                    throw Fail(SafeTensorsRule.HeaderNotJson, file,
+                        $"expected the header's strings to be valid UTF-16 but the one at byte {reader.TokenStartIndex} holds an unpaired surrogate escape");
+            }
             if (reader.BytesConsumed == 0)
                 throw Fail(SafeTensorsRule.HeaderNotJson, file, $"expected a JSON header but its {json.Length} bytes hold no JSON value");
         }
@@ -61,6 +67,19 @@ internal static class SafeTensorsHeaderJson
             var where = e.LineNumber is > 0 ? $"line {e.LineNumber + 1}, byte {e.BytePositionInLine}" : $"byte {e.BytePositionInLine}";
             throw new SafeTensorsException(SafeTensorsRule.HeaderNotJson,
                 $"{file}: expected the {json.Length}-byte header to be valid JSON but parsing failed at {where}.", e);
+        }
+    }
+
+    private static bool Decodes(ref Utf8JsonReader reader)
+    {
+        try
+        {
+            reader.GetString();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
         }
     }
 

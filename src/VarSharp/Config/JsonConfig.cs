@@ -47,6 +47,34 @@ public static class JsonConfig
 
     private static string Compact(string json) => string.Concat(json.Where(c => !char.IsWhiteSpace(c)));
 
+    /// <summary>
+    /// Parses JSON that came from outside, refusing (with <see cref="JsonException"/>, like any other syntax error) a
+    /// string or name whose escapes are not valid UTF-16: JsonDocument accepts an unpaired surrogate such as "\ud800"
+    /// and only reading that string later throws, with an InvalidOperationException no caller expects.
+    /// </summary>
+    public static JsonDocument ParseUntrusted(byte[] bytes, JsonDocumentOptions options = default)
+    {
+        var doc = JsonDocument.Parse(bytes, options);
+        var reader = new Utf8JsonReader(bytes, new JsonReaderOptions
+        {
+            MaxDepth = options.MaxDepth, CommentHandling = options.CommentHandling, AllowTrailingCommas = options.AllowTrailingCommas,
+        });
+        while (reader.Read())
+        {
+            if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName)) continue;
+            try
+            {
+                reader.GetString();
+            }
+            catch (InvalidOperationException)
+            {
+                doc.Dispose();
+                throw new JsonException($"The string at byte {reader.TokenStartIndex} holds an escape that is not valid UTF-16 (an unpaired surrogate).");
+            }
+        }
+        return doc;
+    }
+
     public static JsonDocument ParseFile(string path) => Parse(ReadFile(path), path);
 
     /// <summary>A config file's bytes, with a one-sentence error when it is missing.</summary>
@@ -61,7 +89,7 @@ public static class JsonConfig
     {
         try
         {
-            return JsonDocument.Parse(bytes);
+            return ParseUntrusted(bytes);
         }
         catch (JsonException e)
         {

@@ -27,11 +27,13 @@ public sealed record RunStatus(
         using (var doc = Config.JsonConfig.ParseFile(configPath))
         {
             var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new VarSharpException($"{configPath} is not a JSON object, so it is not a training run's config.");
             JsonElement block;
             if (root.TryGetProperty(VarTrainer.TrainBlock, out block)) kind = "transformer";
             else if (root.TryGetProperty("train_tokenizer", out block)) kind = "tokenizer";
             else throw new VarSharpException($"{configPath} has neither a '{VarTrainer.TrainBlock}' nor a 'train_tokenizer' block, so it is not a training run.");
-            total = block.TryGetProperty("steps", out var s) && s.TryGetInt64(out var n) ? n : 0;
+            total = block.ValueKind == JsonValueKind.Object && block.TryGetProperty("steps", out var s) && s.ValueKind == JsonValueKind.Number && s.TryGetInt64(out var n) ? n : 0;
         }
 
         var lines = TrainLog.Read(Path.Combine(runDir, RunFolder.LogFile));

@@ -82,6 +82,7 @@ public sealed class BundleSignatureTests : IDisposable
 
     [Theory]
     [InlineData("not json", "it is not JSON")]
+    [InlineData("""{"format": "varsharp-signature\ud800", "algorithm": "ecdsa-p256-sha256", "key_id": "KEY", "signature": "AA=="}""", "unpaired surrogate")]
     [InlineData("""{"format": "varsharp-signature", "algorithm": "rsa", "key_id": "0123456789abcdef", "signature": "AA=="}""", "\"algorithm\" is not \"ecdsa-p256-sha256\"")]
     [InlineData("""{"format": "varsharp-signature", "algorithm": "ecdsa-p256-sha256", "key_id": "xyz", "signature": "AA=="}""", "\"key_id\" is not 16 hex digits")]
     [InlineData("""{"format": "varsharp-signature", "algorithm": "ecdsa-p256-sha256", "key_id": "KEY", "signature": "%%%"}""", "\"signature\" is not base64")]

@@ -46,6 +46,27 @@ public class ModelBundleTests
     }
 
     [Fact]
+    public void OnlyAManifestOfOurFormatMakesAnEnclosingBundle()
+    {
+        using var tmp = new TempFolder();
+        var bundle = WriteTinyBundle(tmp);
+        var inside = Path.Combine(bundle, "a", "b");
+        Assert.Equal(Path.GetFullPath(bundle), ModelBundle.EnclosingBundle(inside));
+        var e = Assert.Throws<VarSharpException>(() => ModelBundle.CheckOutsideBundles(inside, "The output folder"));
+        Assert.Contains("is inside the bundle", e.Message, StringComparison.Ordinal);
+
+        // Another project's manifest, or one whose format string cannot even be decoded, is not a bundle.
+        var foreign = tmp.File("foreign");
+        Directory.CreateDirectory(foreign);
+        foreach (var text in new[] { """{"format": "npm"}""", """{"format": "\udc00"}""", """[1]""", "not json" })
+        {
+            File.WriteAllText(Path.Combine(foreign, ModelBundle.ManifestFileName), text);
+            Assert.Null(ModelBundle.EnclosingBundle(Path.Combine(foreign, "out")));
+            ModelBundle.CheckOutsideBundles(Path.Combine(foreign, "out"), "The output folder");
+        }
+    }
+
+    [Fact]
     public void MissingExtraResizedAndBadManifestFilesAreRefused()
     {
         using var tmp = new TempFolder();
@@ -81,6 +102,13 @@ public class ModelBundleTests
         File.WriteAllText(manifest, manifestText.Replace("config.json", "../config.json", StringComparison.Ordinal));
         Expect(ModelBundleProblem.ManifestInvalid);
         File.WriteAllText(manifest, "not json");
+        Expect(ModelBundleProblem.ManifestInvalid);
+        // Valid JSON whose values have the wrong kind, or whose strings cannot be decoded, is refused the same way.
+        File.WriteAllText(manifest, manifestText.Replace("\"format_version\": 1", "\"format_version\": \"1\"", StringComparison.Ordinal));
+        Expect(ModelBundleProblem.ManifestInvalid);
+        File.WriteAllText(manifest, System.Text.RegularExpressions.Regex.Replace(manifestText, "\"bytes\": (\\d+)", "\"bytes\": \"$1\""));
+        Expect(ModelBundleProblem.ManifestInvalid);
+        File.WriteAllText(manifest, manifestText.Replace("config.json", "config\\ud800.json", StringComparison.Ordinal));
         Expect(ModelBundleProblem.ManifestInvalid);
         File.WriteAllText(manifest, manifestText);
         ModelBundle.Verify(dir);

@@ -31,6 +31,8 @@ public class SafeTensorsValidationTests : IDisposable
     [InlineData("""{"a": 1,}""")]
     [InlineData("""{} {}""")]
     [InlineData("""   """)]
+    [InlineData("""{"\ud800": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}""")]      // unpaired surrogate: no string
+    [InlineData("""{"__metadata__": {"k": "\udc00"}}""")]
     public void HeaderThatIsNotJson(string json) => AssertRefused(Raw(json, 0), SafeTensorsRule.HeaderNotJson);
 
     [Fact]
