@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
@@ -126,8 +127,7 @@ public static class VarEndpoints
             }
             catch (Exception e)
             {
-                loggers.CreateLogger("VarSharp.Web").LogError(e, "generation failed");
-                return Error(StatusCodes.Status500InternalServerError, $"generation failed ({e.GetType().Name}): {e.Message}");
+                return Error(StatusCodes.Status500InternalServerError, Failed(loggers, e));
             }
         }
     }
@@ -197,7 +197,9 @@ public static class VarEndpoints
                     await WriteEventAsync(ctx, "scale", $"scale-{frame.ScaleIndex}", new ScaleEvent(frame.ScaleIndex, frame.NumScales, frame.PatchSize, images), linked.Token);
                 }
                 var result = await job.Completion;
-                await WriteEventAsync(ctx, "done", "done", Response(p, result, started), linked.Token);
+                // The images exist: only the client leaving stops them now, so a timeout firing during this write
+                // cannot follow "done" with an error for a request that succeeded.
+                await WriteEventAsync(ctx, "done", "done", Response(p, result, started), ctx.RequestAborted);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -206,8 +208,7 @@ public static class VarEndpoints
             }
             catch (Exception e)
             {
-                services.GetRequiredService<ILoggerFactory>().CreateLogger("VarSharp.Web").LogError(e, "generation failed");
-                await TryWriteEventAsync(ctx, "error", new ErrorDto($"generation failed ({e.GetType().Name}): {e.Message}", 500));
+                await TryWriteEventAsync(ctx, "error", new ErrorDto(Failed(services.GetRequiredService<ILoggerFactory>(), e), 500));
             }
         }
     }
@@ -225,6 +226,17 @@ public static class VarEndpoints
         }
         if (lifetime.ApplicationStopping.IsCancellationRequested) return (StatusCodes.Status503ServiceUnavailable, "the server is stopping.");
         return (StatusCodes.Status503ServiceUnavailable, "the request was cancelled by the server.");
+    }
+
+    /// <summary>
+    /// Logs a failed generation under a short reference and returns the sentence the client gets: the exception's own
+    /// text stays in the log, since libtorch's carries a multi-line C++ backtrace with the server's paths.
+    /// </summary>
+    private static string Failed(ILoggerFactory loggers, Exception e)
+    {
+        var reference = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+        loggers.CreateLogger("VarSharp.Web").LogError(e, "generation failed (ref {Reference})", reference);
+        return $"generation failed on the server (ref {reference}); its log has the details.";
     }
 
     private static GenerateResponse Response(GenerationParams p, JobResult r, long started) => new(

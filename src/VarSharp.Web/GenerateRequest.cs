@@ -73,8 +73,11 @@ public static class GenerateRequest
         {
             throw new OperationCanceledException(ct);
         }
-        if (buffer.Length == 0) throw Bad("the request body is empty; send a JSON object such as {\"class\": 3}.");
-        return Validate(ParseObject(buffer.ToArray()), models, options);
+        // A UTF-8 byte order mark (what some editors save) is not JSON; the Stream parsers skip it, the byte one does not.
+        var body = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
+        if (body.StartsWith("\uFEFF"u8)) body = body[3..];
+        if (body.Length == 0) throw Bad("the request body is empty; send a JSON object such as {\"class\": 3}.");
+        return Validate(ParseObject(body.ToArray()), models, options);
     }
 
     private static ApiException TooLarge(int cap) => new(StatusCodes.Status413PayloadTooLarge, $"the request body is larger than {cap / 1024} KiB.");
@@ -136,6 +139,7 @@ public static class GenerateRequest
         foreach (var (key, values) in query)
         {
             if (values.Count != 1) throw Bad($"query parameter '{key}' is given {values.Count} times; give it once.");
+            if (key == "edit") throw Bad("'edit' is accepted only in a POST body, since an image does not fit in a URL.");
             obj[key] = QueryValue(values[0] ?? "");
         }
         return Validate(obj, models, options);

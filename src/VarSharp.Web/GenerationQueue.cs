@@ -29,7 +29,7 @@ public sealed class GenerationJob : IDisposable
     {
         Params = p;
         Token = token;
-        Frames = wantFrames ? Channel.CreateUnbounded<ScaleFrame>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }) : null;
+        Frames = wantFrames ? Channel.CreateUnbounded<ScaleFrame>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false }) : null;
         Key = new BatchKey(p.Model.Name, p.Settings, p.Class is not null, wantFrames, p.Edit);
     }
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Net.Http.Headers;
 
 namespace VarSharp.Web;
 
@@ -46,7 +47,9 @@ public static class RequestGuard
         {
             if (options.AllowedOrigins.Contains("*")) policy.AllowAnyOrigin();
             else policy.WithOrigins([.. options.AllowedOrigins]);
-            policy.WithMethods(HttpMethods.Get, HttpMethods.Post).WithHeaders("Content-Type", "Accept", "Last-Event-ID");
+            // Retry-After is not a CORS-safelisted response header: without exposing it a page cannot read a 429's wait.
+            policy.WithMethods(HttpMethods.Get, HttpMethods.Post).WithHeaders("Content-Type", "Accept", "Last-Event-ID")
+                .WithExposedHeaders(HeaderNames.RetryAfter);
         }));
     }
 

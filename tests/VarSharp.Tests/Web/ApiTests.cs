@@ -287,6 +287,25 @@ public sealed class ApiTests(TinyModelFolderFixture model) : IClassFixture<TinyM
     }
 
     [Fact]
+    public async Task ABodyStartingWithAByteOrderMarkIsReadAsJson()
+    {
+        using var client = _server.CreateClient();
+        byte[] body = [.. "\uFEFF"u8, .. """{"class": 1, "seed": 2}"""u8];
+        using var response = await client.PostAsync("/v1/generate", new ByteArrayContent(body));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task AnEditInAQueryStringIsRefusedWithWhereItBelongs()
+    {
+        using var client = _server.CreateClient();
+        using var response = await client.GetAsync("/v1/generate/stream?class=1&edit=x");
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("'edit' is accepted only in a POST body, since an image does not fit in a URL.",
+            (await response.ReadJson()).GetProperty("error").GetString());
+    }
+
+    [Fact]
     public async Task AnOversizedBodyIs413()
     {
         using var client = _server.CreateClient();

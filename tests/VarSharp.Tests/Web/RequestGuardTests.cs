@@ -114,6 +114,8 @@ public sealed class RequestGuardTests(TinyModelFolderFixture model) : IClassFixt
         using var post = await client.SendAsync(Post("/v1/generate", origin: "http://localhost:3000"));
         Assert.Equal(HttpStatusCode.OK, post.StatusCode);
         Assert.Equal("http://localhost:3000", post.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        // Retry-After is not CORS-safelisted: the page reads a 429's wait only if the server exposes it.
+        Assert.Equal("Retry-After", post.Headers.GetValues("Access-Control-Expose-Headers").Single());
     }
 
     [Fact]
