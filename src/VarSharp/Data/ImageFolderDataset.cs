@@ -34,7 +34,7 @@ public sealed class ImageFolderDataset : IImageDataset
         Channels = channels;
         ImageSize = imageSize;
         Issues = issues;
-        midSize = (int)Math.Round(imageSize * options.MidRatio, MidpointRounding.ToEven);
+        midSize = MidSize(imageSize, options);
     }
 
     public string Description { get; }
@@ -71,6 +71,9 @@ public sealed class ImageFolderDataset : IImageDataset
     public string PathOf(int index) => items[index].Path;
 
     /// <summary>Whether <paramref name="root"/> looks like an image folder (has subfolders or image files).</summary>
+    // The shorter side's size before the crop: the reference resizes to mid_reso · size, then crops size.
+    private static int MidSize(int imageSize, ImageFolderOptions options) => (int)Math.Round(imageSize * options.MidRatio, MidpointRounding.ToEven);
+
     public static bool LooksLikeImageFolder(string root) =>
         Directory.Exists(root) && (Directory.EnumerateDirectories(root).Any() || ImageFiles(root, recursive: false).Any());
 
@@ -130,6 +133,12 @@ public sealed class ImageFolderDataset : IImageDataset
                 issues.Skipped(path);
                 continue;
             }
+            if (options.Resize && Resampler.TryShorterSideTo(size.W, size.H, MidSize(imageSize, options), ImageIO.MaxPixels) is null)
+            {
+                if (options.Strict) throw ImageIO.TooLargeResized(path, size.W, size.H, MidSize(imageSize, options));
+                issues.Skipped(path);
+                continue;
+            }
             if (!options.Resize)
             {
                 if (firstSize is { } fs && fs != size)
@@ -182,7 +191,7 @@ public sealed class ImageFolderDataset : IImageDataset
         var (pixels, w, h) = img;
         if (options.Resize)
         {
-            var (nw, nh) = Resampler.ShorterSideTo(w, h, midSize);
+            var (nw, nh) = Resampler.TryShorterSideTo(w, h, midSize, ImageIO.MaxPixels) ?? throw ImageIO.TooLargeResized(path, w, h, midSize);
             if (nw != w || nh != h)
             {
                 pixels = Resampler.Resize(pixels, w, h, c, nw, nh);

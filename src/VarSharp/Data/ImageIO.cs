@@ -26,6 +26,9 @@ public static class ImageIO
     internal static VarSharpException TooLarge(string what, int width, int height) =>
         new($"{what} declares {width}×{height} pixels, more than the {MaxPixels / 1_000_000} megapixels an input image may have.");
 
+    internal static VarSharpException TooLargeResized(string what, int width, int height, int shorter) =>
+        new($"{what} is {width}×{height} pixels, so resizing its shorter side to {shorter} would make more than the {MaxPixels / 1_000_000} megapixels an image may have.");
+
     /// <summary>Loads an image as (1, channels, H, W) float32 in [−1, 1].</summary>
     public static Tensor Load(string path, int channels)
     {
@@ -95,7 +98,7 @@ public static class ImageIO
         byte[] pixels = image.Data;
         if (w != size || h != size)
         {
-            var (nw, nh) = Resampler.ShorterSideTo(w, h, size);
+            var (nw, nh) = Resampler.TryShorterSideTo(w, h, size, MaxPixels) ?? throw TooLargeResized(path, w, h, size);
             pixels = Resampler.Resize(pixels, w, h, channels, nw, nh);
             // The center, rounded as the data pipeline rounds its center crop.
             int top = (int)Math.Round((nh - size) / 2.0, MidpointRounding.ToEven), left = (int)Math.Round((nw - size) / 2.0, MidpointRounding.ToEven);

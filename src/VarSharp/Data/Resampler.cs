@@ -44,10 +44,19 @@ public static class Resampler
     }
 
     /// <summary>The size torchvision's Resize(int) gives: the shorter side becomes <paramref name="shorter"/>, the longer scales (truncated).</summary>
-    public static (int Width, int Height) ShorterSideTo(int width, int height, int shorter)
+    public static (int Width, int Height) ShorterSideTo(int width, int height, int shorter) =>
+        TryShorterSideTo(width, height, shorter, long.MaxValue)
+        ?? throw new ArgumentOutOfRangeException(nameof(shorter), $"a {width}×{height} image with its shorter side at {shorter} does not fit in memory");
+
+    /// <summary>
+    /// <see cref="ShorterSideTo"/>, or null when the result would hold more than <paramref name="maxPixels"/> pixels: a
+    /// long, thin image (1×65536) grows by the factor its shorter side grows, far past what its file suggests.
+    /// </summary>
+    public static (int Width, int Height)? TryShorterSideTo(int width, int height, int shorter, long maxPixels)
     {
-        if (width <= height) return (shorter, (int)((long)shorter * height / width));
-        return ((int)((long)shorter * width / height), shorter);
+        long longer = (long)shorter * Math.Max(width, height) / Math.Min(width, height);
+        if (longer > Array.MaxLength || longer * shorter > maxPixels) return null;
+        return width <= height ? (shorter, (int)longer) : ((int)longer, shorter);
     }
 
     private static double Lanczos(double x)

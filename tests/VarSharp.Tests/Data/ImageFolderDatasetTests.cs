@@ -88,6 +88,27 @@ public class ImageFolderDatasetTests
         Assert.Equal(e.Message, strict.Message);
     }
 
+    /// <summary>A 1×65536 strip is a small file, but resized so its shorter side is 256 it would be 256×16,777,216.</summary>
+    [Fact]
+    public void AnImageThatResizingWouldBlowUpIsRefusedBeforeResizing()
+    {
+        using var tmp = new TempFolder();
+        for (int i = 0; i < 2; i++) Png(tmp.File($"d/train/c/{i}.png"), 8, 8, 1);
+        Png(tmp.File("d/train/c/strip.png"), 1, 65536, 1);
+        var strip = tmp.File("d/train/c/strip.png");
+
+        var e = Assert.Throws<VarSharpException>(() => ImageIO.LoadFitted(strip, 1, 256));
+        Assert.Equal($"{strip} is 1×65536 pixels, so resizing its shorter side to 256 would make more than the 67 megapixels an image may have.", e.Message);
+        var set = ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 256);
+        Assert.Equal(2, set.Count);
+        Assert.Contains("strip.png", set.Issues.ToString());
+        var strict = Assert.Throws<VarSharpException>(() => ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 256, new ImageFolderOptions(Strict: true)));
+        Assert.StartsWith($"{strip} is 1×65536 pixels, so resizing its shorter side to ", strict.Message);
+        // The bound itself, and an ordinary resize under it.
+        Assert.Null(Resampler.TryShorterSideTo(1, 65536, 256, ImageIO.MaxPixels));
+        Assert.Equal((256, 512), Resampler.TryShorterSideTo(100, 200, 256, ImageIO.MaxPixels));
+    }
+
     [Fact]
     public void AFileThatFailsToDecodeIsCountedOnceHoweverOftenItIsRead()
     {
