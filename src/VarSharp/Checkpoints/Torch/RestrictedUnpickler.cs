@@ -17,6 +17,13 @@ internal sealed class RestrictedUnpickler
     /// <summary>No string in a state-dict pickle is anywhere near this long (keys, locations, storage keys).</summary>
     public const int MaxStringBytes = 1 << 20;
 
+    /// <summary>
+    /// The most values (pushes and memo writes) one pickle may make. A state dict of the largest VAR model makes about
+    /// 30 per tensor, tens of thousands in all; without a cap a pickle of one-byte opcodes (EMPTY_DICT, MEMOIZE) makes
+    /// a value per byte, and at about 140 bytes each a 256 MB pickle would ask for 35 GB.
+    /// </summary>
+    public const int MaxValues = 2_000_000;
+
     /// <summary>Tensors in PyTorch have at most 64 dimensions.</summary>
     public const int MaxDims = SafeTensorsHeaderJson.MaxRank;
 
@@ -50,6 +57,7 @@ internal sealed class RestrictedUnpickler
     private readonly List<int> _marks = [];
     private readonly Dictionary<long, object> _memo = [];
     private long _opPosition;
+    private int _values;
 
     /// <param name="input">Positioned at the pickle's first byte; left just after its STOP.</param>
     /// <param name="end">Where the readable bytes end (the pickle may stop earlier).</param>
@@ -311,7 +319,17 @@ internal sealed class RestrictedUnpickler
             throw Fail(TorchCheckpointReason.DuplicateKey, $"sets the key '{Shown(k)}' twice in one dictionary");
     }
 
-    private void Push(object value) => _stack.Add(value);
+    private void Push(object value)
+    {
+        Count();
+        _stack.Add(value);
+    }
+
+    private void Count()
+    {
+        if (++_values > MaxValues)
+            throw Fail(TorchCheckpointReason.ResourceLimit, $"makes more than the {MaxValues} values this reader accepts from one pickle, far more than any state dict needs");
+    }
 
     private object Pop()
     {
@@ -339,7 +357,11 @@ internal sealed class RestrictedUnpickler
         return items;
     }
 
-    private void Memo(long index) => _memo[index] = Peek();
+    private void Memo(long index)
+    {
+        Count();
+        _memo[index] = Peek();
+    }
 
     private object Recall(long index) =>
         _memo.TryGetValue(index, out var v) ? v : throw Malformed($"reads memo slot {index}, which was never written");

@@ -100,6 +100,9 @@ internal static class TorchCheckpointParser
 
     // ---- legacy --------------------------------------------------------------------------------------------------
 
+    // Each legacy pickle gets the zip format's pickle cap: without it the object pickle could run to the file's end.
+    private static long PickleEnd(Stream stream, long length) => Math.Min(length, stream.Position + TorchCheckpoint.MaxPickleBytes);
+
     // magic number, protocol version, sys_info, the object, the sorted storage keys, then per key: int64 count + raw bytes.
     private static ParsedCheckpoint ParseLegacy(Stream stream, string file)
     {
@@ -108,14 +111,14 @@ internal static class TorchCheckpointParser
         object NoPersistentIds(PyTuple pid, long at) =>
             throw Fail(TorchCheckpointReason.LegacyFormat, file, $"a legacy header pickle has a persistent id at byte {at}, which torch.save never writes there");
 
-        var magic = new RestrictedUnpickler(stream, length, file, "the legacy magic-number pickle", NoPersistentIds).Load();
+        var magic = new RestrictedUnpickler(stream, PickleEnd(stream, length), file, "the legacy magic-number pickle", NoPersistentIds).Load();
         if (!(magic is BigInteger m && m == LegacyMagic))
             throw Fail(TorchCheckpointReason.NotACheckpoint, file,
                 "it starts with a pickle that is not torch's legacy magic number 0x1950a86a20f9469cfc6c, so it is not a PyTorch checkpoint");
-        var protocol = new RestrictedUnpickler(stream, length, file, "the legacy protocol pickle", NoPersistentIds).Load();
+        var protocol = new RestrictedUnpickler(stream, PickleEnd(stream, length), file, "the legacy protocol pickle", NoPersistentIds).Load();
         if (!(protocol is long p && p == LegacyProtocol))
             throw Fail(TorchCheckpointReason.LegacyFormat, file, $"its legacy protocol version is {Describe(protocol)}, expected {LegacyProtocol}");
-        var sysInfo = new RestrictedUnpickler(stream, length, file, "the legacy sys_info pickle", NoPersistentIds).Load();
+        var sysInfo = new RestrictedUnpickler(stream, PickleEnd(stream, length), file, "the legacy sys_info pickle", NoPersistentIds).Load();
         if (sysInfo is not PyDict info)
             throw Fail(TorchCheckpointReason.LegacyFormat, file, $"its legacy sys_info is {RestrictedUnpickler.TypeName(sysInfo)}, expected a dict");
         if (info.Get("little_endian") is not true)
@@ -123,19 +126,20 @@ internal static class TorchCheckpointParser
 
         var storages = new Dictionary<string, StorageRef>(StringComparer.Ordinal);
         object PersistentLoad(PyTuple pid, long at) => CheckPersistentId(pid, legacy: true, storages, file, "the legacy object pickle", at);
-        var root = new RestrictedUnpickler(stream, length, file, "the legacy object pickle", PersistentLoad).Load();
+        var root = new RestrictedUnpickler(stream, PickleEnd(stream, length), file, "the legacy object pickle", PersistentLoad).Load();
         var tensors = StateDictEntries(root, file);
 
-        var keyList = new RestrictedUnpickler(stream, length, file, "the legacy storage-key pickle", NoPersistentIds).Load();
+        var keyList = new RestrictedUnpickler(stream, PickleEnd(stream, length), file, "the legacy storage-key pickle", NoPersistentIds).Load();
         if (keyList is not PyList list || list.Items.Any(k => k is not string))
             throw Fail(TorchCheckpointReason.LegacyFormat, file, $"its legacy storage-key list is {RestrictedUnpickler.TypeName(keyList)}, expected a list of strings");
         var keys = list.Items.Cast<string>().ToList();
-        if (keys.Distinct(StringComparer.Ordinal).Count() != keys.Count)
+        var keySet = keys.ToHashSet(StringComparer.Ordinal);
+        if (keySet.Count != keys.Count)
             throw Fail(TorchCheckpointReason.LegacyFormat, file, "its legacy storage-key list names one storage twice");
         var unreferenced = keys.FirstOrDefault(k => !storages.ContainsKey(k));
         if (unreferenced is not null)
             throw Fail(TorchCheckpointReason.LegacyFormat, file, $"its legacy storage-key list names '{ZipContainer.Shown(unreferenced)}', which no tensor uses, so its type is unknown");
-        var missing = storages.Keys.FirstOrDefault(k => !keys.Contains(k, StringComparer.Ordinal));
+        var missing = storages.Keys.FirstOrDefault(k => !keySet.Contains(k));
         if (missing is not null)
             throw Fail(TorchCheckpointReason.MissingRecord, file, $"storage '{ZipContainer.Shown(missing)}' is used by a tensor but absent from the legacy storage-key list");
 

@@ -64,6 +64,19 @@ public class CraftedCheckpointTests
         }
     }
 
+    /// <summary>One-byte opcodes that each make a value: without a budget, memory grows by ~100 bytes per pickle byte.</summary>
+    [Theory]
+    [InlineData((byte)'}')]   // EMPTY_DICT
+    [InlineData((byte)0x94)]  // MEMOIZE of the same dict, again and again
+    public void APickleThatMakesMoreValuesThanAnyStateDictIsRefused(byte op)
+    {
+        var pickle = new byte[3 + RestrictedUnpickler.MaxValues + 1];
+        (pickle[0], pickle[1], pickle[2]) = (0x80, 2, (byte)'}');
+        pickle.AsSpan(3).Fill(op);
+        var zip = new TorchZipBuilder().Add("archive/data.pkl", pickle).Build();
+        Refused(zip, TorchCheckpointReason.ResourceLimit, $"more than the {RestrictedUnpickler.MaxValues} values");
+    }
+
     [Theory]
     [InlineData(0xFFFFFFFFFFFFFFFF)]   // −1 as a long: a negative list capacity
     [InlineData(0x800000007FFFFFC7)]   // 0x7FFFFFC7 as an int: a 16 GiB list
