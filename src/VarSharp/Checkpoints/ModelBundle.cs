@@ -30,6 +30,8 @@ public enum ModelBundleProblem
     SignatureInvalid,
     /// <summary>The bundle is signed by a key the caller does not trust.</summary>
     UntrustedKey,
+    /// <summary>A listed file is a symbolic link or empty (what a device or pipe looks like), so it is not read.</summary>
+    NotAPlainFile,
 }
 
 /// <summary>A model bundle failed verification or could not be written; the message is one sentence.</summary>
@@ -215,7 +217,12 @@ public static partial class ModelBundle
             var path = Path.Combine(dir, name);
             if (!File.Exists(path))
                 throw new ModelBundleException(ModelBundleProblem.MissingFile, $"Model bundle {dir} lacks '{name}', which its manifest lists.");
-            long actual = new FileInfo(path).Length;
+            // Hashing a link to /dev/zero, or a pipe (length 0 like an empty file), would never end.
+            var info = new FileInfo(path);
+            if (info.LinkTarget is not null || info.Length == 0)
+                throw new ModelBundleException(ModelBundleProblem.NotAPlainFile,
+                    $"Model bundle file {path} is {(info.LinkTarget is null ? "empty (or a device or pipe)" : "a symbolic link")}, not a plain file with content, so it is not read.");
+            long actual = info.Length;
             if (actual != bytes)
                 throw new ModelBundleException(ModelBundleProblem.SizeMismatch,
                     $"Model bundle file {path} has {actual} bytes but the manifest says {bytes}, so it was truncated or altered.");

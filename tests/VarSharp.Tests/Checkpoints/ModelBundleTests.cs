@@ -45,6 +45,34 @@ public class ModelBundleTests
         ModelBundle.Verify(dir);
     }
 
+    /// <summary>
+    /// A manifest that lists a file of 0 bytes with the empty file's digest, where the file is a link to /dev/zero or a
+    /// pipe: its length matches, and hashing it would never end. Refused unread.
+    /// </summary>
+    [Fact]
+    public void AListedLinkOrPipeIsRefusedBeforeItIsHashed()
+    {
+        using var tmp = new TempFolder();
+        var dir = WriteTinyBundle(tmp);
+        var manifest = Path.Combine(dir, ModelBundle.ManifestFileName);
+        var empty = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Array.Empty<byte>()));
+        var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(manifest))!;
+        node["files"]!["zero"] = new System.Text.Json.Nodes.JsonObject { ["sha256"] = empty, ["bytes"] = 0 };
+        File.WriteAllText(manifest, node.ToJsonString());
+        var zero = Path.Combine(dir, "zero");
+
+        File.CreateSymbolicLink(zero, "/dev/zero");
+        var e = Assert.Throws<ModelBundleException>(() => ModelBundle.Verify(dir));
+        Assert.Equal(ModelBundleProblem.NotAPlainFile, e.Problem);
+        Assert.Equal($"Model bundle file {zero} is a symbolic link, not a plain file with content, so it is not read.", e.Message);
+
+        File.Delete(zero);
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", zero)) mkfifo.WaitForExit();
+        e = Assert.Throws<ModelBundleException>(() => ModelBundle.Verify(dir));
+        Assert.Equal(ModelBundleProblem.NotAPlainFile, e.Problem);
+        Assert.Contains("is empty (or a device or pipe)", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void OnlyAManifestOfOurFormatMakesAnEnclosingBundle()
     {
