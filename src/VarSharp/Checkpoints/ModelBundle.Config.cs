@@ -14,7 +14,9 @@ public static partial class ModelBundle
     /// </summary>
     public static void ReplaceConfig(string dir, string configJson)
     {
-        var manifest = Verify(dir);
+        // The new manifest is built from the bytes verified here, never from a second read of manifest.json.
+        byte[] manifestBytes = [];
+        var manifest = Verify(dir, check: bytes => manifestBytes = bytes);
         if (!manifest.Files.ContainsKey(ConfigFileName))
             throw new ModelBundleException(ModelBundleProblem.MissingFile, $"Model bundle {dir} has no {ConfigFileName} in its manifest, so there is no config to replace.");
         var full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
@@ -35,7 +37,7 @@ public static partial class ModelBundle
             var configPath = Path.Combine(temp, ConfigFileName);
             WriteDurably(configPath, Encoding.UTF8.GetBytes(configJson));
 
-            var root = JsonNode.Parse(File.ReadAllBytes(Path.Combine(full, ManifestFileName)))!.AsObject();
+            var root = JsonNode.Parse(manifestBytes)!.AsObject();
             root["files"]![ConfigFileName] = new JsonObject { ["sha256"] = FileDigest.Sha256(configPath), ["bytes"] = new FileInfo(configPath).Length };
             WriteDurably(Path.Combine(temp, ManifestFileName), Encoding.UTF8.GetBytes(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
             SyncDirectory(temp);

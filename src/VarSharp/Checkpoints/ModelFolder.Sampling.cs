@@ -112,17 +112,11 @@ public static partial class ModelFolder
         if (new DirectoryInfo(dir).ResolveLinkTarget(returnFinalTarget: true) is { } real) dir = real.FullName;
         var configPath = ConfigPath(dir);
         if (!File.Exists(configPath)) throw new VarSharpException($"Model folder {dir} has no config.json.");
-        VerifyIfBundle(dir);
+        // The bytes edited are the bytes verified (a bundle's config is hashed as it is read), not a second read.
         JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(File.ReadAllBytes(configPath)) as JsonObject
-                ?? throw new VarSharpException($"Config file {configPath} is not a JSON object.");
-        }
-        catch (JsonException e)
-        {
-            throw new VarSharpException($"Config file {configPath} is not valid JSON ({OneLine.Of(e.Message)}).");
-        }
+        using (var doc = ModelFiles.ReadConfig(dir))
+            root = doc.RootElement.ValueKind == JsonValueKind.Object ? JsonObject.Create(doc.RootElement.Clone())!
+                : throw new VarSharpException($"Config file {configPath} is not a JSON object.");
         edit(root);
         var json = root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
 

@@ -47,6 +47,29 @@ public sealed class ModelFilesTests : IDisposable
         Assert.Contains($"{name} has SHA-256", e.Message);
     }
 
+    /// <summary>
+    /// Editing a bundle's config (class names here) works on the verified bytes too: a config swapped in after the
+    /// check is caught, not edited and re-blessed with a fresh digest.
+    /// </summary>
+    [Fact]
+    public void AConfigSwappedBeforeAnEditIsRefusedAndTheBundleKept()
+    {
+        var bundle = TinyModels.WriteBundle(_temp.File("bundle"), seed: 7);
+        var configPath = Path.Combine(bundle, "config.json");
+        var original = File.ReadAllText(configPath);
+        var swapped = original.Replace("\"vqvae\": ", "\"vqvae\":") + " ";
+        ModelFiles.AfterManifestCheck = dir =>
+        {
+            ModelFiles.AfterManifestCheck = null;
+            File.WriteAllText(Path.Combine(dir, "config.json"), swapped);
+        };
+        var names = Enumerable.Range(0, 5).Select(i => $"class {i}").ToList();
+        var e = Assert.Throws<ModelBundleException>(() => ModelFolder.WriteClassNames(bundle, names, 5));
+        Assert.Equal(ModelBundleProblem.DigestMismatch, e.Problem);
+        Assert.Equal(swapped, File.ReadAllText(configPath));   // left as found, not re-blessed
+        Assert.Equal(ModelBundleProblem.DigestMismatch, Assert.Throws<ModelBundleException>(() => ModelBundle.Verify(bundle)).Problem);
+    }
+
     [Fact]
     public void AHashedLoadCoversTheWholeFileAndKeepsOnlyWhatIsAsked()
     {
