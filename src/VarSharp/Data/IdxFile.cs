@@ -72,8 +72,8 @@ public static class IdxFile
         if (stream.CanSeek && total > stream.Length - stream.Position)
             throw new VarSharpException(
                 $"{path} is truncated: its header declares [{string.Join(", ", dims)}] = {total} bytes of data but only {stream.Length - stream.Position} follow.");
-        var data = new byte[total];
-        got = ReadFully(stream, data);
+        var data = stream.CanSeek ? new byte[total] : [];
+        got = stream.CanSeek ? ReadFully(stream, data) : ReadGrowing(stream, total, out data);
         if (got < total)
             throw new VarSharpException(
                 $"{path} is truncated: its header declares [{string.Join(", ", dims)}] = {total} bytes of data but only {got} follow.");
@@ -96,6 +96,20 @@ public static class IdxFile
             stream.Write(d);
         }
         stream.Write(data);
+    }
+
+    // A compressed stream's length is unknown until it is inflated: the buffer grows with the data that actually arrives,
+    // so a 30-byte .gz whose header declares two gigabytes costs a megabyte, not the declared size.
+    private static int ReadGrowing(Stream stream, long total, out byte[] data)
+    {
+        data = new byte[Math.Min(total, 1 << 20)];
+        int got = 0;
+        while (true)
+        {
+            got += ReadFully(stream, data.AsSpan(got));
+            if (got < data.Length || data.Length == total) return got;
+            Array.Resize(ref data, (int)Math.Min(total, 2L * data.Length));
+        }
     }
 
     private static int ReadFully(Stream stream, Span<byte> buffer)

@@ -71,6 +71,25 @@ public class IdxFileTests
         Assert.Contains(path, e.Message);
     }
 
+    /// <summary>A gzip stream cannot say how much follows, so the declared size must not be allocated up front.</summary>
+    [Fact]
+    public void ACompressedFileDeclaringGigabytesCostsWhatItHolds()
+    {
+        using var tmp = new TempFolder();
+        var path = Write(tmp, "bomb-idx1-ubyte", [.. Header(0x08, (int)IdxFile.MaxElements), 1, 2, 3], gzip: true);
+        Assert.True(new FileInfo(path).Length < 64);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<VarSharpException>(() => IdxFile.Read(path));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal($"{path} is truncated: its header declares [{IdxFile.MaxElements}] = {IdxFile.MaxElements} bytes of data but only 3 follow.", e.Message);
+        Assert.True(allocated < 8 << 20, $"reading a {new FileInfo(path).Length}-byte file allocated {allocated} bytes");
+
+        // Data past a megabyte still arrives whole through the growing buffer.
+        var data = Enumerable.Range(0, 3_000_001).Select(i => (byte)(i * 7)).ToArray();
+        var big = IdxFile.Read(Write(tmp, "big-idx1-ubyte", [.. Header(0x08, data.Length), .. data], gzip: true));
+        Assert.Equal(data, big.Data);
+    }
+
     [Fact]
     public void MissingFileAndMismatchedLabelCountsAreClearErrors()
     {
