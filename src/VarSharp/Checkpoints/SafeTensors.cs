@@ -36,7 +36,7 @@ public static class SafeTensors
         try
         {
             foreach (var entry in header.Entries)
-                result.Add(entry.Name, ReadTensor(stream, header, entry, device));
+                result.Add(entry.Name, ReadTensor(stream, header, entry, device, path));
         }
         catch
         {
@@ -63,7 +63,7 @@ public static class SafeTensors
             // Data order, not header order: the pass only moves forward (the layout has no gaps or overlaps).
             foreach (var entry in header.Entries.OrderBy(e => e.Begin).ThenBy(e => e.End))
             {
-                if (keep(entry.Name)) result.Add(entry.Name, ReadTensor(stream, header, entry, device: null));
+                if (keep(entry.Name)) result.Add(entry.Name, ReadTensor(stream, header, entry, device: null, path));
                 else stream.Seek(header.DataStart + entry.End, SeekOrigin.Begin);
             }
             stream.Seek(stream.Length, SeekOrigin.Begin);
@@ -85,7 +85,7 @@ public static class SafeTensors
         if (stream.Length != header.DataStart + header.DataLength)
             throw new VarSharpException(
                 $"{path}: expected {header.DataStart + header.DataLength} bytes as the given header describes but the file has {stream.Length}, so it changed or the header is another file's.");
-        return ReadTensor(stream, header, entry, device);
+        return ReadTensor(stream, header, entry, device, path);
     }
 
     /// <summary>
@@ -118,13 +118,15 @@ public static class SafeTensors
         return new SafeTensorsHeader(entries, metadata, dataStart);
     }
 
-    private static torch.Tensor ReadTensor(Stream stream, SafeTensorsHeader header, SafeTensorEntry entry, torch.Device? device)
+    private static torch.Tensor ReadTensor(Stream stream, SafeTensorsHeader header, SafeTensorEntry entry, torch.Device? device, string path)
     {
         var tensor = torch.empty(entry.Shape, SafeTensorDTypes.ScalarType(entry.DType));
         try
         {
             stream.Seek(header.DataStart + entry.Begin, SeekOrigin.Begin);
             TensorBytes.ReadInto(tensor, stream);
+            if (tensor.dtype == torch.ScalarType.Bool && TensorBytes.FirstNonBool(tensor) is var (i, b))
+                throw SafeTensorsHeaderJson.Fail(SafeTensorsRule.BadBool, path, $"expected BOOL tensor '{entry.Name}' to hold bytes 0 and 1 but element {i} is {b}");
             if (device is null || device.type == DeviceType.CPU) return tensor;
             var moved = tensor.to(device);
             tensor.Dispose();

@@ -17,4 +17,6 @@ public enum SafeTensorsRule
     DuplicateName,
     BadMetadata,
     TrailingBytes,
+    /// <summary>A BOOL tensor holds a byte other than 0 or 1.</summary>
+    BadBool,
 }

@@ -22,6 +22,25 @@ internal static class TensorBytes
             observe(span);
         });
 
+    /// <summary>
+    /// The first element of a bool tensor whose byte is neither 0 nor 1, with that byte, or null. Such a byte is what a
+    /// hostile file can hold but a bool cannot mean: torch would read it as true in some ops and compare it unequal to
+    /// true in others.
+    /// </summary>
+    public static (long Index, byte Value)? FirstNonBool(torch.Tensor tensor)
+    {
+        long at = 0;
+        (long, byte)? found = null;
+        ForEachChunk(tensor, DefaultChunkBytes, span =>
+        {
+            if (found is not null) return;
+            int i = span.IndexOfAnyExcept((byte)0, (byte)1);
+            if (i >= 0) found = (at + i, span[i]);
+            at += span.Length;
+        });
+        return found;
+    }
+
     /// <summary>Writes a contiguous CPU tensor's bytes at the stream's current position.</summary>
     public static void WriteFrom(torch.Tensor tensor, Stream destination, int chunkBytes = DefaultChunkBytes) =>
         ForEachChunk(tensor, chunkBytes, span => destination.Write(span));

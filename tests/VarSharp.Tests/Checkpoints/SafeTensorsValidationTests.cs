@@ -36,6 +36,24 @@ public class SafeTensorsValidationTests : IDisposable
     public void HeaderThatIsNotJson(string json) => AssertRefused(Raw(json, 0), SafeTensorsRule.HeaderNotJson);
 
     [Fact]
+    public void BoolTensorWithAByteOtherThanZeroOrOne()
+    {
+        var header = """{"m":{"dtype":"BOOL","shape":[4],"data_offsets":[0,4]}}"""u8.ToArray();
+        var bad = RawSafeTensorsFile.Write(_temp.File("bad-bool.safetensors"), header, [0, 1, 2, 1]);
+        SafeTensors.ReadHeader(bad);   // the header is fine; the data is not
+        foreach (var load in new Action[] { () => SafeTensors.Load(bad), () => SafeTensors.LoadHashed(bad, _ => true) })
+        {
+            var e = Assert.Throws<SafeTensorsException>(load);
+            Assert.Equal(SafeTensorsRule.BadBool, e.Rule);
+            Assert.Equal($"{bad}: expected BOOL tensor 'm' to hold bytes 0 and 1 but element 2 is 2.", e.Message);
+        }
+        var good = RawSafeTensorsFile.Write(_temp.File("good-bool.safetensors"), header, [0, 1, 1, 0]);
+        var loaded = SafeTensors.Load(good);
+        using var m = loaded["m"];
+        Assert.Equal(new[] { false, true, true, false }, m.data<bool>().ToArray());
+    }
+
+    [Fact]
     public void HeaderThatIsNotUtf8()
     {
         var path = RawSafeTensorsFile.Write(_temp.File("latin1.safetensors"), [(byte)'{', (byte)'"', 0xFF, (byte)'"', (byte)':', (byte)'1', (byte)'}'], []);

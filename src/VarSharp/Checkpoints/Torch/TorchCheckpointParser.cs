@@ -310,11 +310,8 @@ internal static class TorchCheckpointParser
 
     private static void CheckBools(Tensor tensor, StorageRef s, string file)
     {
-        if (tensor.numel() == 0) return;
-        var bytes = tensor.bytes;
-        for (int i = 0; i < bytes.Length; i++)
-            if (bytes[i] > 1)
-                throw Fail(TorchCheckpointReason.BadTensorData, file, $"bool storage '{s.Key}' holds the byte {bytes[i]} at element {i}, but a bool must be 0 or 1");
+        if (TensorBytes.FirstNonBool(tensor) is var (i, b))
+            throw Fail(TorchCheckpointReason.BadTensorData, file, $"bool storage '{s.Key}' holds the byte {b} at element {i}, but a bool must be 0 or 1");
     }
 
     private static string Describe(object? value) => value switch
