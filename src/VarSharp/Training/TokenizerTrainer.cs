@@ -13,7 +13,13 @@ using static TorchSharp.torch;
 namespace VarSharp.Training;
 
 /// <summary>The datasets a trainer reads; opened from the config's data path when not given.</summary>
-public sealed record TrainingData(IImageDataset Train, IImageDataset? Eval);
+public sealed record TrainingData(IImageDataset Train, IImageDataset? Eval)
+{
+    /// <summary>The training split shaped for a tokenizer, and the held-out split when <paramref name="evalImages"/> &gt; 0.</summary>
+    public static TrainingData Open(string data, ImageFolderOptions options, int channels, int imageSize, int evalImages) => new(
+        Datasets.Open(data, DataSplit.Train, channels, imageSize, options),
+        evalImages > 0 ? Datasets.Open(data, DataSplit.Test, channels, imageSize, options) : null);
+}
 
 /// <summary>Something a running trainer reports.</summary>
 public abstract record TrainEvent(long Step);
@@ -257,13 +263,8 @@ public sealed partial class TokenizerTrainer : IDisposable
         }
     }
 
-    private static TrainingData OpenData(VqVaeConfig model, TokenizerTrainConfig train)
-    {
-        var options = new ImageFolderOptions(train.Resize, train.Hflip, train.Strict);
-        var trainSet = Datasets.Open(train.Data, DataSplit.Train, model.InChannels, model.ImageSize, options);
-        var evalSet = train.EvalImages > 0 ? Datasets.Open(train.Data, DataSplit.Test, model.InChannels, model.ImageSize, options) : null;
-        return new TrainingData(trainSet, evalSet);
-    }
+    private static TrainingData OpenData(VqVaeConfig model, TokenizerTrainConfig train) =>
+        TrainingData.Open(train.Data, new ImageFolderOptions(train.Resize, train.Hflip, train.Strict), model.InChannels, model.ImageSize, train.EvalImages);
 
     private static void CheckData(TrainingData data, VqVaeConfig model, TokenizerTrainConfig train)
     {

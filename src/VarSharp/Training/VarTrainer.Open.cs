@@ -230,13 +230,8 @@ public sealed partial class VarTrainer
     }
 
     /// <summary>Opens the training split (and the held-out split when eval_images &gt; 0) shaped for the tokenizer.</summary>
-    public static TrainingData OpenData(VqVaeConfig tokenizer, VarTrainConfig train)
-    {
-        var options = new ImageFolderOptions(train.Resize, train.Hflip, train.Strict);
-        var trainSet = Datasets.Open(train.Data, DataSplit.Train, tokenizer.InChannels, tokenizer.ImageSize, options);
-        var evalSet = train.EvalImages > 0 ? Datasets.Open(train.Data, DataSplit.Test, tokenizer.InChannels, tokenizer.ImageSize, options) : null;
-        return new TrainingData(trainSet, evalSet);
-    }
+    public static TrainingData OpenData(VqVaeConfig tokenizer, VarTrainConfig train) =>
+        TrainingData.Open(train.Data, new ImageFolderOptions(train.Resize, train.Hflip, train.Strict), tokenizer.InChannels, tokenizer.ImageSize, train.EvalImages);
 
     private static void CheckData(TrainingData data, VqVaeConfig tokenizer, VarConfig model, VarTrainConfig train)
     {
