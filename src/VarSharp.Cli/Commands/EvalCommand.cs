@@ -185,6 +185,7 @@ internal static class EvalCommand
         GenerationEvaluation.Check(pipe, classifier, options);
 
         var data = Datasets.Open(parse.GetValue(o.Data)!, DataSplit.Test, 1, classifier.ImageSize);
+        GenerationEvaluation.CheckClassNames(pipe, classifier, data);
         string? cacheDir = parse.GetValue(o.NoCache) ? null : parse.GetValue(o.CacheDir) ?? DefaultCacheDir();
         bool terminal = CliConsole.IsTerminal(writer);
         var console = CliConsole.For(writer);

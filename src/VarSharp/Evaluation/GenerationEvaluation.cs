@@ -87,6 +87,36 @@ public static class GenerationEvaluation
         foreach (var cfg in options.Cfgs) pipe.Validate(SampleOptionsFor(pipe, options, cfg));
     }
 
+    /// <summary>
+    /// Throws a one-sentence <see cref="VarSharpException"/> when a class id would mean different classes to the model,
+    /// the classifier or the test data (an image folder numbers its classes alphabetically, the idx files do not):
+    /// class consistency would then compare unrelated classes. Models without class names (numbered "class i") and
+    /// classifiers without them are taken as they are.
+    /// </summary>
+    public static void CheckClassNames(VarPipeline pipe, FashionClassifier classifier, IImageDataset data)
+    {
+        ArgumentNullException.ThrowIfNull(pipe);
+        ArgumentNullException.ThrowIfNull(classifier);
+        ArgumentNullException.ThrowIfNull(data);
+        if (classifier.Info?.ClassNames is not { Count: > 0 } known) return;
+        // Only the model's classes are generated and scored.
+        int classes = pipe.NumClasses;
+        FirstDifference(data.ClassNames, known, data.Description);
+        bool numbered = pipe.ClassNames.Select((n, i) => n == $"class {i}").All(b => b);
+        if (!numbered) FirstDifference(pipe.ClassNames, known, "the model");
+
+        void FirstDifference(IReadOnlyList<string> theirs, IReadOnlyList<string> classifiers, string whose)
+        {
+            for (int i = 0; i < Math.Min(classes, theirs.Count); i++)
+            {
+                var expected = i < classifiers.Count ? classifiers[i] : "(none)";
+                if (!string.Equals(theirs[i].Trim(), expected, StringComparison.OrdinalIgnoreCase))
+                    throw new VarSharpException(
+                        $"Class {i} is '{theirs[i]}' in {whose} but '{expected}' for the classifier, so class consistency would compare different classes; use data, model and classifier that number their classes alike.");
+            }
+        }
+    }
+
     /// <param name="testSplit">
     /// The images behind <paramref name="reference"/>, in the same order; when given, the baseline images are also
     /// scored after a round trip through the tokenizer (<see cref="GenerationEvalReport.Reconstructed"/>).
@@ -99,6 +129,7 @@ public static class GenerationEvaluation
         ArgumentNullException.ThrowIfNull(reference);
         if (testSplit is not null && testSplit.Count != reference.Count)
             throw new VarSharpException($"{testSplit.Description} has {testSplit.Count} images but the reference features cover {reference.Count}; pass the split they were computed from.");
+        if (testSplit is not null) CheckClassNames(pipe, classifier, testSplit);
         int classes = pipe.NumClasses, perClass = options.PerClass;
 
         // Reference sets, by test-split index.

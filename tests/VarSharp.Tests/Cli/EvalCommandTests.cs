@@ -245,6 +245,17 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
         Assert.Equal(1, mismatch.ExitCode);
         Assert.Equal("error: The model generates 8×8 images but the classifier takes 16×16; use a classifier trained at the model's image size.", mismatch.Error.TrimEnd());
 
+        // A model whose class 0 is another class than the classifier's: consistency would compare unrelated classes.
+        var renamed = TinyModels.WriteFolder(f.File("renamed"), editConfig: root =>
+        {
+            root["classes"] = new JsonArray("Ankle boot", "Trouser", "Pullover", "Dress", "Coat");
+            return root;
+        });
+        var misnumbered = CliRun.Of("eval", "--model", renamed, "--classifier", f.Classifier, "--data", f.Data, "--no-cache");
+        Assert.Equal(1, misnumbered.ExitCode);
+        Assert.Equal("error: Class 0 is 'Ankle boot' in the model but 'T-shirt/top' for the classifier, so class consistency would compare different classes; use data, model and classifier that number their classes alike.",
+            misnumbered.Error.TrimEnd());
+
         var noModel = CliRun.Of("eval", "--model", f.File("nowhere"), "--classifier", f.Classifier, "--data", f.Data);
         Assert.Equal(1, noModel.ExitCode);
         Assert.Contains("does not exist", noModel.Error);
