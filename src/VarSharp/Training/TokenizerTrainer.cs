@@ -109,7 +109,14 @@ public sealed partial class TokenizerTrainer : IDisposable
         {
             using var initGenerator = new Generator(RunFolder.StreamSeed(train.Seed, InitStream));
             TokenizerInit.Initialize(v, initGenerator);
-            if (initWeights is not null) InitialWeights.Apply(v, initWeights, "vae.", keepFresh: null, train.InitFrom!);
+            if (initWeights is not null)
+            {
+                InitialWeights.Apply(v, initWeights, "vae.", keepFresh: null, train.InitFrom!);
+                // The loaded hit averages were counted at the source run's batch size (or never, for an imported
+                // model); against this run's margin they could declare used codes dead. Usage is counted afresh.
+                using (no_grad()) v.Quantizer.EmaVocabHits.zero_();
+                v.Quantizer.RecordHit = 0;
+            }
         }, this.device);
         try
         {
@@ -337,7 +344,8 @@ public sealed partial class TokenizerTrainer : IDisposable
         long tokensPerBatch = (long)Config.BatchSize * ModelConfig.LatentSize * ModelConfig.LatentSize;
         // Data-dependent codebook start: before the first step every code is dead (no hits yet), so the remedy places
         // the whole codebook on residuals of the first batch — on the scale of the encoder's output instead of ±1/V.
-        if (step == 0 && Config.DeadCodeEvery > 0 && end > 0)
+        // Not for a run that starts from trained weights: its codebook is what it came for.
+        if (step == 0 && Config.DeadCodeEvery > 0 && end > 0 && Config.InitFrom is null)
         {
             var first = loader.Make(loader.Position);
             using var x0 = torch.tensor(first.Pixels, first.Shape, device: device);
