@@ -7,7 +7,7 @@ namespace VarSharp.Sampling;
 /// Zero-shot in- and out-painting, as the VAR paper describes it: an image's own token pyramid is teacher-forced where
 /// the image is known, and the rest is sampled, conditioned on it, at every scale. <see cref="Keep"/> marks the known
 /// pixels (true) of an image of the tokenizer's size; a token of a scale is taken from the image when at least
-/// <see cref="KnownThreshold"/> of its cell is known (area average of the mask, the tokenizer's own downsampling), so
+/// <see cref="KnownThreshold"/> of its cell is known (the mask pooled as the tokens are, <see cref="KnownPerScale"/>), so
 /// the coarse tokens — whose cells span known and unknown pixels — stay the image's as long as most of their area is
 /// kept, which keeps the generated part consistent with its surroundings.
 /// </summary>
@@ -68,17 +68,21 @@ public sealed record ImageEdit(float[] Pixels, int Channels, int Size, bool[] Ke
 
     /// <summary>
     /// Per scale, which tokens the image keeps, (1, pn²) bool: those whose cell is kept for at least
-    /// <see cref="KnownThreshold"/> of its area (area average of the mask, the tokenizer's own downsampling).
+    /// <see cref="KnownThreshold"/> of its area. The mask goes the tokens' way: averaged over each latent cell (the
+    /// last scale, one cell per downsample² pixels), then area-pooled to each scale as the tokenizer pools its latent —
+    /// for a scale that does not divide the latent (3 of 8) those cells overlap, unlike a direct pixel pooling.
     /// </summary>
     internal List<Tensor> KnownPerScale(IReadOnlyList<int> patchNums, Device device)
     {
         using var scope = NewDisposeScope();
         var keep_11HW = tensor(Keep.Select(k => k ? 1f : 0f).ToArray(), [1, 1, Size, Size]).to(device);
+        int latent = patchNums[^1];
+        var keep_11hw = nn.functional.adaptive_avg_pool2d(keep_11HW, [latent, latent]);
         var known = new List<Tensor>();
         foreach (var pn in patchNums)
         {
             // A small epsilon absorbs float error in the average.
-            var share = nn.functional.adaptive_avg_pool2d(keep_11HW, [pn, pn]).reshape(1, pn * pn);
+            var share = (pn == latent ? keep_11hw : nn.functional.adaptive_avg_pool2d(keep_11hw, [pn, pn])).reshape(1, pn * pn);
             known.Add(share.ge(KnownThreshold - 1e-6).MoveToOuterDisposeScope());
         }
         return known;

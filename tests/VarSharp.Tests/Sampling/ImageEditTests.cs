@@ -47,6 +47,12 @@ public sealed class ImageEditTests : IDisposable
         Assert.Equal([0L, 2, 3, 8], strict.KnownCounts);
         using var outside = TokenConstraint.From(ImageEdit.Box(image, 0, 0, 4, 8, outpaint: true), _vae);
         Assert.Equal([1L, 2, 6, 8], outside.KnownCounts);   // the mirror image of the same split
+
+        // The mask is pooled as the tokens are: pixels → the 4×4 latent, then the latent → 3×3 over overlapping cells
+        // (latent rows 0–1, 1–2, 2–3). Regenerating pixel row 0 leaves latent row 0 half known, so the 3×3 top row is
+        // (0.5 + 1) / 2 = 0.75 known and kept at threshold 0.7; pooling the pixels directly (rows 0–2) would give 2/3.
+        using var row = TokenConstraint.From(ImageEdit.Box(image, 0, 0, 8, 1, knownThreshold: 0.7), _vae);
+        Assert.Equal([1L, 4, 9, 12], row.KnownCounts);
     }
 
     [Fact]
