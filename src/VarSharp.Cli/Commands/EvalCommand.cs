@@ -184,7 +184,9 @@ internal static class EvalCommand
         };
         GenerationEvaluation.Check(pipe, classifier, options);
 
-        var data = Datasets.Open(parse.GetValue(o.Data)!, DataSplit.Test, 1, classifier.ImageSize);
+        // The test images with the model's channels: the classifier turns real and generated colour images grey the
+        // same way, and the tokenizer round trip gets the images the model was trained on.
+        var data = Datasets.Open(parse.GetValue(o.Data)!, DataSplit.Test, pipe.Tokenizer.Config.InChannels, classifier.ImageSize);
         GenerationEvaluation.CheckClassNames(pipe, classifier, data);
         string? cacheDir = parse.GetValue(o.NoCache) ? null : parse.GetValue(o.CacheDir) ?? DefaultCacheDir();
         bool terminal = CliConsole.IsTerminal(writer);

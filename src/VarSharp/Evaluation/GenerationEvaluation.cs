@@ -147,8 +147,10 @@ public static class GenerationEvaluation
         var fdIdx = byClass.SelectMany(l => l).Where(i => !excluded.Contains(i)).Order().ToArray();
         if (fdIdx.Length < 2) throw new VarSharpException($"The test split has {fdIdx.Length} image(s) of the model's classes; the Fréchet distance needs at least 2.");
 
-        var (fdRef, _, _) = reference.Select(fdIdx);
-        var (prRef, _, _) = reference.Select(prIdx);
+        var (fdRef, fdPred, fdLabels) = reference.Select(fdIdx);
+        var (prRef, prPred, prLabels) = reference.Select(prIdx);
+        // Only the features are used; the predictions and labels that come with them are freed at once.
+        foreach (var unused in new[] { fdPred, fdLabels, prPred, prLabels }) unused.Dispose();
         using (fdRef)
         using (prRef)
         {

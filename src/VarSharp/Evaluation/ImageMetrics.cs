@@ -8,7 +8,7 @@ public static class ImageMetrics
     public static double Psnr(Tensor a, Tensor b)
     {
         using var scope = NewDisposeScope();
-        double mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).div(2).square().mean().item<float>();
+        double mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).div(2).square().to(float64).mean().item<double>();
         return mse <= 0 ? double.PositiveInfinity : -10 * Math.Log10(mse);
     }
 

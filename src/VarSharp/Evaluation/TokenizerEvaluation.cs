@@ -59,28 +59,38 @@ public static class TokenizerEvaluation
         int S = cfg.VPatchNums.Length, V = cfg.VocabSize;
         vae.eval();
         using var noGrad = no_grad();
+        using var outer = NewDisposeScope();   // the intermediates of the usage figures below
         using var counts_SV = zeros([S, V], dtype: int64);
         double squaredError = 0;
         var psnrs = new List<double>((int)n);
         var originals = new List<Tensor>();
         var reconstructions = new List<Tensor>();
-        for (long s = 0; s < n; s += batchSize)
+        try
         {
-            using var scope = NewDisposeScope();
-            var x = images_NCHW.narrow(0, s, Math.Min(batchSize, n - s)).to(vae.Device);
-            var f = vae.Encode(x);
-            using var q = vae.Quantizer.Quantize(f, keepFhats: true, keepDiagnostics: false);
-            var rec = vae.FhatToImage(q.Fhats[^1]);
-            squaredError += (rec - x).square().sum().to(float64).item<double>();
-            psnrs.AddRange(ImageMetrics.PsnrPerImage(rec, x));
-            for (int si = 0; si < S; si++) counts_SV[si].add_(q.Indices[si].flatten().bincount(null, V).cpu());
-            if (classifier is not null)
+            for (long s = 0; s < n; s += batchSize)
             {
-                // Both sides as the classifier sees images: 8-bit levels, one channel.
-                originals.Add(Gray(ImageIO.As8Bit(x.cpu())).DetachFromDisposeScope());
-                reconstructions.Add(Gray(ImageIO.As8Bit(rec.cpu())).DetachFromDisposeScope());
+                using var scope = NewDisposeScope();
+                var x = images_NCHW.narrow(0, s, Math.Min(batchSize, n - s)).to(vae.Device);
+                var f = vae.Encode(x);
+                using var q = vae.Quantizer.Quantize(f, keepFhats: true, keepDiagnostics: false);
+                var rec = vae.FhatToImage(q.Fhats[^1]);
+                squaredError += (rec - x).square().sum().to(float64).item<double>();
+                psnrs.AddRange(ImageMetrics.PsnrPerImage(rec, x));
+                for (int si = 0; si < S; si++) counts_SV[si].add_(q.Indices[si].flatten().bincount(null, V).cpu());
+                if (classifier is not null)
+                {
+                    // Both sides as the classifier sees images: 8-bit levels, one channel.
+                    originals.Add(Gray(ImageIO.As8Bit(x.cpu())).DetachFromDisposeScope());
+                    reconstructions.Add(Gray(ImageIO.As8Bit(rec.cpu())).DetachFromDisposeScope());
+                }
+                progress?.Report((int)Math.Min(n, s + batchSize));
             }
-            progress?.Report((int)Math.Min(n, s + batchSize));
+        }
+        catch
+        {
+            // Kept outside the scopes for the classifier: freed here when the loop does not get that far.
+            foreach (var t in originals.Concat(reconstructions)) t.Dispose();
+            throw;
         }
         double mse = squaredError / images_NCHW.numel();
         double mse01 = mse / 4;

@@ -67,6 +67,25 @@ public class MetricTests
         Assert.Equal(0.0, farPr.Precision);
         Assert.Equal(0.0, farPr.Recall);
     }
+
+    /// <summary>Sets larger than one distance block give what the whole distance matrices give.</summary>
+    [Fact]
+    public void PrecisionAndRecallInBlocksEqualTheWholeMatrixComputation()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(11);
+        var real = randn([2500, 3], dtype: ScalarType.Float64, generator: g);
+        var gen = randn([2100, 3], dtype: ScalarType.Float64, generator: g).mul(0.8).add(0.3);
+        const int k = 3;
+        Tensor Radii(Tensor x) => cdist(x, x).topk(k + 1, dim: 1, largest: false).values[.., k];
+        double Share(Tensor q, Tensor r, Tensor radii) => cdist(q, r).le(radii.unsqueeze(0)).any(1).to(ScalarType.Float64).mean().item<double>();
+        double precision = Share(gen, real, Radii(real)), recall = Share(real, gen, Radii(gen));
+        var (p, r) = PrecisionRecall.Compute(real, gen, k);
+        Assert.Equal(precision, p, 12);
+        Assert.Equal(recall, r, 12);
+        Assert.InRange(p, 0.05, 0.999);   // a case where both sides of every comparison occur
+        Assert.InRange(r, 0.05, 0.999);
+    }
 }
 
 public class FashionClassifierTests
