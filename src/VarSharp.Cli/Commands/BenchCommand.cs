@@ -26,10 +26,11 @@ internal static class BenchCommand
         var trainBatch = new Option<int>("--train-batch") { Description = "Batch of the training-step measurement, 0 = skip it", DefaultValueFactory = _ => 64 };
         var trainSteps = new Option<int>("--train-steps") { Description = "Training steps per measurement", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "Also write the figures to this JSON file" };
+        var force = OutputFile.ForceOption();
         var command = new Command("bench",
             "Measure sampling speed per batch size, the KV cache against recomputing, tokenizer encode/decode speed and memory; prints ratios measured in one run");
         pipeline.AddTo(command);
-        foreach (var o in new Option[] { batches, images, repeats, compare, cfg, topK, topP, trainBatch, trainSteps, threads, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { batches, images, repeats, compare, cfg, topK, topP, trainBatch, trainSteps, threads, json, force }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             LongRun.SetThreads(parse.GetValue(threads));
@@ -37,6 +38,7 @@ internal static class BenchCommand
             int tb = parse.GetValue(trainBatch), ts = parse.GetValue(trainSteps);
             if (tb < 0) throw new VarSharpException($"--train-batch must be 0 (skip) or positive, found {tb}.");
             if (ts < 1) throw new VarSharpException($"--train-steps must be positive, found {ts}.");
+            if (parse.GetValue(json) is { } jsonPath) OutputFile.Check(jsonPath, parse.GetValue(force));
             using var pipe = pipeline.Load(parse);
             var recommended = pipe.DefaultOptions();
             var options = new BenchmarkOptions

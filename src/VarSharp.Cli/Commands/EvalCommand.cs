@@ -38,6 +38,7 @@ internal static class EvalCommand
         public readonly Option<long> Seed = new("--seed", "-s") { Description = "--model: image i of every cfg uses the generator seeded seed+i (0)", DefaultValueFactory = _ => 0 };
         public readonly Option<int?> BatchSize = new("--batch-size", "-b") { Description = "Images per batch (tokenizer 64, sampling 16); does not change the results" };
         public readonly Option<string?> Json = new("--json") { Description = "Also write the results as JSON to this file" };
+        public readonly Option<bool> Force = OutputFile.ForceOption();
         public readonly Option<string?> CacheDir = new("--cache-dir") { Description = "--model: where test-set classifier features are cached (default $VARSHARP_CACHE, else $XDG_CACHE_HOME/varsharp, else ~/.cache/varsharp)" };
         public readonly Option<bool> NoCache = new("--no-cache") { Description = "--model: compute the test-set features afresh and store nothing" };
         public readonly Option<int?> Threads = LongRun.ThreadsOption();
@@ -66,6 +67,8 @@ internal static class EvalCommand
         var model = parse.GetValue(o.Model);
         if ((tokenizer is null) == (model is null))
             throw new VarSharpException("Name what to evaluate with either --tokenizer DIR or --model DIR (not both).");
+        // Checked now, not after a run of minutes or hours.
+        if (parse.GetValue(o.Json) is { } json) OutputFile.Check(json, parse.GetValue(o.Force));
         return tokenizer is not null ? EvalTokenizer(parse, o, tokenizer) : EvalModel(parse, o, model!);
     }
 

@@ -15,10 +15,12 @@ internal static class TokenizeCommand
         var input = new Option<string>("--input", "-i") { Description = "PNG or JPEG image of the tokenizer's size", Required = true };
         var output = new Option<string?>("--output", "-o") { Description = "Write the pyramid as JSON here instead of printing it" };
         var resize = InputImage.ResizeOption();
-        var command = new Command("tokenize", "Print or save the token pyramid (one pn×pn map per scale) of an image") { input, output, resize };
+        var force = OutputFile.ForceOption();
+        var command = new Command("tokenize", "Print or save the token pyramid (one pn×pn map per scale) of an image") { input, output, resize, force };
         tokenizer.AddTo(command);
         command.SetAction(parse =>
         {
+            var outPath = parse.GetValue(output) is { } o ? OutputFile.Check(o, parse.GetValue(force), tokenizer.Inputs(parse, parse.GetRequiredValue(input))) : null;
             using var vae = tokenizer.Load(parse);
             using var noGrad = no_grad();
             List<long[]> pyramid;
@@ -29,7 +31,6 @@ internal static class TokenizeCommand
                 pyramid = vae.ImageToIndices(img).Select(t => t[0].cpu().data<long>().ToArray()).ToList();
             }
             var patchNums = vae.Config.VPatchNums;
-            var outPath = parse.GetValue(output);
             var writer = parse.InvocationConfiguration.Output;
             if (outPath is not null)
             {

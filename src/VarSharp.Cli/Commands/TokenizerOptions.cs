@@ -7,6 +7,9 @@ namespace VarSharp.Cli.Commands;
 /// <summary>The options that name a tokenizer: a model folder, or a config file plus a weights file.</summary>
 internal sealed class TokenizerOptions
 {
+    /// <summary>The files the command reads: the image and, when given, the config and weights files.</summary>
+    public string?[] Inputs(ParseResult parse, string image) => [image, parse.GetValue(Config), parse.GetValue(Weights)];
+
     public Option<string?> Model { get; } = new("--model", "-m") { Description = "Model folder: config.json + model.safetensors (or weights.safetensors)" };
     public Option<string?> Config { get; } = new("--config") { Description = "Config file with a 'vqvae' block (with --weights, instead of --model)" };
     public Option<string?> Weights { get; } = new("--weights") { Description = "safetensors file with 'vae.*' keys (with --config, instead of --model)" };

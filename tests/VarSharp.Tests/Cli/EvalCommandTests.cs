@@ -217,9 +217,14 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
         Assert.Equal((int)ja["baseline"]!["images"]!, (int)ja["tokenizer_round_trip"]!["images"]!);
         Assert.Equal(ja["tokenizer_round_trip"]!.ToJsonString(), jb["tokenizer_round_trip"]!.ToJsonString());
 
-        // Another seed samples other images.
-        var c = CliRun.Of(["eval", "--model", f.Model, "--classifier", f.Classifier, "--data", f.Data, "--cfg", "1", "--per-class", "2",
-            "--seed", "5", "--no-cache", "--json", f.File("c.json")]);
+        // Another seed samples other images; the earlier c.json is replaced only with --force, refused before any work.
+        string[] again = ["eval", "--model", f.Model, "--classifier", f.Classifier, "--data", f.Data, "--cfg", "1", "--per-class", "2",
+            "--seed", "5", "--no-cache", "--json", f.File("c.json")];
+        var refused = CliRun.Of(again);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Equal($"error: {f.File("c.json")} already exists; pass --force to replace it.", refused.Error.TrimEnd());
+        Assert.Equal("", refused.Output);
+        var c = CliRun.Of([.. again, "--force"]);
         Assert.Equal(0, c.ExitCode);
         var jc = JsonNode.Parse(File.ReadAllText(f.File("c.json")))!;
         Assert.NotEqual((double)runs[0]!["fd_fashion_classifier_features"]!, (double)jc["runs"]![0]!["fd_fashion_classifier_features"]!);

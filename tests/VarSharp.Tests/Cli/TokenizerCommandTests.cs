@@ -105,6 +105,35 @@ public class TokenizerCommandTests : IDisposable
         Assert.True(File.Exists(nested));
     }
 
+    /// <summary>An output never replaces its input, a bundle's file or an existing file without --force.</summary>
+    [Fact]
+    public void AnOutputThatWouldReplaceAnInputABundleFileOrAnExistingFileIsRefused()
+    {
+        var input = TinyModelFolder.WritePng(temp.File("keep.png"), 8, 3);
+        var original = File.ReadAllBytes(input);
+        foreach (var verb in new[] { "reconstruct", "tokenize" })
+        {
+            var self = CliRun.Of(verb, "--model", model, "-i", input, "-o", input, "--force");
+            Assert.Equal(1, self.ExitCode);
+            Assert.Equal($"error: The output {input} is also an input of this command; write it elsewhere.", self.Error.TrimEnd());
+        }
+        Assert.Equal(original, File.ReadAllBytes(input));
+
+        var bundle = TinyModels.WriteBundle(temp.File("bundle"));
+        var intoBundle = CliRun.Of("reconstruct", "--model", bundle, "-i", input, "-o", Path.Combine(bundle, "rec.png"));
+        Assert.Equal(1, intoBundle.ExitCode);
+        Assert.Contains("is inside the bundle", intoBundle.Error);
+        VarSharp.Checkpoints.ModelBundle.Verify(bundle);
+
+        var first = CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.File("once.png"));
+        Assert.Equal(0, first.ExitCode);
+        var second = CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.File("once.png"), "--scales");
+        Assert.Equal(1, second.ExitCode);
+        Assert.Equal($"error: {temp.File("once.png")} already exists; pass --force to replace it.", second.Error.TrimEnd());
+        Assert.False(File.Exists(temp.File("once-scales.png")));   // nothing written before the refusal
+        Assert.Equal(0, CliRun.Of("reconstruct", "--model", model, "-i", input, "-o", temp.File("once.png"), "--scales", "--force").ExitCode);
+    }
+
     [Fact]
     public void WeightsThatDoNotMatchTheConfigAreRefused()
     {
