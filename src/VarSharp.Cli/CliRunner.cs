@@ -47,7 +47,13 @@ public static class CliRunner
                 error.WriteLine($"error: {Sentence(e)}");
                 return UserError;
             }
-            error.WriteLine($"error: unexpected {e.GetType().Name}: {e.Message}");
+            if (IsOutOfMemory(e))
+            {
+                error.WriteLine($"error: out of memory ({FirstLine(e.Message).TrimEnd('.')}); ask for less at a time, for example a smaller --batch-size.");
+                return UserError;
+            }
+            // The first line only: libtorch's messages go on with a C++ backtrace.
+            error.WriteLine($"error: unexpected {e.GetType().Name}: {FirstLine(e.Message)}");
             return InternalError;
         }
     }
@@ -73,6 +79,12 @@ public static class CliRunner
 
     private static string Sentence(Exception e) =>
         EmptyPath(e) ? "an empty path was given where a file or folder is expected." : OneLine(e.Message);
+
+    // A request too large for the machine is the user's to change, whether .NET or libtorch's allocator says so.
+    private static bool IsOutOfMemory(Exception e) => e is OutOfMemoryException
+        || (e is System.Runtime.InteropServices.ExternalException && e.Message.Contains("can't allocate memory", StringComparison.Ordinal));
+
+    private static string FirstLine(string message) => message.Split('\n', 2)[0].Trim();
 
     private static string OneLine(string message) =>
         string.Join(" ", message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));

@@ -36,6 +36,23 @@ public class CliRunnerTests
         Assert.Contains("boom", run.Error);
     }
 
+    /// <summary>libtorch's messages carry a C++ backtrace after their first line: only that line is shown.</summary>
+    [Fact]
+    public void ANativeErrorShowsItsFirstLineAndRunningOutOfMemoryIsTheUsersToFix()
+    {
+        const string Trace = "\nException raised from allocate at /pytorch/c10/core/impl/alloc_cpu.cpp:118 (most recent call first):\nframe #0: c10::Error::Error";
+        var native = RunThrowing(new System.Runtime.InteropServices.ExternalException("shape '[2, 3]' is invalid for input of size 5" + Trace));
+        Assert.Equal(2, native.ExitCode);
+        Assert.Equal("error: unexpected ExternalException: shape '[2, 3]' is invalid for input of size 5", native.Error.TrimEnd());
+
+        var oom = RunThrowing(new System.Runtime.InteropServices.ExternalException(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 1099511627776 bytes. Error code 12 (Cannot allocate memory)" + Trace));
+        Assert.Equal(1, oom.ExitCode);
+        Assert.Equal("error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate 1099511627776 bytes. Error code 12 (Cannot allocate memory)); ask for less at a time, for example a smaller --batch-size.",
+            oom.Error.TrimEnd());
+        Assert.Equal(1, RunThrowing(new OutOfMemoryException()).ExitCode);
+    }
+
     [Fact]
     public void HelpNamesTheCommandVarsharpAndUnknownVerbsFail()
     {
