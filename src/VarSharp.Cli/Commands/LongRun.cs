@@ -37,28 +37,33 @@ internal static class LongRun
             writer.WriteLine($"note: the checkpoint was trained with {s} threads; with {given} the continued run may not be bit-identical to an uninterrupted one.");
     }
 
+    /// <summary>The shell's exit codes for a process stopped by SIGINT (Ctrl+C) and SIGTERM: 128 + the signal number.</summary>
+    public const int StoppedByInterrupt = 130, StoppedByTerminate = 143;
+
     /// <summary>
     /// Runs <paramref name="run"/> with a token that Ctrl+C or SIGTERM (e.g. from `timeout`) cancel, so a trainer finishes
-    /// its step and checkpoints instead of dying mid-write. Only the real process's console and signals are hooked;
-    /// in-process callers (tests) pass false.
+    /// its step and checkpoints instead of dying mid-write; a second signal is left to its default and ends the process
+    /// at once. Returns the result and, when a signal stopped the run, the exit code that says so (130 or 143), so that
+    /// `train … &amp;&amp; next` does not go on with an unfinished model. Only the real process's console and signals are
+    /// hooked; in-process callers (tests) pass false.
     /// </summary>
-    public static T Stoppable<T>(bool realConsole, Func<CancellationToken, T> run)
+    public static (T Result, int? StopExitCode) Stoppable<T>(bool realConsole, Func<CancellationToken, T> run)
     {
         using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
+        int stopExit = 0;
+        bool Stop(int exitCode)
         {
-            e.Cancel = true;
+            if (Interlocked.CompareExchange(ref stopExit, exitCode, 0) != 0) return false;   // the second: let it end us
             cancel.Cancel();
-        };
+            return true;
+        }
+        ConsoleCancelEventHandler onCancel = (_, e) => e.Cancel = Stop(StoppedByInterrupt);
         if (realConsole) Console.CancelKeyPress += onCancel;
-        using var sigterm = realConsole ? PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
-        {
-            ctx.Cancel = true;
-            cancel.Cancel();
-        }) : null;
+        using var sigterm = realConsole ? PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => ctx.Cancel = Stop(StoppedByTerminate)) : null;
         try
         {
-            return run(cancel.Token);
+            var result = run(cancel.Token);
+            return (result, stopExit == 0 ? null : stopExit);
         }
         finally
         {

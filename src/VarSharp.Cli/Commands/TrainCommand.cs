@@ -137,7 +137,7 @@ internal static class TrainCommand
             $"run {trainer.RunDirectory}: VAR depth {m.Depth}, width {m.EmbedDim}, {m.NumHeads} heads, {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters; {m.NumClasses} classes, V={m.VocabSize}, scales {string.Join(",", m.PatchNums)} ({m.L} tokens); batch {cfg.BatchSize}{TrainingConsole.Slices(cfg.GradAccum)}{(cfg.Precision == "f32" ? "" : ", mixed precision " + cfg.Precision)}, peak lr {cfg.Lr:0.###e+0}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
 
         // The rate is that of this session's training steps, not counting tokenization.
-        var (result, rate) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,
+        var (result, rate, stopExit) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,
             (observe, token) => trainer.Run(observe, token, stopAfter),
             e => e is VarStepEvent s ? new StepLine(s.Step, s.TotalSteps, s.StepsPerSecond, Invariant($"loss {s.Loss:0.0000} acc {s.Accuracy:0.00}% lr {s.Lr:0.00e+0}{StageText(s.Stage)}")) : null,
             e => e switch
@@ -151,7 +151,7 @@ internal static class TrainCommand
         writer.WriteLine(Invariant(
             $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({rate:0.00} steps/s); {eval}model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
         if (!result.Finished) writer.WriteLine($"continue with: varsharp train --resume {trainer.RunDirectory}");
-        return 0;
+        return stopExit ?? 0;
     }
 
     // Progressive training: which scales the step trained (0..k) and the newest one's loss weight.

@@ -102,7 +102,7 @@ internal static class TrainTokenizerCommand
         writer.WriteLine(Invariant(
             $"run {trainer.RunDirectory}: {trainer.Model.parameters().Sum(p => p.numel()):N0} parameters, {m.ImageSize}x{m.ImageSize}x{m.InChannels}, scales {string.Join(",", m.VPatchNums)}, V={m.VocabSize}; batch {cfg.BatchSize}{TrainingConsole.Slices(cfg.GradAccum)}; step {startStep}/{cfg.Steps}, {get_num_threads()} threads"));
 
-        var (result, rate) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,
+        var (result, rate, stopExit) = TrainingConsole.Run(parse, cfg.Steps, startStep, cfg.LogEvery,
             (observe, token) => trainer.Run(observe, token, stopAfter),
             e => e is StepEvent s ? new StepLine(s.Step, s.TotalSteps, s.StepsPerSecond, Invariant($"loss {s.Loss:0.0000} lr {s.Lr:0.0e+0}")) : null,
             e => e switch
@@ -115,7 +115,7 @@ internal static class TrainTokenizerCommand
         writer.WriteLine(Invariant(
             $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({rate:0.00} steps/s); {psnr}usage per scale {Usage(result.UsagePercent)}; model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
         if (!result.Finished) writer.WriteLine($"continue with: varsharp train-tokenizer --resume {trainer.RunDirectory}");
-        return 0;
+        return stopExit ?? 0;
     }
 
     private static string Describe(EvalEvent e) => Invariant(

@@ -22,16 +22,16 @@ internal static class TrainingConsole
     /// <summary>
     /// Calls <paramref name="run"/> with an observer and a stop token. <paramref name="step"/> recognises step events;
     /// <paramref name="describe"/> gives the line for any other event worth printing (null: none). Returns the run's
-    /// result and the last steps/s a step reported (0 when none ran).
+    /// result, the last steps/s a step reported (0 when none ran) and the exit code of a stop by signal (null: none).
     /// </summary>
-    public static (T Result, double StepsPerSecond) Run<T>(ParseResult parse, long totalSteps, long startStep, int logEvery,
+    public static (T Result, double StepsPerSecond, int? StopExitCode) Run<T>(ParseResult parse, long totalSteps, long startStep, int logEvery,
         Func<Action<TrainEvent>, CancellationToken, T> run, Func<TrainEvent, StepLine?> step, Func<TrainEvent, string?> describe)
     {
         var writer = parse.InvocationConfiguration.Output;
         bool realConsole = ReferenceEquals(writer, Console.Out);
         bool terminal = realConsole && !Console.IsOutputRedirected;
         double rate = 0;
-        var result = LongRun.Stoppable(realConsole, token =>
+        var (result, stopExit) = LongRun.Stoppable(realConsole, token =>
         {
             if (!terminal) return run(e => PrintLine(writer, e, logEvery, step, describe, ref rate), token);
             var console = CliConsole.For(writer);
@@ -71,7 +71,7 @@ internal static class TrainingConsole
                     }, token);
                 });
         });
-        return (result, rate);
+        return (result, rate, stopExit);
     }
 
     private static void PrintLine(TextWriter writer, TrainEvent e, int logEvery, Func<TrainEvent, StepLine?> step,

@@ -14,6 +14,52 @@ public class TrainTokenizerCommandTests(ITestOutputHelper output)
         "--checkpoint-every", "2", "--dead-code-every", "2", "--grid-images", "2", "--warmup-steps", "1",
     ];
 
+    /// <summary>
+    /// The real process under SIGTERM (what `timeout` sends): it finishes the step, writes a checkpoint and exits 143,
+    /// so `train-tokenizer … &amp;&amp; next` does not go on with an unfinished model.
+    /// </summary>
+    [Fact]
+    public async Task ATermSignalStopsWithACheckpointAndExitCode143()
+    {
+        using var tmp = new TempFolder();
+        var data = TinyData.WriteIdxFolder(tmp.File("data"));
+        var run = tmp.File("run");
+        var cli = Path.Combine(AppContext.BaseDirectory, "VarSharp.Cli.dll");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])["exec", cli, "train-tokenizer", .. Tiny(data), "--steps", "100000", "--out", run, "--threads", "1"])
+            start.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        var lines = new List<string>();
+        // Wait for the first logged step (the process is then past start-up and inside the loop).
+        while (await process.StandardOutput.ReadLineAsync() is { } line)
+        {
+            lines.Add(line);
+            if (line.StartsWith("step ", StringComparison.Ordinal)) break;
+        }
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+        var rest = process.StandardOutput.ReadToEndAsync();
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        try
+        {
+            await process.WaitForExitAsync(limit.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail("the process did not stop within 120 s of SIGTERM");
+        }
+        var text = string.Join("\n", lines) + "\n" + await rest;
+        output.WriteLine(text + await stderr);
+        Assert.Equal(143, process.ExitCode);
+        Assert.Contains("stopped at step", text);
+        Assert.Contains($"continue with: varsharp train-tokenizer --resume {run}", text);
+        // The checkpoint of the very step it stopped at (Tiny checkpoints every 2 steps; a stop in between writes its own).
+        var stopped = System.Text.RegularExpressions.Regex.Match(text, @"stopped at step (\d+)/");
+        Assert.True(stopped.Success);
+        Assert.True(Directory.Exists(Path.Combine(run, TokenizerTrainer.CheckpointsDir, $"step-{long.Parse(stopped.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture):D7}")));
+    }
+
     [Fact]
     public void TrainsStopsAndResumes()
     {
