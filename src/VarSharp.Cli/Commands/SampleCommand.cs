@@ -91,6 +91,7 @@ internal static class SampleCommand
                     parse.GetValue(resize), writer),
             };
             pipe.Validate(options);
+            if (parse.GetValue(gridMax) is < 0 and var g) throw new VarSharpException($"--grid-max must be 0 (no grid) or more but is {g}.");
             if (File.Exists(outDir)) throw new VarSharpException($"{Path.GetFullPath(outDir)} is a file; give a folder for the images (-o DIR).");
             ModelBundle.CheckOutsideBundles(outDir, "The output folder");
 

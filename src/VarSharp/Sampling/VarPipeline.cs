@@ -227,11 +227,17 @@ public sealed class VarPipeline : IDisposable
     public int VocabSize => Model.Config.VocabSize;
     public int ImageSize => Tokenizer.Config.ImageSize;
 
+    /// <summary>The most images one request may ask for (count × classes): the request's label list is held in memory.</summary>
+    public const long MaxImagesPerRequest = 10_000_000;
+
     /// <summary>Throws a one-sentence <see cref="VarSharpException"/> for options this model cannot honour.</summary>
     public void Validate(SampleOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.Count <= 0) throw new VarSharpException($"count must be positive, found {options.Count}.");
+        long total = (long)options.Count * (options.Classes?.Length ?? 1);
+        if (total > MaxImagesPerRequest)
+            throw new VarSharpException($"the request asks for {total} images, more than the {MaxImagesPerRequest} one request may; split it into several.");
         if (options.BatchSize <= 0) throw new VarSharpException($"batch size must be positive, found {options.BatchSize}.");
         if (options.Classes is { } classes)
         {

@@ -182,6 +182,8 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     [InlineData("top-p must be in [0, 1] (0 is off), found 1.5.", "--top-p", "1.5")]
     [InlineData("count must be positive, found 0.", "--count", "0")]
     [InlineData("--threads must be at least 1 but is 0.", "--threads", "0")]
+    [InlineData("--grid-max must be 0 (no grid) or more but is -1.", "--grid-max", "-1")]
+    [InlineData("the request asks for 3000000000 images, more than the 10000000 one request may; split it into several.", "--class", "0,1", "--count", "1500000000")]
     public void BadInputExitsOneWithASentence(string expected, params string[] extra)
     {
         var outDir = _temp.File("bad");
