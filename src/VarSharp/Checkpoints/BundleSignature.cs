@@ -68,6 +68,9 @@ public static class BundleSignature
     public static string CreateKeyPair(string basePath)
     {
         ArgumentNullException.ThrowIfNull(basePath);
+        // "keys/" or "" would make hidden files named ".key" and ".pub": the base path must name the pair.
+        if (Path.GetFileName(basePath).Length == 0 || Directory.Exists(basePath))
+            throw new VarSharpException($"'{basePath}' names a folder, not a key; give a path such as keys/team (writes keys/team.key and keys/team.pub).");
         string privatePath = basePath + ".key", publicPath = basePath + ".pub";
         foreach (var p in new[] { privatePath, publicPath })
             if (File.Exists(p) || Directory.Exists(p)) throw new VarSharpException($"{p} already exists; keys are never overwritten, choose another path.");

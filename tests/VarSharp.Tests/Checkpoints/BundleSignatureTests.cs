@@ -169,6 +169,14 @@ public sealed class BundleSignatureTests : IDisposable
     {
         var bundle = TinyModels.WriteBundle(_temp.File("bundle"));
         Assert.Equal(0, CliRun.Of("keygen", "-o", _temp.File("team")).ExitCode);
+        // A folder is not a key name (it would make hidden ".key" and ".pub" files).
+        foreach (var folder in new[] { _temp.Path + "/", _temp.Path })
+        {
+            var named = CliRun.Of("keygen", "-o", folder);
+            Assert.Equal(1, named.ExitCode);
+            Assert.Contains("names a folder, not a key", named.Error);
+        }
+        Assert.False(File.Exists(Path.Combine(_temp.Path, ".key")));
         var unsigned = CliRun.Of("verify", "-m", bundle);
         Assert.Equal(0, unsigned.ExitCode);
         Assert.EndsWith("files match their manifest (SHA-256 and length); not signed", unsigned.Output.TrimEnd());
