@@ -67,10 +67,18 @@ internal static class EvalCommand
         var model = parse.GetValue(o.Model);
         if ((tokenizer is null) == (model is null))
             throw new VarSharpException("Name what to evaluate with either --tokenizer DIR or --model DIR (not both).");
+        // An option of the other mode would be silently ignored, and the figures taken for what it asked.
+        Option[] modelOnly = [o.Cfg, o.PerClass, o.TopK, o.TopP, o.Seed, o.CacheDir, o.NoCache, o.Dtype];
+        var stray = tokenizer is not null ? modelOnly.FirstOrDefault(opt => Typed(parse, opt)) : Typed(parse, o.Images) ? o.Images : null;
+        if (stray is not null)
+            throw new VarSharpException($"{stray.Name} applies to eval {(tokenizer is not null ? "--model" : "--tokenizer")}, not to what is evaluated here; leave it out.");
         // Checked now, not after a run of minutes or hours.
         if (parse.GetValue(o.Json) is { } json) OutputFile.Check(json, parse.GetValue(o.Force));
         return tokenizer is not null ? EvalTokenizer(parse, o, tokenizer) : EvalModel(parse, o, model!);
     }
+
+    // Typed on the command line, not filled in by a default.
+    private static bool Typed(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
 
     private static int EvalTokenizer(ParseResult parse, Options o, string dir)
     {

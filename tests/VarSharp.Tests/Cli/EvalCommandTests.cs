@@ -281,6 +281,14 @@ public sealed class EvalCommandTests(EvalFixture f, ITestOutputHelper output) : 
         Assert.Equal(1, noData.ExitCode);
         Assert.Contains("does not exist", noData.Error);
 
+        // An option of the other mode is refused rather than silently ignored.
+        var strayCfg = CliRun.Of("eval", "--tokenizer", f.Tokenizer, "--data", f.Data, "--cfg", "2");
+        Assert.Equal(1, strayCfg.ExitCode);
+        Assert.Equal("error: --cfg applies to eval --model, not to what is evaluated here; leave it out.", strayCfg.Error.TrimEnd());
+        var strayImages = CliRun.Of("eval", "--model", f.Model, "--classifier", f.Classifier, "--data", f.Data, "--images", "5");
+        Assert.Equal(1, strayImages.ExitCode);
+        Assert.Equal("error: --images applies to eval --tokenizer, not to what is evaluated here; leave it out.", strayImages.Error.TrimEnd());
+
         var neither = CliRun.Of("eval");
         Assert.Equal(1, neither.ExitCode);
         Assert.Contains("either --tokenizer DIR or --model DIR", neither.Error);
