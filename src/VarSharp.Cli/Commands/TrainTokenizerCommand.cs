@@ -54,7 +54,9 @@ internal static class TrainTokenizerCommand
             .Int("--grid-images", "grid_images", "Images in the reconstruction grid")
             .FilePath("--init-from", "init_from", "Start from this model folder's vae.* weights (fine-tuning, e.g. an imported official tokenizer); its vqvae block is the default model", defaultNote: "a fresh initialisation");
 
-        public IEnumerable<Option> All => Run.All.Append(ModelConfig).Concat(Model.All).Concat(Train.All);
+        public readonly Option<string[]> Trust = TrustOption.Create("Only start from an --init-from bundle signed by this public key (repeatable)");
+
+        public IEnumerable<Option> All => Run.All.Append(ModelConfig).Append(Trust).Concat(Model.All).Concat(Train.All);
     }
 
     private static int Run(ParseResult parse, Options o)
@@ -77,10 +79,14 @@ internal static class TrainTokenizerCommand
         {
             if (outDir is null) throw new VarSharpException("Give a new run folder with --out DIR, or continue a run with --resume DIR.");
             var train = o.Train.Apply(parse, new TokenizerTrainConfig());
+            var trust = TrustOption.Of(parse.GetValue(o.Trust));
+            if (trust is not null && train.InitFrom is null) throw new VarSharpException("--trust checks the --init-from bundle, so give one with --init-from DIR.");
+            // The signature first: not even the config of an untrusted bundle is read.
+            if (trust is not null) Checkpoints.BundleSignature.Verify(Path.GetFullPath(train.InitFrom!), trust);
             var baseModel = parse.GetValue(o.ModelConfig) is { } file ? Checkpoints.ModelFolder.ReadVqVaeConfig(file)
                 : train.InitFrom is { } init ? InitConfig(init)
                 : TokenizerPresets.FashionMnist;
-            trainer = TokenizerTrainer.Start(outDir, o.Model.Apply(parse, baseModel), train, device: device);
+            trainer = TokenizerTrainer.Start(outDir, o.Model.Apply(parse, baseModel), train, device: device, initTrust: trust);
         }
         using (trainer)
             return Train(parse, trainer, stopAt);

@@ -150,14 +150,16 @@ public sealed partial class TokenizerTrainer : IDisposable
     private static bool Decays(string name, TorchSharp.Modules.Parameter p) => p.dim() >= 2 && name != TokenizerInit.CodebookName;
 
     /// <summary>Starts a new run in <paramref name="runDir"/>, which must not exist or be empty, on <paramref name="device"/> (default CPU).</summary>
-    public static TokenizerTrainer Start(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data = null, Device? device = null)
+    /// <param name="initTrust">With <see cref="TokenizerTrainConfig.InitFrom"/>: only a bundle signed by one of these keys is taken.</param>
+    public static TokenizerTrainer Start(string runDir, VqVaeConfig model, TokenizerTrainConfig train, TrainingData? data = null, Device? device = null,
+        BundleTrust? initTrust = null)
     {
         runDir = RunFolder.ForNewRun(runDir);
         bool existed = Directory.Exists(runDir);
         TokenizerTrainer t;
         if (train.InitFrom is { } from)
         {
-            using var init = ModelFiles.Read(Path.GetFullPath(from), ModelFolder.IsTokenizerKey);
+            using var init = ModelFiles.Read(Path.GetFullPath(from), ModelFolder.IsTokenizerKey, initTrust);
             if (train.InitFromSha256 is { } expected && expected != init.WeightsSha256)
                 throw new VarSharpException($"The initial weights in {from} have SHA-256 {init.WeightsSha256} but the config records {expected}.");
             train = train with { InitFrom = Path.GetFullPath(from), InitFromSha256 = init.WeightsSha256 };

@@ -218,6 +218,17 @@ public sealed class BundleSignatureTests : IDisposable
         var refused = CliRun.Of("tokenize", "-m", unsigned, "--trust", _temp.File("team.pub"), "-i", image);
         Assert.Equal(1, refused.ExitCode);
         Assert.Equal($"error: Model bundle {unsigned} has no manifest.sig, so it is not signed.", refused.Error.TrimEnd());
+
+        // Fine-tuning a tokenizer: the --init-from bundle, before anything of it is read.
+        var data = TinyData.WriteIdxFolder(_temp.File("data"));
+        string[] Tune(string from, string run) => ["train-tokenizer", "--init-from", from, "--trust", _temp.File("team.pub"), "--data", data,
+            "--steps", "1", "--batch-size", "4", "--eval-images", "0", "--out", _temp.File(run)];
+        var untrusted = CliRun.Of(Tune(unsigned, "run-unsigned"));
+        Assert.Equal(1, untrusted.ExitCode);
+        Assert.Equal($"error: Model bundle {unsigned} has no manifest.sig, so it is not signed.", untrusted.Error.TrimEnd());
+        Assert.False(Directory.Exists(_temp.File("run-unsigned")));
+        var tuned = CliRun.Of(Tune(bundle, "run-signed"));
+        Assert.True(tuned.ExitCode == 0, tuned.Error);
     }
 
     [Fact]
