@@ -62,22 +62,17 @@ internal static class RecommendCommand
                 if (!(next.TopP is >= 0 and <= 1)) throw new VarSharpException($"--top-p must be in [0, 1] (0 is off), found {Fmt(next.TopP)}.");
             }
 
-            if (names is not null)
-            {
-                ModelFolder.WriteClassNames(dir, names, varConfig.NumClasses);
-                output.WriteLine($"{dir}: class names set ({names.Length}: {string.Join(", ", names.Take(5))}{(names.Length > 5 ? ", …" : "")}){Unsigned()}");
-            }
-            if (resetting)
-            {
-                ModelFolder.WriteSamplingDefaults(dir, null, vocab);
-                output.WriteLine($"{dir}: no recommended settings; sampling falls back to the reference demo's ({Describe(SamplingDefaults.Reference, vocab)}){Unsigned()}");
-            }
-            else if (edits)
-            {
-                ModelFolder.WriteSamplingDefaults(dir, next, vocab);
-                output.WriteLine($"{dir} now recommends {Describe(next, vocab)} (was {Describe(current, vocab)}){Unsigned()}");
-            }
-            else if (names is null) output.WriteLine($"{dir} recommends {Describe(current, vocab)}");
+            // Names and settings in one atomic write: one new manifest, and a failure leaves neither half made.
+            if (names is not null || resetting || edits)
+                ModelFolder.WriteSettings(dir, varConfig.NumClasses, vocab, names, writeSampling: resetting || edits, resetting ? null : next);
+            var lines = new List<string>();
+            if (names is not null) lines.Add($"{dir}: class names set ({names.Length}: {string.Join(", ", names.Take(5))}{(names.Length > 5 ? ", …" : "")})");
+            if (resetting) lines.Add($"{dir}: no recommended settings; sampling falls back to the reference demo's ({Describe(SamplingDefaults.Reference, vocab)})");
+            else if (edits) lines.Add($"{dir} now recommends {Describe(next, vocab)} (was {Describe(current, vocab)})");
+            else if (names is null) lines.Add($"{dir} recommends {Describe(current, vocab)}");
+            // The signature note once, on the last line of a change.
+            if (names is not null || resetting || edits) lines[^1] += Unsigned();
+            foreach (var line in lines) output.WriteLine(line);
             return 0;
         });
         return command;

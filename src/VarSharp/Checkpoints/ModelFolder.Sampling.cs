@@ -61,17 +61,45 @@ public static partial class ModelFolder
     /// checked exactly as <see cref="ReadSamplingDefaults"/> checks them before anything is written.
     /// </summary>
     public static void WriteSamplingDefaults(string dir, SamplingDefaults? settings, int vocabSize) =>
+        EditConfig(dir, root => SetSampling(root, settings), (written, configPath) => ReadSamplingDefaults(written, configPath, vocabSize));
+
+    /// <summary>
+    /// <see cref="WriteClassNames"/> and <see cref="WriteSamplingDefaults"/> (when <paramref name="writeSampling"/>) in
+    /// one atomic step: one verification, one new config and manifest, so a failure leaves neither change half made.
+    /// </summary>
+    public static void WriteSettings(string dir, int numClasses, int vocabSize, IReadOnlyList<string>? classNames, bool writeSampling, SamplingDefaults? sampling)
+    {
+        if (classNames is not null) CheckClassNames(classNames);
         EditConfig(dir, root =>
         {
-            if (settings is null) root.Remove("sampling");
-            else
-            {
-                var block = new JsonObject { ["cfg"] = settings.Cfg };
-                if (settings.TopK is { } k) block["top_k"] = k;
-                block["top_p"] = settings.TopP;
-                root["sampling"] = block;
-            }
-        }, (written, configPath) => ReadSamplingDefaults(written, configPath, vocabSize));
+            if (classNames is not null) SetClassNames(root, classNames);
+            if (writeSampling) SetSampling(root, sampling);
+        }, (written, configPath) =>
+        {
+            ReadClassNames(written, configPath, numClasses);
+            ReadSamplingDefaults(written, configPath, vocabSize);
+        });
+    }
+
+    private static void SetSampling(JsonObject root, SamplingDefaults? settings)
+    {
+        if (settings is null)
+        {
+            root.Remove("sampling");
+            return;
+        }
+        var block = new JsonObject { ["cfg"] = settings.Cfg };
+        if (settings.TopK is { } k) block["top_k"] = k;
+        block["top_p"] = settings.TopP;
+        root["sampling"] = block;
+    }
+
+    private static void SetClassNames(JsonObject root, IReadOnlyList<string>? names)
+    {
+        root.Remove("classes");
+        if (root["var"] is JsonObject block) block.Remove("classes");
+        if (names is not null) root["classes"] = new JsonArray(names.Select(n => (JsonNode?)n.Trim()).ToArray());
+    }
 
     /// <summary>
     /// Writes the model's class names as the top-level `classes` array of config.json (null removes it, and the names
@@ -81,12 +109,7 @@ public static partial class ModelFolder
     public static void WriteClassNames(string dir, IReadOnlyList<string>? names, int numClasses)
     {
         if (names is not null) CheckClassNames(names);
-        EditConfig(dir, root =>
-        {
-            root.Remove("classes");
-            if (root["var"] is JsonObject block) block.Remove("classes");
-            if (names is not null) root["classes"] = new JsonArray(names.Select(n => (JsonNode?)n.Trim()).ToArray());
-        }, (written, configPath) => ReadClassNames(written, configPath, numClasses));
+        EditConfig(dir, root => SetClassNames(root, names), (written, configPath) => ReadClassNames(written, configPath, numClasses));
     }
 
     /// <summary>Refuses empty class names and names given twice (names are matched ignoring case).</summary>

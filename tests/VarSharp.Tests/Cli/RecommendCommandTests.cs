@@ -86,6 +86,15 @@ public sealed class RecommendCommandTests : IDisposable
         Assert.Contains("--top-k must be from 0 (off) to the vocabulary size", both.Error);
         Assert.Equal(config, File.ReadAllText(ModelFolder.ConfigPath(dir)));
         ModelBundle.Verify(dir);
+
+        // Good names and a good setting: one write holds both.
+        var manifestBefore = File.ReadAllText(Path.Combine(dir, ModelBundle.ManifestFileName));
+        var together = CliRun.Of("recommend", "--model", dir, "--classes", names, "--cfg", "3");
+        Assert.True(together.ExitCode == 0, together.Error);
+        Assert.Equal(3.0, ReadDefaults(dir).Cfg);
+        Assert.Equal(["ant", "bee", "cow", "doe", "elk"], ModelFolder.ReadClassNames(ModelFolder.ConfigPath(dir), 5));
+        Assert.NotEqual(manifestBefore, File.ReadAllText(Path.Combine(dir, ModelBundle.ManifestFileName)));
+        ModelBundle.Verify(dir);
     }
 
     /// <summary>A bundle reached through a symbolic link is changed where it lives, and the link stays a link.</summary>
