@@ -5,7 +5,18 @@ namespace VarSharp.Cli;
 
 internal static class Program
 {
-    private static int Main(string[] args) => CliRunner.Run(args, Console.Out, Console.Error);
+    private static int Main(string[] args)
+    {
+        var signals = LongRun.Signals.Install();
+        try
+        {
+            return CliRunner.Run(args, Console.Out, Console.Error);
+        }
+        finally
+        {
+            foreach (var s in signals) s.Dispose();
+        }
+    }
 
     /// <summary>
     /// Every verb, one line each. A plain command named "varsharp" rather than a RootCommand, whose name would be the

@@ -27,6 +27,7 @@ public static class AtomicFile
         var dir = Path.GetDirectoryName(full)!;
         if (PathErrors.FileAncestor(full) is { } blocker) throw new VarSharpException($"Cannot write {full}: {blocker} is a file, not a folder.");
         var tmp = Path.Combine(tempDir ?? dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        using var tracked = TemporaryPaths.Track(tmp);
         try
         {
             Directory.CreateDirectory(dir);

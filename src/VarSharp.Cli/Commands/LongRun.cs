@@ -49,25 +49,77 @@ internal static class LongRun
     /// </summary>
     public static (T Result, int? StopExitCode) Stoppable<T>(bool realConsole, Func<CancellationToken, T> run)
     {
-        using var cancel = new CancellationTokenSource();
-        int stopExit = 0;
-        bool Stop(int exitCode)
-        {
-            if (Interlocked.CompareExchange(ref stopExit, exitCode, 0) != 0) return false;   // the second: let it end us
-            cancel.Cancel();
-            return true;
-        }
-        ConsoleCancelEventHandler onCancel = (_, e) => e.Cancel = Stop(StoppedByInterrupt);
-        if (realConsole) Console.CancelKeyPress += onCancel;
-        using var sigterm = realConsole ? PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => ctx.Cancel = Stop(StoppedByTerminate)) : null;
+        using var stop = new GracefulStop();
+        if (realConsole) Signals.Begin(stop);
         try
         {
-            var result = run(cancel.Token);
-            return (result, stopExit == 0 ? null : stopExit);
+            var result = run(stop.Token);
+            return (result, stop.ExitCode);
         }
         finally
         {
-            if (realConsole) Console.CancelKeyPress -= onCancel;
+            if (realConsole) Signals.End(stop);
+        }
+    }
+
+    /// <summary>A run that a first signal asks to stop; the exit code says which signal it was.</summary>
+    internal sealed class GracefulStop : IDisposable
+    {
+        private readonly CancellationTokenSource _cancel = new();
+        public CancellationToken Token => _cancel.Token;
+        public int? ExitCode { get; private set; }
+
+        /// <summary>True for the first signal (the run stops after its step); false for any later one.</summary>
+        public bool Request(int exitCode)
+        {
+            lock (_cancel)
+            {
+                if (ExitCode is not null) return false;
+                ExitCode = exitCode;
+            }
+            _cancel.Cancel();
+            return true;
+        }
+
+        public void Dispose() => _cancel.Dispose();
+    }
+
+    /// <summary>
+    /// The process's SIGINT and SIGTERM handler, installed once by Main: a first signal during a stoppable run asks it
+    /// to stop cleanly; any other signal removes the temporary files being written (<see cref="TemporaryPaths"/>) and
+    /// lets the signal end the process as usual.
+    /// </summary>
+    internal static class Signals
+    {
+        private static readonly object Gate = new();
+        private static GracefulStop? active;
+
+        public static IDisposable[] Install() =>
+        [
+            PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => Handle(ctx, StoppedByInterrupt)),
+            PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => Handle(ctx, StoppedByTerminate)),
+        ];
+
+        public static void Begin(GracefulStop stop)
+        {
+            lock (Gate) active = stop;
+        }
+
+        public static void End(GracefulStop stop)
+        {
+            lock (Gate) if (active == stop) active = null;
+        }
+
+        private static void Handle(PosixSignalContext ctx, int exitCode)
+        {
+            GracefulStop? run;
+            lock (Gate) run = active;
+            if (run is not null && run.Request(exitCode))
+            {
+                ctx.Cancel = true;
+                return;
+            }
+            TemporaryPaths.DeleteAll();
         }
     }
 }

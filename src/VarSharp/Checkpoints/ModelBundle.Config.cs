@@ -22,6 +22,7 @@ public static partial class ModelBundle
         var full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
         var parent = Path.GetDirectoryName(full) ?? throw new VarSharpException($"Cannot rewrite a bundle at the file-system root {full}.");
         var temp = Path.Combine(parent, $".{Path.GetFileName(full)}.tmp-{Guid.NewGuid():N}");
+        using var tracked = TemporaryPaths.Track(temp);
         Directory.CreateDirectory(temp);
         try
         {

@@ -134,6 +134,7 @@ public static partial class ModelBundle
         Directory.CreateDirectory(parent);
         var name = Path.GetFileName(full);
         var temp = Path.Combine(parent, $".{name}.tmp-{Guid.NewGuid():N}");
+        using var tracked = TemporaryPaths.Track(temp);
         Directory.CreateDirectory(temp);
         try
         {

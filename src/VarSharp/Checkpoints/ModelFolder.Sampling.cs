@@ -151,6 +151,7 @@ public static partial class ModelFolder
             return;
         }
         var temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(configPath))!, $".config.json.tmp-{Guid.NewGuid():N}");
+        using var tracked = TemporaryPaths.Track(temp);
         try
         {
             using (var s = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))

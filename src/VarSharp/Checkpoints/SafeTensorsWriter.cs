@@ -18,6 +18,7 @@ internal static class SafeTensorsWriter
 
         var fullPath = Path.GetFullPath(path);
         var temp = Path.Combine(Path.GetDirectoryName(fullPath)!, $".{Path.GetFileName(fullPath)}.{Guid.NewGuid():N}.tmp");
+        using var tracked = TemporaryPaths.Track(temp);
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1))

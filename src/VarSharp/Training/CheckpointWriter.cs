@@ -44,6 +44,7 @@ public static class CheckpointWriter
         var parent = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(parent);
         var temp = Path.Combine(parent, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        using var tracked = TemporaryPaths.Track(temp);
         Directory.CreateDirectory(temp);
         try
         {

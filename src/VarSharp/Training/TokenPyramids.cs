@@ -121,6 +121,7 @@ public sealed class TokenPyramids : IDisposable
         var full = Path.GetFullPath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         var temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        using var tracked = TemporaryPaths.Track(temp);
         try
         {
             using var labels = tensor(Labels);
