@@ -60,9 +60,10 @@ internal static class SampleCommand
         };
         var resize = InputImage.ResizeOption();
         var threads = LongRun.ThreadsOption();
+        var force = new Option<bool>("--force") { Description = "Replace images an earlier run with other settings left in the output folder" };
         var command = new Command("sample", "Generate class-conditional images with a VAR model, or complete a partly kept image (--edit)")
         {
-            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales, edit, box, outpaint, knownThreshold, gridMax, resize, threads,
+            classes, count, cfg, topK, topP, seed, moreSmooth, sharedRng, batch, output, scales, edit, box, outpaint, knownThreshold, gridMax, resize, threads, force,
         };
         models.AddTo(command);
         command.SetAction(parse =>
@@ -107,6 +108,9 @@ internal static class SampleCommand
                 resize = parse.GetValue(resize),
             } : null;
             var run = new SampleRun(outDir, pipe, options, parse.GetValue(gridMax), editRecord);
+            if (!parse.GetValue(force) && run.Conflicts() is > 0 and var lost)
+                throw new VarSharpException(
+                    $"{Path.GetFullPath(outDir)} holds {lost} image(s) of an earlier run with other settings that this run would overwrite; write to another folder, or pass --force to replace them.");
             var skip = run.Resumable ? run.AlreadyDone : (Func<int, bool>?)null;
             int written = CliConsole.IsTerminal(writer) ? WithProgress(pipe, options, writer, skip, run.Write) : Consume(pipe.GenerateBatches(options, skip: skip), run.Write);
             run.Finish();

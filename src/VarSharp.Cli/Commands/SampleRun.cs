@@ -91,6 +91,37 @@ internal sealed class SampleRun
         return true;
     }
 
+    /// <summary>
+    /// How many images of an earlier run, still there unchanged, this run would overwrite with other settings: their
+    /// index is one this run writes and their log line is not what this run would write (with drawn classes the file
+    /// name is not known ahead, so any such index counts).
+    /// </summary>
+    public int Conflicts()
+    {
+        var latest = new Dictionary<int, JsonObject>();
+        foreach (var o in _earlierLines)
+            if (o["index"] is JsonValue v && v.TryGetValue(out int i) && i >= 0 && i < _total) latest[i] = o;
+        int conflicts = 0;
+        foreach (var (i, line) in latest)
+        {
+            if (line["file"] is not JsonValue fv || !fv.TryGetValue(out string? file) || file is null || file != Path.GetFileName(file)) continue;
+            var settings = (JsonObject)line.DeepClone();
+            if (!Matches(file, Take(settings, "png_sha256"))) continue;   // gone or changed already: nothing left to lose
+            Take(settings, "scales_sha256");
+            if (_labels is not null && file != FileName(i, _labels[i])) continue;   // another file name: not overwritten
+            int cls = _labels?[i] ?? (settings["class"] is JsonValue cv && cv.TryGetValue(out int c) ? c : 0);
+            var ours = JsonNode.Parse(Line(i, cls, _options.PerSampleSeeds ? _options.Seed + i : null, FileName(i, cls)))!.AsObject();
+            if (_labels is null)
+                foreach (var key in new[] { "file", "class", "class_name" })
+                {
+                    settings.Remove(key);
+                    ours.Remove(key);
+                }
+            if (settings.ToJsonString() != ours.ToJsonString()) conflicts++;
+        }
+        return conflicts;
+    }
+
     /// <summary>Writes one batch: every image (and strip), then its lines appended to samples.jsonl.</summary>
     public void Write(IReadOnlyList<GeneratedImage> batch)
     {

@@ -37,8 +37,15 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
         Assert.Contains("(3 more were already there from an earlier run with the same settings)", again.Output);
         Assert.Equal(Listing(whole), Listing(part));
 
-        // Other settings into the same folder keep nothing, and end as a fresh run with those settings.
-        var changed = CliRun.Of(Args(part, "--cfg", "2"));
+        // Other settings into the same folder would overwrite the earlier images: refused, before anything is written.
+        var before = Listing(part);
+        var refused = CliRun.Of(Args(part, "--cfg", "2"));
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Equal($"error: {part} holds 6 image(s) of an earlier run with other settings that this run would overwrite; write to another folder, or pass --force to replace them.",
+            refused.Error.TrimEnd());
+        Assert.Equal(before, Listing(part));
+        // With --force they keep nothing, and end as a fresh run with those settings.
+        var changed = CliRun.Of(Args(part, "--cfg", "2", "--force"));
         Assert.Contains("wrote 6 image(s)", changed.Output);
         Assert.DoesNotContain("already there", changed.Output);
         var fresh = _temp.File("fresh");
@@ -55,13 +62,14 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
     {
         string[] Args(params string[] extra) => ["sample", "-m", _model, "--class", "2", "--seed", "1", "-o", _temp.File("mixed"), .. extra];
         Assert.Equal(0, CliRun.Of(Args("-n", "4")).ExitCode);
-        Assert.Equal(0, CliRun.Of(Args("-n", "2", "--cfg", "0")).ExitCode);
+        Assert.Contains("holds 2 image(s) of an earlier run with other settings", CliRun.Of(Args("-n", "2", "--cfg", "0")).Error);
+        Assert.Equal(0, CliRun.Of(Args("-n", "2", "--cfg", "0", "--force")).ExitCode);
         var log = File.ReadAllLines(_temp.File("mixed/samples.jsonl")).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).ToList();
         Assert.Equal([0, 1, 2, 3], log.Select(l => l["index"]!.GetValue<int>()));
         Assert.Equal([0.0, 0.0, 4.0, 4.0], log.Select(l => l["cfg"]!.GetValue<double>()));
 
         // The first settings again: the two images the smaller run did not touch are kept, the other two sampled anew.
-        var again = CliRun.Of(Args("-n", "4"));
+        var again = CliRun.Of(Args("-n", "4", "--force"));
         Assert.Contains("wrote 2 image(s)", again.Output);
         Assert.Contains("(2 more were already there", again.Output);
 
