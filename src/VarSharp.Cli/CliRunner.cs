@@ -68,7 +68,8 @@ public static class CliRunner
             var other => other,
         });
 
-    private static bool AsksForHelp(string[] args) => args.Any(a => a is "--help" or "-h" or "-?" or "--version");
+    // --version belongs to the root alone: `sample --version` is an unknown option, not a request for the version.
+    private static bool AsksForHelp(string[] args) => args.Any(a => a is "--help" or "-h" or "-?") || args is ["--version"];
 
     // File-system trouble (a full disk, a path through a file, no permission) is the user's to fix, not a bug.
     private static bool IsUserError(Exception e) =>

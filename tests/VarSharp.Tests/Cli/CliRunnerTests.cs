@@ -73,6 +73,7 @@ public class CliRunnerTests
     [InlineData(new[] { "sample", "--bogus" }, "error: Unrecognized command or argument '--bogus'.", "See: varsharp sample --help")]
     [InlineData(new[] { "inspect" }, "error: Required argument missing for command: 'inspect'.", "See: varsharp inspect --help")]
     [InlineData(new[] { "frobnicate" }, "error: Unrecognized command or argument 'frobnicate'.", "See: varsharp --help")]
+    [InlineData(new[] { "sample", "--version" }, "error: Unrecognized command or argument '--version'.", "See: varsharp sample --help")]
     public void ParseErrorsAreOneSentenceAndAPointerToTheHelp(string[] args, string sentence, string pointer)
     {
         var run = CliRun.Of(args);
