@@ -25,6 +25,11 @@ internal static class ImportCommand
         };
         command.SetAction(parse =>
         {
+            // An option about the checkpoint that is not given would be silently ignored.
+            Option? stray = parse.GetValue(var) is null ? new Option[] { depth, heads }.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) : null;
+            stray ??= parse.GetValue(vae) is null ? new Option[] { quantResi, znorm }.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) : null;
+            if (stray is not null)
+                throw new VarSharpException($"{stray.Name} describes the {(stray == depth || stray == heads ? "--var" : "--vae")} checkpoint, which is not given; leave it out or give the checkpoint.");
             var options = new ImportOptions
             {
                 PatchNums = ParsePatchNums(parse.GetValue(patchNums)),

@@ -111,6 +111,11 @@ public class ImportTests(ITestOutputHelper output)
         Assert.Equal(1, wrongDepth.ExitCode);
         Assert.Contains("--depth 16", wrongDepth.Error, StringComparison.Ordinal);
 
+        // An option about a checkpoint that is not given is refused, not ignored.
+        var strayDepth = CliRun.Of("import", "--vae", Path.Combine(Case("tiny-32"), "weights_vae.pth"), "--patch-nums", "1,2,3,4,6,8", "--depth", "2", "--output", tmp.File("e"));
+        Assert.Equal(1, strayDepth.ExitCode);
+        Assert.Equal("error: --depth describes the --var checkpoint, which is not given; leave it out or give the checkpoint.", strayDepth.Error.TrimEnd());
+
         var ok = CliRun.Of("import", "--vae", Path.Combine(Case("tiny-32"), "weights_vae.pth"), "--patch-nums", "1,2,3,4,6,8", "--output", tmp.File("d"));
         Assert.Equal(0, ok.ExitCode);
         Assert.False(Directory.Exists(tmp.File("a")) || Directory.Exists(tmp.File("b")) || Directory.Exists(tmp.File("c")));
