@@ -89,8 +89,9 @@ internal static class EvalCommand
         using var vae = ModelFolder.LoadTokenizer(dir, DeviceOption.Of(parse, o.Device), TrustOption.Of(parse.GetValue(o.Trust)));
         var cfg = vae.Config;
         var data = Datasets.Open(parse.GetValue(o.Data)!, DataSplit.Test, cfg.InChannels, cfg.ImageSize);
-        int n = images == 0 ? data.Count : Math.Min(images, data.Count);
-        var (x, labels) = DatasetTensors.Load(data, Enumerable.Range(0, n).ToArray());
+        var indices = data.HeldOut(images == 0 ? data.Count : images);
+        int n = indices.Count;
+        var (x, labels) = DatasetTensors.Load(data, [.. indices]);
         var (classifier, classifierNote) = TokenizerClassifier(parse, o, vae.Config);
         if (classifier is not null && n < 2) classifierNote = "the rFD needs at least 2 images, so it is left out";
         // Accuracy only means something when the data's classes are the classifier's.

@@ -49,6 +49,12 @@ public interface IImageDataset
     /// otherwise it seeds the sample's random crop and flip, so the result is a pure function of (index, key).
     /// </summary>
     void Fill(int index, ulong? augmentKey, Span<float> destination);
+
+    /// <summary>
+    /// The indices a held-out measurement of <paramref name="n"/> images uses: the first n where the order means nothing
+    /// (the idx files are in no class order); an image folder, listed class by class, spreads them over every class.
+    /// </summary>
+    IReadOnlyList<int> HeldOut(int n) => Enumerable.Range(0, Math.Clamp(n, 0, Count)).ToArray();
 }
 
 /// <summary>Unreadable files met while scanning or decoding a dataset; counted, with the first few named.</summary>

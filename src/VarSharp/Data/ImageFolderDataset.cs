@@ -39,6 +39,10 @@ public sealed class ImageFolderDataset : IImageDataset
 
     public string Description { get; }
     public int Count => items.Length;
+
+    /// <summary>Evenly spaced over the set, so that every class takes part: the items are sorted by class.</summary>
+    public IReadOnlyList<int> HeldOut(int n) =>
+        n >= Count ? Enumerable.Range(0, Count).ToArray() : Enumerable.Range(0, Math.Max(n, 0)).Select(i => (int)((long)i * Count / n)).ToArray();
     public int Channels { get; }
     public int ImageSize { get; }
     public IReadOnlyList<string> ClassNames { get; }

@@ -62,9 +62,14 @@ public sealed class TokenPyramids : IDisposable
     /// returns null.
     /// </summary>
     public static TokenPyramids? Compute(VqVae vae, IImageDataset set, int count, Action<int, int>? progress = null, CancellationToken cancel = default,
-        ulong? augmentKey = null)
+        ulong? augmentKey = null) =>
+        Compute(vae, set, Enumerable.Range(0, Math.Clamp(count, 0, set.Count)).ToArray(), progress, cancel, augmentKey);
+
+    /// <summary><see cref="Compute(VqVae, IImageDataset, int, Action{int, int}?, CancellationToken, ulong?)"/> of the images at <paramref name="indices"/>, in that order.</summary>
+    public static TokenPyramids? Compute(VqVae vae, IImageDataset set, IReadOnlyList<int> indices, Action<int, int>? progress = null,
+        CancellationToken cancel = default, ulong? augmentKey = null)
     {
-        count = Math.Min(count, set.Count);
+        int count = indices.Count;
         int c = set.Channels, s = set.ImageSize, per = c * s * s;
         long L = vae.Config.VPatchNums.Sum(pn => (long)pn * pn);
         bool wasTraining = vae.training;
@@ -83,7 +88,7 @@ public sealed class TokenPyramids : IDisposable
                 }
                 using var scope = NewDisposeScope();
                 int n = Math.Min(Chunk, count - start);
-                for (int i = 0; i < n; i++) set.Fill(start + i, augmentKey, pixels.AsSpan(i * per, per));
+                for (int i = 0; i < n; i++) set.Fill(indices[start + i], augmentKey, pixels.AsSpan(i * per, per));
                 var x = tensor(pixels.AsSpan(0, n * per).ToArray(), [n, c, s, s], device: vae.Device);
                 var idx = vae.ImageToIndices(x);
                 tokens.narrow(0, start, n).copy_(cat(idx, 1));
@@ -100,7 +105,7 @@ public sealed class TokenPyramids : IDisposable
             if (wasTraining) vae.train();
         }
         var labels = new long[count];
-        for (int i = 0; i < count; i++) labels[i] = set.Label(i);
+        for (int i = 0; i < count; i++) labels[i] = set.Label(indices[i]);
         return new TokenPyramids(tokens, labels);
     }
 

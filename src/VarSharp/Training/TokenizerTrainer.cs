@@ -521,10 +521,11 @@ public sealed partial class TokenizerTrainer : IDisposable
 
     private Tensor LoadEvalImages(IImageDataset set)
     {
-        int n = Math.Min(Config.EvalImages, set.Count);
+        var heldOut = set.HeldOut(Config.EvalImages);
+        int n = heldOut.Count;
         int c = set.Channels, s = set.ImageSize, per = c * s * s;
         var pixels = new float[n * per];
-        for (int i = 0; i < n; i++) set.Fill(i, null, pixels.AsSpan(i * per, per));
+        for (int i = 0; i < n; i++) set.Fill(heldOut[i], null, pixels.AsSpan(i * per, per));
         return torch.tensor(pixels, [n, c, s, s], device: device);
     }
 

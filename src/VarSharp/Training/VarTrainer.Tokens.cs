@@ -28,10 +28,11 @@ public sealed partial class VarTrainer
         }
         if (evalTokens is null && data.Eval is { } evalSet && Config.EvalImages > 0)
         {
-            int n = Math.Min(Config.EvalImages, evalSet.Count);
+            var heldOut = evalSet.HeldOut(Config.EvalImages);
+            int n = heldOut.Count;
             string what = $"tokenizing {n} held-out images";
             observe?.Invoke(new PrepareEvent(step, what, 0, n));
-            evalTokens = TokenPyramids.Compute(vae, evalSet, n, (done, total) => observe?.Invoke(new PrepareEvent(step, what, done, total)), cancel);
+            evalTokens = TokenPyramids.Compute(vae, evalSet, heldOut, (done, total) => observe?.Invoke(new PrepareEvent(step, what, done, total)), cancel);
             if (evalTokens is null) return false;
         }
         return true;

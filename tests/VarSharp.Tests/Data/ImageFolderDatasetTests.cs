@@ -109,6 +109,23 @@ public class ImageFolderDatasetTests
         Assert.Equal((256, 512), Resampler.TryShorterSideTo(100, 200, 256, ImageIO.MaxPixels));
     }
 
+    /// <summary>An image folder lists its images class by class: a held-out sample must reach every class, not the first.</summary>
+    [Fact]
+    public void AHeldOutSampleSpreadsOverEveryClass()
+    {
+        using var tmp = new TempFolder();
+        foreach (var c in new[] { "a", "b", "c" })
+            for (int i = 0; i < 4; i++) Png(tmp.File($"d/train/{c}/{i}.png"), 8, 8, 1);
+        var set = ImageFolderDataset.Open(tmp.File("d"), DataSplit.Train, 1, 8);
+        var held = set.HeldOut(3);
+        Assert.Equal([0, 4, 8], held);
+        Assert.Equal([0, 1, 2], held.Select(set.Label));
+        Assert.Equal(Enumerable.Range(0, 12), set.HeldOut(50));   // more than there are: all of them
+        // Idx data is in no class order: its first n.
+        var plain = Datasets.Open(TinyData.WriteIdxFolder(tmp.File("idx")), DataSplit.Train, 1, 8);
+        Assert.Equal([0, 1, 2], plain.HeldOut(3));
+    }
+
     [Fact]
     public void AFileThatFailsToDecodeIsCountedOnceHoweverOftenItIsRead()
     {
