@@ -48,12 +48,16 @@ public sealed record Tolerance(ToleranceKind Kind, double Factor)
         return new(ToleranceKind.ScaledAbsolute, isImage && imageSize >= 256 ? 2e-4 : 1e-4);
     }
 
-    /// <summary>The guidance scale in a name like `ar.cfg4.logits_cfg` or `ar.cfg1.5.logits_cfg`.</summary>
+    /// <summary>
+    /// The guidance scale in a name like `ar.cfg4.logits_cfg`, `ar.cfg1.5.img` or `ar.cfg1p5.img`: the text between
+    /// "ar.cfg" and the last dot (the tensor's own name never has one); NaN when it is not a number, so that such a
+    /// name matches no guidance scale and fails instead of being taken for another.
+    /// </summary>
     public static double CfgOf(string name)
     {
         var rest = name["ar.cfg".Length..];
-        var end = rest.IndexOf(".logits", StringComparison.Ordinal);
-        var text = end >= 0 ? rest[..end] : rest[..rest.IndexOf('.')];
-        return double.Parse(text.Replace('_', '.').Replace('p', '.'), System.Globalization.CultureInfo.InvariantCulture);
+        int dot = rest.LastIndexOf('.');
+        var text = (dot >= 0 ? rest[..dot] : rest).TrimStart('_').Replace('p', '.');
+        return double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var cfg) ? cfg : double.NaN;
     }
 }
