@@ -38,6 +38,16 @@ public sealed class GoldenCase : IDisposable
                 throw new VarSharpException($"Golden case folder {dir} has no {f}; expected config.json, vectors.safetensors and weights.");
         var config = JsonConfig.ParseFile(Path.Combine(dir, "config.json"));
         var vectors = SafeTensors.Load(Path.Combine(dir, "vectors.safetensors"));
+        // A case of the same format may store inputs in another precision (I32 labels, F16 images): they are taken as
+        // the int64 and float32 the models read, which is exact, and references compare the same way.
+        foreach (var key in vectors.Keys.ToList())
+        {
+            var t = vectors[key];
+            var want = t.is_floating_point() ? ScalarType.Float32 : t.dtype == ScalarType.Bool ? ScalarType.Bool : ScalarType.Int64;
+            if (t.dtype == want) continue;
+            vectors[key] = t.to(want);
+            t.Dispose();
+        }
         var weights = weightsLoader is null ? SafeTensors.Load(Path.Combine(dir, "weights.safetensors")) : weightsLoader(dir);
         return new GoldenCase(dir, config, vectors, weights);
     }
