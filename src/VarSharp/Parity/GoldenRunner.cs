@@ -69,7 +69,22 @@ public static class GoldenRunner
             }
             rows.Add(row);
         }
+        rows.AddRange(MissingFromVectors(gc));
         return rows;
+    }
+
+    /// <summary>
+    /// A failing row for every tensor config.json's inventory (`tensors`) lists but vectors.safetensors lacks: a
+    /// truncated or partial vectors file must not pass by having less to compare.
+    /// </summary>
+    private static IEnumerable<GoldenRow> MissingFromVectors(GoldenCase gc)
+    {
+        if (!gc.Config.RootElement.TryGetProperty("tensors", out var inventory) || inventory.ValueKind != System.Text.Json.JsonValueKind.Object)
+            yield break;
+        foreach (var listed in inventory.EnumerateObject())
+            if (!gc.Has(listed.Name))
+                yield return new GoldenRow(listed.Name, "", GoldenStatus.Fail, double.NaN, double.NaN, 0, "listed",
+                    "listed in config.json's tensors but absent from vectors.safetensors");
     }
 
     /// <summary>`ar.cfg4` for `ar.cfg4.img`; null for names outside the sampling family.</summary>

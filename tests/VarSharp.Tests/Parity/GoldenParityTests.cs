@@ -35,23 +35,35 @@ public class GoldenParityTests(ITestOutputHelper output)
     public void IntegerVectorsStoredAsInt32PassToo(string caseName)
     {
         using var tmp = new TempFolder();
-        var source = Path.Combine(SharedData.GoldenDir, caseName);
-        foreach (var f in new[] { "config.json", "weights.safetensors" }) File.CreateSymbolicLink(tmp.File(f), Path.Combine(source, f));
-        var vectors = VarSharp.Checkpoints.SafeTensors.Load(Path.Combine(source, "vectors.safetensors"));
-        try
-        {
-            var narrowed = vectors.ToDictionary(kv => kv.Key,
-                kv => kv.Value.dtype == TorchSharp.torch.ScalarType.Int64 ? kv.Value.to(TorchSharp.torch.ScalarType.Int32) : kv.Value);
-            Assert.Contains(narrowed.Values, t => t.dtype == TorchSharp.torch.ScalarType.Int32);
-            VarSharp.Checkpoints.SafeTensors.Save(tmp.File("vectors.safetensors"), narrowed);
-        }
-        finally
-        {
-            foreach (var t in vectors.Values) t.Dispose();
-        }
+        Variant(caseName, tmp.Path, vectors => vectors.Select(kv => KeyValuePair.Create(kv.Key,
+            kv.Value.dtype == TorchSharp.torch.ScalarType.Int64 ? kv.Value.to(TorchSharp.torch.ScalarType.Int32) : kv.Value)));
         using var gc = GoldenCase.Open(tmp.Path);
+        Assert.Contains(gc.Config.RootElement.GetProperty("tensors").EnumerateObject(), t => t.Value.GetProperty("dtype").GetString() == "I64");
         var rows = GoldenRunner.Run(gc);
         var bad = rows.Where(r => r.Status is not (GoldenStatus.Pass or GoldenStatus.Input)).ToList();
         Assert.True(bad.Count == 0, "not passing: " + string.Join("; ", bad.Select(r => $"{r.Name} {r.Status} {r.Note}")));
+    }
+
+    /// <summary>A vectors file that lacks a tensor its config lists fails, naming it, instead of passing with less to check.</summary>
+    [GoldenTheory]
+    [MemberData(nameof(GoldenCaseData.Names), MemberType = typeof(GoldenCaseData))]
+    public void ATensorMissingFromTheVectorsFails(string caseName)
+    {
+        using var tmp = new TempFolder();
+        Variant(caseName, tmp.Path, vectors => vectors.Where(kv => kv.Key != "vae.f"));
+        using var gc = GoldenCase.Open(tmp.Path);
+        var row = Assert.Single(GoldenRunner.Run(gc), r => r.Name == "vae.f");
+        Assert.Equal(GoldenStatus.Fail, row.Status);
+        Assert.Equal("listed in config.json's tensors but absent from vectors.safetensors", row.Note);
+    }
+
+    /// <summary>A copy of a case in <paramref name="dir"/> (config and weights linked) whose vectors <paramref name="change"/> rewrites.</summary>
+    private static void Variant(string caseName, string dir, Func<IEnumerable<KeyValuePair<string, TorchSharp.torch.Tensor>>, IEnumerable<KeyValuePair<string, TorchSharp.torch.Tensor>>> change)
+    {
+        var source = Path.Combine(SharedData.GoldenDir, caseName);
+        foreach (var f in new[] { "config.json", "weights.safetensors" }) File.CreateSymbolicLink(Path.Combine(dir, f), Path.Combine(source, f));
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var vectors = VarSharp.Checkpoints.SafeTensors.Load(Path.Combine(source, "vectors.safetensors"));
+        VarSharp.Checkpoints.SafeTensors.Save(Path.Combine(dir, "vectors.safetensors"), change(vectors).ToList());
     }
 }
