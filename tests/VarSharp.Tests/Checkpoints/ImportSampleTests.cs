@@ -15,14 +15,13 @@ public class ImportSampleTests
     {
         var caseDir = Path.Combine(SharedData.GoldenDir, caseName);
         using var tmp = new TempFolder();
-        using var golden = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(caseDir, "config.json")));
-        var heads = golden.RootElement.GetProperty("var").GetProperty("num_heads").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture);
         var bundle = tmp.File("bundle");
-        var run = CliRun.Of("import", "--vae", Path.Combine(caseDir, "weights_vae.pth"), "--var", Path.Combine(caseDir, "weights_var.pth"), "-o", bundle, "--heads", heads);
+        var run = CliRun.Of(GoldenImport.Args(caseDir, bundle));
         Assert.True(run.ExitCode == 0, run.Error);
 
-        var a = CliRun.Of("sample", "--model", bundle, "--class", "1,2", "--count", "2", "--seed", "5", "-o", tmp.File("from-pth"));
-        var b = CliRun.Of("sample", "--model", caseDir, "--class", "1,2", "--count", "2", "--seed", "5", "-o", tmp.File("from-safetensors"));
+        var classes = GoldenImport.TwoClasses(caseDir);
+        var a = CliRun.Of("sample", "--model", bundle, "--class", classes, "--count", "2", "--seed", "5", "-o", tmp.File("from-pth"));
+        var b = CliRun.Of("sample", "--model", caseDir, "--class", classes, "--count", "2", "--seed", "5", "-o", tmp.File("from-safetensors"));
         Assert.True(a.ExitCode == 0 && b.ExitCode == 0, a.Error + b.Error);
         var pngs = Directory.GetFiles(tmp.File("from-pth"), "*.png").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
         Assert.Equal(5, pngs.Count); // 4 images + grid
@@ -36,11 +35,7 @@ public class ImportSampleTests
         var caseDir = SharedData.GoldenCases().First();
         using var tmp = new TempFolder();
         var bundle = tmp.File("bundle");
-        using (var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(caseDir, "config.json"))))
-        {
-            var heads = doc.RootElement.GetProperty("var").GetProperty("num_heads").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture);
-            Assert.Equal(0, CliRun.Of("import", "--vae", Path.Combine(caseDir, "weights_vae.pth"), "--var", Path.Combine(caseDir, "weights_var.pth"), "-o", bundle, "--heads", heads).ExitCode);
-        }
+        Assert.Equal(0, CliRun.Of(GoldenImport.Args(caseDir, bundle)).ExitCode);
         var weights = Path.Combine(bundle, ModelBundle.WeightsFileName);
         var bytes = File.ReadAllBytes(weights);
         bytes[^1] ^= 0x01;
