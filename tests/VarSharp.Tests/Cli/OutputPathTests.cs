@@ -17,8 +17,15 @@ public sealed class OutputPathTests : IDisposable
     public void NothingIsWrittenIntoABundleOrOverItsSource()
     {
         var bundle = TinyModels.WriteBundle(_temp.File("bundle"));
+        var data = TinyData.WriteIdxFolder(_temp.File("data"));
+        var image = TinyModelFolder.WritePng(_temp.File("in.png"), 8, 3);
         var cases = new (string[] Args, string Expected)[]
         {
+            (["reconstruct", "-m", bundle, "-i", image, "-o", Path.Combine(bundle, "rec.png")], "is inside the bundle"),
+            (["tokenize", "-m", bundle, "-i", image, "-o", Path.Combine(bundle, "tokens.json")], "is inside the bundle"),
+            (["train-classifier", "--data", data, "--image-size", "8", "--out", Path.Combine(bundle, "classifier")], "inside the bundle"),
+            (["train", "--tokenizer", bundle, "--data", data, "--token-cache", Path.Combine(bundle, "cache"), "--steps", "1", "--batch-size", "4",
+                "--out", _temp.File("run")], "is inside the bundle"),
             (["sample", "-m", bundle, "--class", "1", "-o", Path.Combine(bundle, "samples")], "is inside the bundle"),
             (["sample", "-m", bundle, "--class", "1", "-o", bundle], "is inside the bundle"),
             (["export", "-m", bundle, "-o", bundle], "is inside the bundle"),
