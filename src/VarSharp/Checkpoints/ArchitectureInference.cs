@@ -115,6 +115,9 @@ public static class ArchitectureInference
             if (given.Length != scales || given.Sum(p => (long)p * p) != tokens)
                 throw new VarSharpException(
                     $"{what}: --patch-nums {Join(given)} gives {given.Length} scales and {given.Sum(p => (long)p * p)} tokens but the checkpoint has {scales} scales and {tokens} tokens.");
+            // Where the checkpoint records its schedule (lvl_1L), a given one must be the same, not merely as long.
+            if (levels is not null && FromLevels(levels, scales, tokens, what) is var recorded && !recorded.SequenceEqual(given))
+                throw new VarSharpException($"{what}: --patch-nums {Join(given)} differs from the scales {Join(recorded)} its lvl_1L records; leave the option out.");
             return given;
         }
         if (levels is not null) return FromLevels(levels, scales, tokens, what);

@@ -111,6 +111,11 @@ public class ImportTests(ITestOutputHelper output)
         Assert.Equal(1, wrongDepth.ExitCode);
         Assert.Contains("--depth 16", wrongDepth.Error, StringComparison.Ordinal);
 
+        // A schedule with as many scales and tokens as lvl_1L records, but another one, is refused.
+        var reordered = CliRun.Of("import", "--var", Path.Combine(Case("tiny-32"), "weights_var.pth"), "--patch-nums", "2,1,3,4,6,8", "--output", tmp.File("f"));
+        Assert.Equal(1, reordered.ExitCode);
+        Assert.Contains("--patch-nums 2,1,3,4,6,8 differs from the scales 1,2,3,4,6,8 its lvl_1L records", reordered.Error, StringComparison.Ordinal);
+
         // An option about a checkpoint that is not given is refused, not ignored.
         var strayDepth = CliRun.Of("import", "--vae", Path.Combine(Case("tiny-32"), "weights_vae.pth"), "--patch-nums", "1,2,3,4,6,8", "--depth", "2", "--output", tmp.File("e"));
         Assert.Equal(1, strayDepth.ExitCode);
