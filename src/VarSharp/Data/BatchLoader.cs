@@ -42,6 +42,9 @@ public sealed class BatchLoader : IDisposable
         if (data.Count < batchSize)
             throw new VarSharpException($"{data.Description} has {data.Count} images, fewer than one batch of {batchSize}.");
         if (prefetch < 0) throw new VarSharpException($"Prefetch depth must be 0 or more but is {prefetch}.");
+        long floats = (long)batchSize * data.Channels * data.ImageSize * data.ImageSize;
+        if (floats > Array.MaxLength)
+            throw new VarSharpException($"A batch of {batchSize} images of {data.Channels}×{data.ImageSize}×{data.ImageSize} holds {floats} values, more than one array can; use a smaller batch (gradient accumulation keeps the effective size).");
         this.data = data;
         this.batchSize = batchSize;
         this.seed = seed;
@@ -76,7 +79,10 @@ public sealed class BatchLoader : IDisposable
             }
             catch (InvalidOperationException) when (workerError is not null)
             {
-                throw Rethrow(workerError);
+                // The worker's own exception, as if the batch had been made here: its type decides how it is reported
+                // (a bad file is a user error, running out of memory too), and --prefetch 0 reports it the same way.
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(workerError).Throw();
+                throw;
             }
         }
         if (batch.Position != Position) throw new InvalidOperationException($"prefetch order broken: expected {Position}, got {batch.Position}");
@@ -99,7 +105,7 @@ public sealed class BatchLoader : IDisposable
     private Batch Make(DataPosition p, int[] order)
     {
         int s = data.ImageSize, c = data.Channels, per = c * s * s;
-        var pixels = new float[batchSize * per];
+        var pixels = new float[checked(batchSize * per)];
         var labels = new long[batchSize];
         for (int i = 0; i < batchSize; i++)
         {
@@ -138,8 +144,6 @@ public sealed class BatchLoader : IDisposable
             queue!.CompleteAdding();
         }
     }
-
-    private static Exception Rethrow(Exception e) => e is VarSharpException v ? new VarSharpException(v.Message, v) : new InvalidOperationException("the prefetch worker failed", e);
 
     private bool disposed;
 

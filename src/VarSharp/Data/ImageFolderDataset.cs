@@ -87,6 +87,8 @@ public sealed class ImageFolderDataset : IImageDataset
         options ??= new ImageFolderOptions();
         if (!Directory.Exists(root)) throw PathErrors.FolderMissing(root, "Image folder");
         if (channels is not (1 or 3)) throw new VarSharpException($"Images can have 1 or 3 channels but {channels} were asked for.");
+        if (options.Resize && !(MidSize(imageSize, options) >= imageSize))
+            throw new VarSharpException($"The resize ratio {options.MidRatio} would make images smaller than the {imageSize}-pixel crop; it must be at least 1.");
         string trainDir = Directory.Exists(Path.Combine(root, "train")) ? Path.Combine(root, "train") : root;
         string? valDir = Directory.Exists(Path.Combine(root, "val")) ? Path.Combine(root, "val") : null;
 

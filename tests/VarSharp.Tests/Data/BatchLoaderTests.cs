@@ -52,4 +52,37 @@ public class BatchLoaderTests
         Assert.Contains("fewer than one batch", Assert.Throws<VarSharpException>(() => new BatchLoader(set, 5, 0, default)).Message);
         Assert.Contains("outside", Assert.Throws<VarSharpException>(() => new BatchLoader(set, 2, 0, new DataPosition(0, 2))).Message);
     }
+
+    /// <summary>A failure inside the prefetch worker reaches the caller as itself, exactly as without prefetch.</summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)]
+    public void AWorkersFailureArrivesWithItsOwnType(int prefetch)
+    {
+        using var tmp = new TempFolder();
+        var set = new Failing(FashionMnist.Load(TinyData.WriteIdxFolder(tmp.File("d"), train: 8, test: 2), DataSplit.Train, 1, 8));
+        using var loader = new BatchLoader(set, 2, seed: 1, default, prefetch);
+        var e = Assert.Throws<IOException>(() => { for (int i = 0; i < 10; i++) loader.Next(); });
+        Assert.Equal("the disk went away", e.Message);
+    }
+
+    /// <summary>A dataset whose third read fails, as a disk can.</summary>
+    private sealed class Failing(IImageDataset inner) : IImageDataset
+    {
+        private int reads;
+        public string Description => inner.Description;
+        public int Count => inner.Count;
+        public int Channels => inner.Channels;
+        public int ImageSize => inner.ImageSize;
+        public IReadOnlyList<string> ClassNames => inner.ClassNames;
+        public DataIssues Issues => inner.Issues;
+        public string Fingerprint => inner.Fingerprint;
+        public int Label(int index) => inner.Label(index);
+
+        public void Fill(int index, ulong? augmentKey, Span<float> destination)
+        {
+            if (Interlocked.Increment(ref reads) == 3) throw new IOException("the disk went away");
+            inner.Fill(index, augmentKey, destination);
+        }
+    }
 }
