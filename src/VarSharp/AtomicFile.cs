@@ -36,7 +36,7 @@ public static class AtomicFile
                 write(stream);
                 stream.Flush(flushToDisk: true);
             }
-            File.Move(tmp, full, overwrite: true);
+            tracked.Publish(() => File.Move(tmp, full, overwrite: true));
         }
         catch (Exception e) when (e is not (IOException or UnauthorizedAccessException))
         {

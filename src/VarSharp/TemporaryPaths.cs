@@ -11,6 +11,11 @@ public static class TemporaryPaths
 {
     private static readonly ConcurrentDictionary<string, byte> Pending = new(StringComparer.Ordinal);
 
+    // The renames that publish a write and the deletion of everything pending never interleave: a signal handler
+    // deleting a temporary folder while it is being exchanged with the finished output would damage both.
+    private static readonly object PublishGate = new();
+    private static bool ending;
+
     /// <summary>Records <paramref name="path"/> until the returned value is disposed (after the rename or the clean-up).</summary>
     public static Registration Track(string path)
     {
@@ -28,6 +33,16 @@ public static class TemporaryPaths
     public static void DeleteAll(string? under = null)
     {
         var prefix = under is null ? null : Path.TrimEndingDirectorySeparator(Path.GetFullPath(under)) + Path.DirectorySeparatorChar;
+        lock (PublishGate)
+        {
+            // The whole process is ending: no write may publish after this (tests clear only their own folder).
+            if (prefix is null) ending = true;
+            DeletePending(prefix);
+        }
+    }
+
+    private static void DeletePending(string? prefix)
+    {
         foreach (var path in Pending.Keys)
         {
             if (prefix is not null && !path.StartsWith(prefix, StringComparison.Ordinal)) continue;
@@ -45,6 +60,20 @@ public static class TemporaryPaths
 
     public readonly struct Registration(string path) : IDisposable
     {
+        /// <summary>
+        /// Runs <paramref name="publish"/> (the rename, or the exchange, that puts the finished write in place) so that
+        /// <see cref="DeleteAll"/> runs before it or after it, never during; after a process-wide DeleteAll it refuses.
+        /// </summary>
+        public void Publish(Action publish)
+        {
+            lock (PublishGate)
+            {
+                if (ending) throw new OperationCanceledException("The process is ending on a signal; the write was not published.");
+                publish();
+                Pending.TryRemove(path, out _);
+            }
+        }
+
         public void Dispose() => Pending.TryRemove(path, out _);
     }
 }

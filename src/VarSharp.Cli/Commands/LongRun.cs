@@ -112,12 +112,14 @@ internal static class LongRun
 
         private static void Handle(PosixSignalContext ctx, int exitCode)
         {
-            GracefulStop? run;
-            lock (Gate) run = active;
-            if (run is not null && run.Request(exitCode))
+            // Under the gate: the run cannot end and dispose its stop between the look and the request.
+            lock (Gate)
             {
-                ctx.Cancel = true;
-                return;
+                if (active is not null && active.Request(exitCode))
+                {
+                    ctx.Cancel = true;
+                    return;
+                }
             }
             TemporaryPaths.DeleteAll();
         }

@@ -33,6 +33,7 @@ internal sealed class SampleRun
     private readonly SortedSet<int> _classes = [];
 
     private readonly object? _edit;
+    private readonly string? _precision;
 
     /// <param name="edit">What an edit was made from (recorded in every line), or null.</param>
     public SampleRun(string dir, VarPipeline pipe, SampleOptions options, int gridMax, object? edit = null)
@@ -47,6 +48,8 @@ internal sealed class SampleRun
         _total = _labels?.Length ?? options.Count;
         _digits = Math.Max(3, (_total - 1).ToString(CultureInfo.InvariantCulture).Length);
         _topK = options.ResolveTopK(pipe.VocabSize);
+        var dtype = pipe.Model.parameters().First().dtype;
+        _precision = dtype == ScalarType.Float32 ? null : dtype == ScalarType.BFloat16 ? "bf16" : dtype == ScalarType.Float16 ? "f16" : dtype.ToString().ToLowerInvariant();
         ReadPrevious();
     }
 
@@ -98,17 +101,21 @@ internal sealed class SampleRun
     /// </summary>
     public int Conflicts()
     {
-        var latest = new Dictionary<int, JsonObject>();
+        // The latest line of each file describes it (lines of other files may share its index: other classes).
+        var latest = new Dictionary<string, (int Index, JsonObject Line)>(StringComparer.Ordinal);
         foreach (var o in _earlierLines)
-            if (o["index"] is JsonValue v && v.TryGetValue(out int i) && i >= 0 && i < _total) latest[i] = o;
+            if (o["index"] is JsonValue v && v.TryGetValue(out int i) && i >= 0 && i < _total
+                && o["file"] is JsonValue fv && fv.TryGetValue(out string? f) && f is not null && f == Path.GetFileName(f))
+                latest[f] = (i, o);
         int conflicts = 0;
-        foreach (var (i, line) in latest)
+        foreach (var (file, (i, line)) in latest)
         {
-            if (line["file"] is not JsonValue fv || !fv.TryGetValue(out string? file) || file is null || file != Path.GetFileName(file)) continue;
+            // Only a file this run writes can be overwritten: its name for a given class, any class's for drawn ones.
+            if (_labels is not null ? file != FileName(i, _labels[i]) : !file.StartsWith(FileName(i, 0)[..^"0.png".Length], StringComparison.Ordinal))
+                continue;
             var settings = (JsonObject)line.DeepClone();
             if (!Matches(file, Take(settings, "png_sha256"))) continue;   // gone or changed already: nothing left to lose
             Take(settings, "scales_sha256");
-            if (_labels is not null && file != FileName(i, _labels[i])) continue;   // another file name: not overwritten
             int cls = _labels?[i] ?? (settings["class"] is JsonValue cv && cv.TryGetValue(out int c) ? c : 0);
             var ours = JsonNode.Parse(Line(i, cls, _options.PerSampleSeeds ? _options.Seed + i : null, FileName(i, cls)))!.AsObject();
             if (_labels is null)
@@ -206,7 +213,17 @@ internal sealed class SampleRun
 
     private static string StripName(string file) => Path.GetFileNameWithoutExtension(file) + "-scales.png";
 
-    private string Line(int index, int cls, long? seed, string file) => JsonSerializer.Serialize(new
+    private string Line(int index, int cls, long? seed, string file)
+    {
+        var text = LineOf(index, cls, seed, file);
+        if (_precision is null) return text;
+        // A half-precision transformer samples other images: recorded, so that a rerun in float32 does not take them.
+        var node = JsonNode.Parse(text)!.AsObject();
+        node["precision"] = _precision;
+        return node.ToJsonString();
+    }
+
+    private string LineOf(int index, int cls, long? seed, string file) => JsonSerializer.Serialize(new
     {
         file,
         index,

@@ -151,7 +151,8 @@ internal static class TrainCommand
         writer.WriteLine(Invariant(
             $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({rate:0.00} steps/s); {eval}model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
         if (!result.Finished) writer.WriteLine($"continue with: varsharp train --resume {trainer.RunDirectory}");
-        return stopExit ?? 0;
+        // A signal that came during the last step or the final checkpoint stopped nothing: the run finished.
+        return result.Finished ? 0 : stopExit ?? 0;
     }
 
     // Progressive training: which scales the step trained (0..k) and the newest one's loss weight.

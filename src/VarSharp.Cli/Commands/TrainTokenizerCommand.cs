@@ -70,6 +70,8 @@ internal static class TrainTokenizerCommand
         TokenizerTrainer trainer;
         if (resume is not null)
         {
+            if (parse.GetResult(o.Trust) is { Implicit: false })
+                throw new VarSharpException("--trust checks an --init-from bundle when a run starts; a resume reads only its own checkpoint, so leave it out.");
             if (parse.GetValue(o.ModelConfig) is not null)
                 throw new VarSharpException("--model-config cannot be combined with --resume; the checkpoint holds the model's config.");
             var (storedModel, storedTrain, _) = TokenizerTrainer.ReadCheckpointConfig(resume);
@@ -121,7 +123,8 @@ internal static class TrainTokenizerCommand
         writer.WriteLine(Invariant(
             $"{(result.Finished ? "finished" : "stopped")} at step {result.Step}/{cfg.Steps} ({rate:0.00} steps/s); {psnr}usage per scale {Usage(result.UsagePercent)}; model folder {(result.LastCheckpoint is null ? "(none)" : CheckpointWriter.ModelFolderOf(result.LastCheckpoint))}"));
         if (!result.Finished) writer.WriteLine($"continue with: varsharp train-tokenizer --resume {trainer.RunDirectory}");
-        return stopExit ?? 0;
+        // A signal that came during the last step or the final checkpoint stopped nothing: the run finished.
+        return result.Finished ? 0 : stopExit ?? 0;
     }
 
     private static string Describe(EvalEvent e) => Invariant(

@@ -42,7 +42,7 @@ public static partial class ModelBundle
             root["files"]![ConfigFileName] = new JsonObject { ["sha256"] = FileDigest.Sha256(configPath), ["bytes"] = new FileInfo(configPath).Length };
             WriteDurably(Path.Combine(temp, ManifestFileName), Encoding.UTF8.GetBytes(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
             SyncDirectory(temp);
-            Swap(temp, full, parent, force: true);
+            tracked.Publish(() => Swap(temp, full, parent, force: true));
         }
         catch
         {

@@ -144,7 +144,7 @@ public static partial class ModelBundle
             WriteDurably(Path.Combine(temp, ManifestFileName), Encoding.UTF8.GetBytes(manifest));
             beforeSwap?.Invoke(temp);
             SyncDirectory(temp);
-            Swap(temp, full, parent, force);
+            tracked.Publish(() => Swap(temp, full, parent, force));
         }
         catch
         {

@@ -159,7 +159,7 @@ public static partial class ModelFolder
                 s.Write(Encoding.UTF8.GetBytes(json));
                 s.Flush(flushToDisk: true);
             }
-            File.Move(temp, configPath, overwrite: true);
+            tracked.Publish(() => File.Move(temp, configPath, overwrite: true));
         }
         finally
         {

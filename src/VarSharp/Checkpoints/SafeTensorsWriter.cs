@@ -30,7 +30,7 @@ internal static class SafeTensorsWriter
                 foreach (var (_, tensor) in list) WriteTensor(tensor, stream);
                 stream.Flush(flushToDisk: true);
             }
-            File.Move(temp, fullPath, overwrite: true);
+            tracked.Publish(() => File.Move(temp, fullPath, overwrite: true));
         }
         catch
         {

@@ -110,6 +110,8 @@ public static class GenerationEvaluation
             for (int i = 0; i < Math.Min(classes, theirs.Count); i++)
             {
                 var expected = i < classifiers.Count ? classifiers[i] : "(none)";
+                // Class folders named by their number ("0" … "9") say nothing against the classifier's order.
+                if (theirs[i].Trim() == i.ToString(System.Globalization.CultureInfo.InvariantCulture)) continue;
                 if (!string.Equals(theirs[i].Trim(), expected, StringComparison.OrdinalIgnoreCase))
                     throw new VarSharpException(
                         $"Class {i} is '{theirs[i]}' in {whose} but '{expected}' for the classifier, so class consistency would compare different classes; use data, model and classifier that number their classes alike.");

@@ -55,7 +55,7 @@ public static class CheckpointWriter
             // The folder's entries reach the disk before it is renamed into place, and the rename before the caller
             // prunes older checkpoints: a power cut can then lose the newest checkpoint, never all of them.
             ModelBundle.SyncDirectory(temp);
-            Directory.Move(temp, full);
+            tracked.Publish(() => Directory.Move(temp, full));
             ModelBundle.SyncDirectory(parent);
         }
         catch

@@ -133,7 +133,7 @@ public sealed class TokenPyramids : IDisposable
             var metadata = Metadata(tokenizerDigest, set, view);
             metadata[ContentKey] = ContentDigest(Tokens, labels);
             SafeTensors.Save(temp, [new("tokens", Tokens), new("labels", labels)], metadata);
-            File.Move(temp, full, overwrite: true);
+            tracked.Publish(() => File.Move(temp, full, overwrite: true));
         }
         catch
         {

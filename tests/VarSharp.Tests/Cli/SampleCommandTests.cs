@@ -80,6 +80,28 @@ public sealed class SampleCommandTests(TinyModelFolderFixture model) : IClassFix
         Assert.Contains("(2 more were already there", CliRun.Of(ByClass("2")).Output);
     }
 
+    /// <summary>
+    /// Earlier images are found by file, not by index: another class's run in between (same indices, other files) does
+    /// not hide them, and a half-precision run does not pass for a float32 one.
+    /// </summary>
+    [Fact]
+    public void EarlierImagesAreProtectedWhateverRanInBetween()
+    {
+        string[] Args(string c, params string[] extra) => ["sample", "-m", _model, "--class", c, "-n", "3", "--seed", "1", "-o", _temp.File("shared"), .. extra];
+        Assert.Equal(0, CliRun.Of(Args("0")).ExitCode);
+        Assert.Equal(0, CliRun.Of(Args("1")).ExitCode);   // other files: nothing to overwrite
+        var refused = CliRun.Of(Args("0", "--cfg", "5"));
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("holds 3 image(s) of an earlier run with other settings", refused.Error);
+
+        var half = CliRun.Of(Args("0", "--dtype", "bf16"));
+        Assert.Equal(1, half.ExitCode);
+        Assert.Contains("holds 3 image(s) of an earlier run with other settings", half.Error);
+        Assert.Equal(0, CliRun.Of(Args("0", "--dtype", "bf16", "--force")).ExitCode);
+        Assert.Contains("\"precision\":\"bf16\"", File.ReadAllText(_temp.File("shared/samples.jsonl")));
+        Assert.Contains("(3 more were already there", CliRun.Of(Args("0", "--dtype", "bf16")).Output);
+    }
+
     [Fact]
     public void AnImageOverwrittenByARunThatStoppedBeforeItsLogIsSampledAgain()
     {
