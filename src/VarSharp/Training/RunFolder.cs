@@ -227,6 +227,16 @@ public static class RunFolder
         return (CheckpointWriter.Scalar(state, "step", source), position);
     }
 
+    /// <summary>
+    /// What both trainers do once a checkpoint is in place: older ones beyond <paramref name="keep"/> go, and the log
+    /// records the new one with the data position it resumes from.
+    /// </summary>
+    public static void Checkpointed(TrainLog log, string runDir, int keep, long step, string dir, DataPosition position)
+    {
+        Prune(runDir, keep, dir);
+        log.Write("checkpoint", step, new Dictionary<string, System.Text.Json.Nodes.JsonNode?> { ["dir"] = dir, ["data_position"] = position.ToString() });
+    }
+
     /// <summary>Deletes the run's checkpoints older than the newest <paramref name="keep"/>, never <paramref name="current"/>.</summary>
     public static void Prune(string runDir, int keep, string current)
     {

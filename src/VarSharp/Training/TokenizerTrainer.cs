@@ -553,8 +553,7 @@ public sealed partial class TokenizerTrainer : IDisposable
         }
         lastCheckpointStep = step;
         lastCheckpoint = dir;
-        RunFolder.Prune(runDir, Config.KeepCheckpoints, dir);
-        log.Write("checkpoint", step, new Dictionary<string, JsonNode?> { ["dir"] = dir, ["data_position"] = loader.Position.ToString() });
+        RunFolder.Checkpointed(log, runDir, Config.KeepCheckpoints, step, dir, loader.Position);
         Say(observe, $"step {step}: checkpoint {dir}");
         return dir;
     }

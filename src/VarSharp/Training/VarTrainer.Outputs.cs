@@ -125,8 +125,7 @@ public sealed partial class VarTrainer
         }
         lastCheckpointStep = step;
         lastCheckpoint = dir;
-        RunFolder.Prune(runDir, Config.KeepCheckpoints, dir);
-        log.Write("checkpoint", step, new Dictionary<string, JsonNode?> { ["dir"] = dir, ["data_position"] = position.ToString() });
+        RunFolder.Checkpointed(log, runDir, Config.KeepCheckpoints, step, dir, position);
         Say(observe, $"step {step}: checkpoint {dir}");
         return dir;
     }
