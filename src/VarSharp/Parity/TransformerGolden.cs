@@ -133,9 +133,8 @@ public static class TransformerGolden
                     // gradient at all gets no allowance: a port that failed to train it must not pass.
                     var refKey = $"var_train.step1.grad.{name}";
                     var decider = n == 1 && gc.Has(refKey) ? gc.Vector(refKey) : r.Gradients!.GetValueOrDefault(name);
-                    using var small = decider is not null
-                        ? decider.abs().mul_(r.ClipCoefficient).lt(TinyGradient)
-                        : zeros_like(param, dtype: ScalarType.Bool);
+                    using var magnitude = decider?.abs().mul_(r.ClipCoefficient);
+                    using var small = magnitude is not null ? magnitude.lt(TinyGradient) : zeros_like(param, dtype: ScalarType.Bool);
                     if (loose.TryGetValue(name, out var prev)) prev.logical_or_(small);
                     else loose[name] = small.clone();
                     var key = $"var_train.after_step{n}.{name}";
